@@ -1,0 +1,1 @@
+//! The Kubernetes API server of Skiff (DESIGN.md §3).

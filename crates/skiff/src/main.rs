@@ -1,0 +1,3 @@
+//! The `skiff` binary: one executable for every role (DESIGN.md §2).
+
+fn main() {}
