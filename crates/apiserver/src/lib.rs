@@ -1,1 +1,324 @@
-//! The Kubernetes API server of Skiff (DESIGN.md §3).
+//! The Kubernetes API server of Skiff (DESIGN.md §3): HTTPS with client-certificate
+//! authentication, discovery and OpenAPI, the REST verbs on every registered resource, a watch
+//! cache over the store, and the server's own objects (default namespaces, the `kubernetes`
+//! Service) and lifecycles (graceful deletion, namespace termination).
+
+pub mod admission;
+pub mod discovery;
+pub mod error;
+pub mod handlers;
+pub mod lifecycle;
+pub mod objects;
+pub mod pki;
+pub mod request;
+pub mod watch_cache;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use skiff_api::registry::{self, ResourceSpec};
+use skiff_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::ApiError;
+use crate::handlers::json_response;
+use crate::objects::Objects;
+use crate::request::{ApiPath, Query};
+use crate::watch_cache::WatchCache;
+
+/// How to run the API server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The server's data directory (`<data-dir>/server`).
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    pub bind_address: std::net::IpAddr,
+    /// HTTPS port.
+    pub port: u16,
+    /// Where to write the admin kubeconfig.
+    pub kubeconfig_path: PathBuf,
+    /// Extra names for the serving certificate.
+    pub tls_sans: Vec<String>,
+}
+
+/// Why the API server stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Certificates could not be set up.
+    #[error("PKI: {0}")]
+    Pki(#[from] pki::Error),
+    /// The listener could not bind.
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Creating the built-in objects failed.
+    #[error("bootstrap: {0}")]
+    Bootstrap(ApiError),
+}
+
+/// Shared state of all handlers.
+pub struct App {
+    /// Objects over the store.
+    pub objects: Objects,
+    /// The watch cache.
+    pub watch: WatchCache,
+    /// Serializes Service IP and port allocation.
+    pub allocation: tokio::sync::Mutex<()>,
+    /// `host:port` clients reach this server at.
+    pub server_address: String,
+    /// Stops streams on shutdown.
+    pub shutdown: CancellationToken,
+    reaper: tokio::sync::Notify,
+}
+
+impl App {
+    /// Ask the lifecycle loop to look for deletions that are due.
+    pub fn wake_reaper(&self) {
+        self.reaper.notify_one();
+    }
+}
+
+/// The registry entry for a core or grouped resource that is known to exist.
+pub fn spec_of(group: &str, resource: &str) -> &'static ResourceSpec {
+    registry::RESOURCES
+        .iter()
+        .find(|s| s.group == group && s.resource == resource)
+        .unwrap_or(&registry::RESOURCES[0])
+}
+
+/// Whether a request came with valid credentials.
+#[derive(Debug, Clone, Copy)]
+struct Authenticated(bool);
+
+/// A running API server's handle.
+pub struct Server {
+    /// The bound address.
+    pub local_addr: SocketAddr,
+    /// Shared state (for in-process components).
+    pub app: Arc<App>,
+}
+
+/// Start the API server; it runs until `shutdown` is cancelled, with its tasks on `tasks`.
+pub async fn start(
+    config: Config,
+    store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+    tasks: &TaskTracker,
+) -> Result<Server, Error> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pki = pki::Pki::load_or_create(&config.data_dir.join("tls"), &config.tls_sans)?;
+    let tls = Arc::new(pki.server_config()?);
+    let addr = SocketAddr::new(config.bind_address, config.port);
+    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
+    let local_addr = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
+    let host = if config.bind_address.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        config.bind_address.to_string()
+    };
+    let server_url = format!("https://{}", SocketAddr::new(host.parse().unwrap_or(config.bind_address), local_addr.port()));
+    pki::write_secret_file(&config.kubeconfig_path, &pki.admin_kubeconfig(&server_url))?;
+
+    let app = Arc::new(App {
+        objects: Objects::new(store.clone()),
+        watch: WatchCache::new(store, shutdown.clone()),
+        allocation: tokio::sync::Mutex::new(()),
+        server_address: format!("{host}:{}", local_addr.port()),
+        shutdown: shutdown.clone(),
+        reaper: tokio::sync::Notify::new(),
+    });
+    lifecycle::bootstrap(&app, &host, local_addr.port()).await.map_err(Error::Bootstrap)?;
+    tasks.spawn(lifecycle::run(app.clone(), shutdown.clone()));
+    tasks.spawn(accept_loop(listener, tls, app.clone(), shutdown, tasks.clone()));
+    tracing::info!(%local_addr, kubeconfig = %config.kubeconfig_path.display(), "API server listening");
+    Ok(Server { local_addr, app })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Arc<App>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let stream = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            // rustls verified any certificate the client offered against our CA.
+            let authenticated = stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+            let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                let app = app.clone();
+                req.extensions_mut().insert(Authenticated(authenticated));
+                async move { Ok::<_, std::convert::Infallible>(dispatch(app, req.map(Body::new)).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+                }
+            }
+        });
+    }
+}
+
+fn text(code: StatusCode, body: &'static str) -> Response {
+    (code, [("content-type", "text/plain; charset=utf-8")], body).into_response()
+}
+
+fn is_public(path: &str) -> bool {
+    matches!(path, "/version" | "/version/" | "/healthz" | "/livez" | "/readyz")
+        || path.starts_with("/healthz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/")
+}
+
+/// Route one request.
+pub async fn dispatch(app: Arc<App>, req: Request) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = match route(app, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    resp
+}
+
+async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let path = req.uri().path().to_string();
+    let authenticated = req.extensions().get::<Authenticated>().is_none_or(|a| a.0);
+    if !authenticated && !is_public(&path) {
+        return Err(ApiError::Unauthorized);
+    }
+    let method = req.method().clone();
+    let query = Query::parse(req.uri().query());
+    let headers = req.headers().clone();
+    let accept = headers.get("accept").and_then(|v| v.to_str().ok()).map(str::to_string);
+    match path.as_str() {
+        "/version" | "/version/" => return Ok(json_response(StatusCode::OK, &discovery::version())),
+        "/healthz" | "/livez" | "/readyz" => return Ok(text(StatusCode::OK, "ok")),
+        "/openapi/v3" | "/openapi/v3/" => {
+            return Ok(json_response(StatusCode::OK, &skiff_api::openapi::v3_index()));
+        }
+        "/metrics" => return Ok(text(StatusCode::OK, "# skiff metrics\n")),
+        _ => {}
+    }
+    if path.starts_with("/healthz/") || path.starts_with("/livez/") || path.starts_with("/readyz/") {
+        return Ok(text(StatusCode::OK, "ok"));
+    }
+    if let Some(doc_path) = path.strip_prefix("/openapi/v3/") {
+        return match skiff_api::openapi::v3_document(doc_path) {
+            Some(doc) => Ok((
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                Bytes::from(doc.to_vec()),
+            )
+                .into_response()),
+            None => Err(ApiError::NoSuchPath),
+        };
+    }
+    if !(path == "/api" || path.starts_with("/api/") || path == "/apis" || path.starts_with("/apis/")) {
+        return Err(ApiError::NoSuchPath);
+    }
+    let parsed = request::parse_api_path(&path)?;
+    let discovery_only = |m: &Method| if *m == Method::GET { Ok(()) } else { Err(ApiError::MethodNotAllowed) };
+    match parsed {
+        ApiPath::CoreVersions => {
+            discovery_only(&method)?;
+            if request::wants_aggregated_discovery(accept.as_deref()) {
+                Ok(aggregated(discovery::aggregated_core()))
+            } else {
+                Ok(json_response(StatusCode::OK, &discovery::core_versions(&app.server_address)))
+            }
+        }
+        ApiPath::Groups => {
+            discovery_only(&method)?;
+            if request::wants_aggregated_discovery(accept.as_deref()) {
+                Ok(aggregated(discovery::aggregated_groups()))
+            } else {
+                Ok(json_response(StatusCode::OK, &discovery::group_list()))
+            }
+        }
+        ApiPath::Group(g) => {
+            discovery_only(&method)?;
+            discovery::group(&g)
+                .map(|v| json_response(StatusCode::OK, &v))
+                .ok_or(ApiError::NoSuchPath)
+        }
+        ApiPath::GroupVersion(g, v) => {
+            discovery_only(&method)?;
+            Ok(json_response(StatusCode::OK, &discovery::resource_list(&g, &v)))
+        }
+        ApiPath::Resource(rp) => {
+            let body = read_body(req).await?;
+            handlers::resource(app, method, rp, query, headers, body).await
+        }
+    }
+}
+
+fn aggregated(doc: Value) -> Response {
+    let mut resp = json_response(StatusCode::OK, &doc);
+    resp.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
+    );
+    resp.headers_mut().insert("vary", HeaderValue::from_static("Accept"));
+    resp
+}
+
+async fn read_body(req: Request) -> Result<Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(req.into_body(), request::MAX_BODY_BYTES);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                Err(ApiError::TooLarge(request::MAX_BODY_BYTES))
+            } else {
+                Err(ApiError::bad_request(format!("reading the request body: {e}")))
+            }
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The watch cache: one store watch per resource fans out to every client watch of that
+//! resource, with a window of recent events so clients can resume from a recent
+//! resourceVersion without touching the store.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use serde_json::Value;
+use skiff_store::{EventKind, Revision, Store, WatchResponse};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{ApiError, Result};
+use crate::objects::decode;
+
+/// Events kept per resource for resuming watches.
+const WINDOW: usize = 2048;
+/// Events a slow client watch may fall behind before it is closed (it then resumes).
+const FANOUT_CAPACITY: usize = 4096;
+/// How often the cache asks the store for a progress notification (bookmarks).
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// One change to an object, decoded once and shared by every watcher.
+#[derive(Debug)]
+pub struct CachedEvent {
+    /// Put or delete.
+    pub kind: EventKind,
+    /// The store key.
+    pub key: String,
+    /// The revision of the write.
+    pub revision: Revision,
+    /// The object after the change (for a delete: its last state, at the delete's revision).
+    pub object: Value,
+    /// The object before the change, if it existed.
+    pub prev: Option<Value>,
+}
+
+/// What a client watch receives.
+#[derive(Debug, Clone)]
+pub enum CacheItem {
+    /// A change.
+    Event(Arc<CachedEvent>),
+    /// Everything up to this revision has been delivered.
+    Progress(Revision),
+}
+
+struct Window {
+    events: VecDeque<Arc<CachedEvent>>,
+    /// Every event after this revision is in `events`.
+    oldest: Revision,
+    /// The newest revision the cache has seen (event or progress).
+    latest: Revision,
+}
+
+struct ResourceCache {
+    window: Mutex<Window>,
+    tx: broadcast::Sender<CacheItem>,
+}
+
+/// The watch caches of all resources.
+#[derive(Clone)]
+pub struct WatchCache {
+    store: Arc<dyn Store>,
+    caches: Arc<Mutex<HashMap<String, Arc<ResourceCache>>>>,
+    shutdown: CancellationToken,
+}
+
+fn to_cached(ev: &skiff_store::WatchEvent) -> Result<CachedEvent> {
+    let object = decode(&ev.kv)?;
+    let prev = ev.prev_kv.as_ref().map(decode).transpose()?;
+    Ok(CachedEvent {
+        kind: ev.kind,
+        key: ev.kv.key.clone(),
+        revision: ev.revision(),
+        object,
+        prev,
+    })
+}
+
+impl WatchCache {
+    /// A watch cache over `store`; its tasks stop when `shutdown` is cancelled.
+    pub fn new(store: Arc<dyn Store>, shutdown: CancellationToken) -> Self {
+        Self {
+            store,
+            caches: Arc::new(Mutex::new(HashMap::new())),
+            shutdown,
+        }
+    }
+
+    async fn cache_for(&self, prefix: &str) -> Result<Arc<ResourceCache>> {
+        if let Some(c) = self.lock().get(prefix) {
+            return Ok(c.clone());
+        }
+        let start = self.store.current_revision().await?;
+        let stream = self.store.watch(prefix, start + 1).await?;
+        let (tx, _) = broadcast::channel(FANOUT_CAPACITY);
+        let cache = Arc::new(ResourceCache {
+            window: Mutex::new(Window {
+                events: VecDeque::new(),
+                oldest: start,
+                latest: start,
+            }),
+            tx,
+        });
+        {
+            let mut caches = self.lock();
+            if let Some(existing) = caches.get(prefix) {
+                return Ok(existing.clone());
+            }
+            caches.insert(prefix.to_string(), cache.clone());
+        }
+        let this = self.clone();
+        let prefix = prefix.to_string();
+        let task_cache = cache.clone();
+        tokio::spawn(async move {
+            this.feed(&prefix, task_cache, stream).await;
+            this.lock().remove(&prefix);
+        });
+        Ok(cache)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ResourceCache>>> {
+        self.caches.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn feed(&self, prefix: &str, cache: Arc<ResourceCache>, mut stream: skiff_store::WatchStream) {
+        let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = ticker.tick() => stream.request_progress(),
+                item = stream.next() => {
+                    let Some(item) = item else { return };
+                    match item {
+                        Ok(WatchResponse::Events(events)) => {
+                            let mut window = cache.window.lock().unwrap_or_else(|e| e.into_inner());
+                            for ev in &events {
+                                let cached = match to_cached(ev) {
+                                    Ok(c) => Arc::new(c),
+                                    Err(e) => {
+                                        tracing::error!(prefix, error = %e, "watch cache cannot decode an event");
+                                        continue;
+                                    }
+                                };
+                                window.latest = window.latest.max(cached.revision);
+                                window.events.push_back(cached.clone());
+                                while window.events.len() > WINDOW {
+                                    if let Some(old) = window.events.pop_front() {
+                                        window.oldest = old.revision;
+                                    }
+                                }
+                                let _ = cache.tx.send(CacheItem::Event(cached));
+                            }
+                        }
+                        Ok(WatchResponse::Progress(rev)) => {
+                            let mut window = cache.window.lock().unwrap_or_else(|e| e.into_inner());
+                            if rev > window.latest {
+                                window.latest = rev;
+                            }
+                            let _ = cache.tx.send(CacheItem::Progress(window.latest));
+                        }
+                        Err(e) => {
+                            tracing::warn!(prefix, error = %e, "store watch ended; the watch cache restarts on demand");
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every change under `prefix` after revision `after`, in order, then live changes.
+    ///
+    /// Served from the cache's window when it reaches back far enough, else straight from the
+    /// store (which answers 410 for compacted revisions).
+    pub async fn watch(&self, prefix: &str, after: Revision) -> Result<BoxStream<'static, Result<CacheItem>>> {
+        // One cache per resource; client watches of one namespace filter by key.
+        let resource_prefix = resource_prefix(prefix);
+        let cache = self.cache_for(&resource_prefix).await?;
+        let (replay, rx, latest) = {
+            let window = cache.window.lock().unwrap_or_else(|e| e.into_inner());
+            if after < window.oldest {
+                drop(window);
+                return self.watch_store(prefix, after).await;
+            }
+            let replay: Vec<Arc<CachedEvent>> = window
+                .events
+                .iter()
+                .filter(|e| e.revision > after)
+                .cloned()
+                .collect();
+            (replay, cache.tx.subscribe(), window.latest)
+        };
+        if after > latest {
+            let current = self.store.current_revision().await?;
+            if after > current {
+                return Err(ApiError::TooLargeResourceVersion { requested: after, current });
+            }
+        }
+        let prefix = prefix.to_string();
+        let replay = futures::stream::iter(replay.into_iter().map(|e| Ok(CacheItem::Event(e))));
+        let live = futures::stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await {
+                Ok(item) => Some((Ok(item), rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => None,
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        });
+        let filtered = replay.chain(live).filter(move |item| {
+            let keep = match item {
+                Ok(CacheItem::Event(e)) => e.key.starts_with(&prefix) && e.revision > after,
+                _ => true,
+            };
+            futures::future::ready(keep)
+        });
+        Ok(filtered.boxed())
+    }
+
+    async fn watch_store(&self, prefix: &str, after: Revision) -> Result<BoxStream<'static, Result<CacheItem>>> {
+        let stream = self.store.watch(prefix, after + 1).await?;
+        let mapped = stream.flat_map(|item| {
+            let out: Vec<Result<CacheItem>> = match item {
+                Ok(WatchResponse::Events(events)) => events
+                    .iter()
+                    .map(|ev| to_cached(ev).map(|c| CacheItem::Event(Arc::new(c))))
+                    .collect(),
+                Ok(WatchResponse::Progress(rev)) => vec![Ok(CacheItem::Progress(rev))],
+                Err(e) => vec![Err(e.into())],
+            };
+            futures::stream::iter(out)
+        });
+        Ok(mapped.boxed())
+    }
+}
+
+/// `/registry/<group>/<resource>/` of any key prefix below it.
+fn resource_prefix(prefix: &str) -> String {
+    let parts: Vec<&str> = prefix.trim_start_matches('/').splitn(4, '/').collect();
+    if parts.len() >= 3 {
+        format!("/{}/{}/{}/", parts[0], parts[1], parts[2])
+    } else {
+        prefix.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_prefix_strips_the_namespace() {
+        assert_eq!(resource_prefix("/registry/core/pods/default/"), "/registry/core/pods/");
+        assert_eq!(resource_prefix("/registry/core/pods/"), "/registry/core/pods/");
+        assert_eq!(resource_prefix("/registry/apps/deployments/"), "/registry/apps/deployments/");
+    }
+}
