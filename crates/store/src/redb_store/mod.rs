@@ -36,12 +36,15 @@ pub struct Stats {
     pub commits: u64,
     /// Operations acknowledged as successful (writes and compactions).
     pub writes: u64,
+    /// Times a watcher fell behind the in-memory event buffer and caught up from the log.
+    pub watch_catch_ups: u64,
 }
 
 #[derive(Debug, Default)]
 struct Counters {
     commits: AtomicU64,
     writes: AtomicU64,
+    watch_catch_ups: AtomicU64,
 }
 
 /// State shared by the store handle, the writer thread and the watchers.
@@ -109,6 +112,7 @@ impl RedbStore {
         Stats {
             commits: self.shared.stats.commits.load(Ordering::Relaxed),
             writes: self.shared.stats.writes.load(Ordering::Relaxed),
+            watch_catch_ups: self.shared.stats.watch_catch_ups.load(Ordering::Relaxed),
         }
     }
 

@@ -125,6 +125,7 @@ impl Watcher {
                     Err(RecvError::Lagged(skipped)) => {
                         tracing::debug!(prefix = %self.prefix, skipped, next = self.next,
                             "watcher lagged; catching up from the log");
+                        self.shared.stats.watch_catch_ups.fetch_add(1, Ordering::Relaxed);
                         self.catching_up = true;
                     }
                     Err(RecvError::Closed) => return Some(self.fail(Error::Closed)),
