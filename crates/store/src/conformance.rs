@@ -1,0 +1,770 @@
+//! The backend-neutral conformance suite: every [`Store`] backend must pass these checks.
+//!
+//! Each check takes a fresh, empty store and panics when the backend misbehaves. [`CASES`] lists
+//! them by name so a backend's test file can generate one test per check. The watch guarantees
+//! are checked by name, after etcd's robustness suite: ordered, unique, atomic, reliable,
+//! resumable, bookmarkable.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+
+use crate::{
+    Error, EventKind, KeyValue, RangeOptions, Revision, Store, WatchEvent, WatchResponse,
+    WatchStream,
+};
+
+/// A conformance check: gets a fresh empty store, panics on failure.
+pub type Case = fn(Arc<dyn Store>) -> BoxFuture<'static, ()>;
+
+/// Every check, by name.
+pub const CASES: &[(&str, Case)] = &[
+    ("create_then_update_tracks_versions", |s| {
+        Box::pin(create_then_update_tracks_versions(s))
+    }),
+    ("create_existing_key_fails_already_exists", |s| {
+        Box::pin(create_existing_key_fails_already_exists(s))
+    }),
+    ("write_missing_key_fails_not_found", |s| {
+        Box::pin(write_missing_key_fails_not_found(s))
+    }),
+    ("stale_mod_revision_conflicts", |s| {
+        Box::pin(stale_mod_revision_conflicts(s))
+    }),
+    ("delete_returns_value_at_delete_revision", |s| {
+        Box::pin(delete_returns_value_at_delete_revision(s))
+    }),
+    ("range_lists_prefix_in_key_order", |s| {
+        Box::pin(range_lists_prefix_in_key_order(s))
+    }),
+    ("range_pages_are_one_snapshot_during_writes", |s| {
+        Box::pin(range_pages_are_one_snapshot_during_writes(s))
+    }),
+    ("range_at_old_revision_sees_old_state", |s| {
+        Box::pin(range_at_old_revision_sees_old_state(s))
+    }),
+    ("range_at_future_revision_fails", |s| {
+        Box::pin(range_at_future_revision_fails(s))
+    }),
+    ("compaction_fails_old_ranges_and_watches", |s| {
+        Box::pin(compaction_fails_old_ranges_and_watches(s))
+    }),
+    ("watch_ordered", |s| Box::pin(watch_ordered(s))),
+    ("watch_unique", |s| Box::pin(watch_unique(s))),
+    ("watch_atomic", |s| Box::pin(watch_atomic(s))),
+    ("watch_reliable", |s| Box::pin(watch_reliable(s))),
+    ("watch_resumable", |s| Box::pin(watch_resumable(s))),
+    ("watch_bookmarkable", |s| Box::pin(watch_bookmarkable(s))),
+    ("watch_slow_consumer_loses_nothing_silently", |s| {
+        Box::pin(watch_slow_consumer_loses_nothing_silently(s))
+    }),
+];
+
+/// How long a check waits for a watch response before failing.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn value(text: &str) -> Bytes {
+    Bytes::from(text.to_owned())
+}
+
+fn latest() -> RangeOptions {
+    RangeOptions::default()
+}
+
+/// A write as acknowledged to its caller.
+#[derive(Debug, Clone)]
+struct Ack {
+    kind: EventKind,
+    kv: KeyValue,
+}
+
+/// Runs `tasks` concurrent writers under `prefix`; each creates, updates and (every third key)
+/// deletes `keys_per_task` keys. Returns every acknowledgement.
+async fn concurrent_writes(
+    store: &Arc<dyn Store>,
+    prefix: &str,
+    tasks: usize,
+    keys_per_task: usize,
+) -> Vec<Ack> {
+    let mut handles = Vec::new();
+    for task in 0..tasks {
+        let store = Arc::clone(store);
+        let prefix = prefix.to_owned();
+        handles.push(tokio::spawn(async move {
+            let mut acks = Vec::new();
+            for i in 0..keys_per_task {
+                let key = format!("{prefix}{task}/{i}");
+                let created = store
+                    .create(&key, value(&format!("{{\"v\":{i}}}")))
+                    .await
+                    .expect("create succeeds");
+                acks.push(Ack {
+                    kind: EventKind::Put,
+                    kv: created.clone(),
+                });
+                let updated = store
+                    .update(
+                        &key,
+                        value(&format!("{{\"v\":{i},\"u\":1}}")),
+                        Some(created.mod_revision),
+                    )
+                    .await
+                    .expect("update succeeds");
+                acks.push(Ack {
+                    kind: EventKind::Put,
+                    kv: updated.clone(),
+                });
+                if i % 3 == 0 {
+                    let deleted = store
+                        .delete(&key, Some(updated.mod_revision))
+                        .await
+                        .expect("delete succeeds");
+                    acks.push(Ack {
+                        kind: EventKind::Delete,
+                        kv: deleted,
+                    });
+                }
+            }
+            acks
+        }));
+    }
+    let mut acks = Vec::new();
+    for handle in handles {
+        acks.extend(handle.await.expect("writer task"));
+    }
+    acks.sort_by_key(|ack| ack.kv.mod_revision);
+    acks
+}
+
+/// Reads responses until an event at or past `until` arrives; returns the events grouped by
+/// response.
+async fn collect_until(stream: &mut WatchStream, until: Revision) -> Vec<Vec<WatchEvent>> {
+    let mut responses = Vec::new();
+    let mut last = 0;
+    while last < until {
+        let response = tokio::time::timeout(WATCH_TIMEOUT, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("no watch response within {WATCH_TIMEOUT:?} (last {last}, want {until})"))
+            .expect("watch stream ended early")
+            .expect("watch stream failed");
+        if let WatchResponse::Events(events) = response {
+            assert!(!events.is_empty(), "an Events response is never empty");
+            last = events.last().map_or(last, WatchEvent::revision);
+            responses.push(events);
+        }
+    }
+    responses
+}
+
+fn flatten(responses: &[Vec<WatchEvent>]) -> Vec<WatchEvent> {
+    responses.iter().flatten().cloned().collect()
+}
+
+/// Asserts that `events` are exactly the acknowledged writes at or after `from` under `prefix`.
+fn assert_matches_acks(events: &[WatchEvent], acks: &[Ack], from: Revision, prefix: &str) {
+    let expected: Vec<(Revision, EventKind, &str, &[u8])> = acks
+        .iter()
+        .filter(|ack| ack.kv.mod_revision >= from && ack.kv.key.starts_with(prefix))
+        .map(|ack| (ack.kv.mod_revision, ack.kind, ack.kv.key.as_str(), &ack.kv.value[..]))
+        .collect();
+    let seen: Vec<(Revision, EventKind, &str, &[u8])> = events
+        .iter()
+        .map(|event| (event.revision(), event.kind, event.kv.key.as_str(), &event.kv.value[..]))
+        .collect();
+    assert_eq!(seen, expected, "watch from {from} under {prefix:?}");
+}
+
+/// Create sets create = mod revision and version 1; update bumps mod revision and version.
+pub async fn create_then_update_tracks_versions(store: Arc<dyn Store>) {
+    let before = store.current_revision().await.expect("revision");
+    let created = store
+        .create("/registry/pods/default/a", value("one"))
+        .await
+        .expect("create");
+    assert_eq!(created.mod_revision, before + 1);
+    assert_eq!(created.create_revision, created.mod_revision);
+    assert_eq!(created.version, 1);
+    assert_eq!(store.current_revision().await.expect("revision"), before + 1);
+
+    let updated = store
+        .update("/registry/pods/default/a", value("two"), None)
+        .await
+        .expect("update");
+    assert_eq!(updated.mod_revision, before + 2);
+    assert_eq!(updated.create_revision, created.create_revision);
+    assert_eq!(updated.version, 2);
+
+    let got = store
+        .get("/registry/pods/default/a")
+        .await
+        .expect("get")
+        .expect("key exists");
+    assert_eq!(got, updated);
+    assert_eq!(&got.value[..], b"two");
+    assert_eq!(store.get("/registry/pods/default/b").await.expect("get"), None);
+}
+
+/// Creating an existing key fails and consumes no revision.
+pub async fn create_existing_key_fails_already_exists(store: Arc<dyn Store>) {
+    store.create("/k", value("1")).await.expect("create");
+    let revision = store.current_revision().await.expect("revision");
+    let err = store.create("/k", value("2")).await.expect_err("second create");
+    assert!(
+        matches!(&err, Error::AlreadyExists { key } if key == "/k"),
+        "got {err:?}"
+    );
+    assert_eq!(store.current_revision().await.expect("revision"), revision);
+    let kv = store.get("/k").await.expect("get").expect("exists");
+    assert_eq!(&kv.value[..], b"1");
+}
+
+/// Updating or deleting a missing key fails with NotFound.
+pub async fn write_missing_key_fails_not_found(store: Arc<dyn Store>) {
+    let err = store
+        .update("/missing", value("x"), None)
+        .await
+        .expect_err("update of missing key");
+    assert!(matches!(&err, Error::NotFound { key } if key == "/missing"), "got {err:?}");
+    let err = store
+        .delete("/missing", Some(5))
+        .await
+        .expect_err("delete of missing key");
+    assert!(matches!(&err, Error::NotFound { key } if key == "/missing"), "got {err:?}");
+    assert_eq!(store.get("/missing").await.expect("get"), None);
+}
+
+/// Compare-and-swap on `mod_revision`: a stale expectation conflicts and reports the current
+/// value; the right one succeeds.
+pub async fn stale_mod_revision_conflicts(store: Arc<dyn Store>) {
+    let first = store.create("/cas", value("a")).await.expect("create");
+    let second = store
+        .update("/cas", value("b"), Some(first.mod_revision))
+        .await
+        .expect("update with current mod_revision");
+    let err = store
+        .update("/cas", value("c"), Some(first.mod_revision))
+        .await
+        .expect_err("update with stale mod_revision");
+    match &err {
+        Error::Conflict {
+            key,
+            expected,
+            current,
+        } => {
+            assert_eq!(key, "/cas");
+            assert_eq!(*expected, first.mod_revision);
+            assert_eq!(current.as_ref(), Some(&second));
+        }
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    let err = store
+        .delete("/cas", Some(first.mod_revision))
+        .await
+        .expect_err("delete with stale mod_revision");
+    assert!(matches!(err, Error::Conflict { .. }), "got {err:?}");
+    let kv = store.get("/cas").await.expect("get").expect("still there");
+    assert_eq!(kv, second);
+    store
+        .delete("/cas", Some(second.mod_revision))
+        .await
+        .expect("delete with current mod_revision");
+}
+
+/// Delete returns the deleted value stamped with the delete's revision; a re-create starts a new
+/// life (version 1, new create revision).
+pub async fn delete_returns_value_at_delete_revision(store: Arc<dyn Store>) {
+    let created = store.create("/d", value("payload")).await.expect("create");
+    let deleted = store.delete("/d", None).await.expect("delete");
+    assert_eq!(deleted.mod_revision, created.mod_revision + 1);
+    assert_eq!(&deleted.value[..], b"payload");
+    assert_eq!(deleted.create_revision, created.create_revision);
+    assert_eq!(store.get("/d").await.expect("get"), None);
+    assert_eq!(store.current_revision().await.expect("revision"), deleted.mod_revision);
+
+    let again = store.create("/d", value("new")).await.expect("re-create");
+    assert_eq!(again.version, 1);
+    assert_eq!(again.create_revision, deleted.mod_revision + 1);
+}
+
+/// A range returns exactly the keys under the prefix, sorted, at the current revision.
+pub async fn range_lists_prefix_in_key_order(store: Arc<dyn Store>) {
+    for key in [
+        "/registry/pods/ns/c",
+        "/registry/pods/ns/a",
+        "/registry/podsx/ns/a",
+        "/registry/pod",
+        "/registry/pods/other/b",
+    ] {
+        store.create(key, value(key)).await.expect("create");
+    }
+    let result = store.range("/registry/pods/", latest()).await.expect("range");
+    let keys: Vec<&str> = result.kvs.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["/registry/pods/ns/a", "/registry/pods/ns/c", "/registry/pods/other/b"]
+    );
+    assert!(!result.more);
+    assert_eq!(result.revision, store.current_revision().await.expect("revision"));
+    let all = store.range("", latest()).await.expect("range all");
+    assert_eq!(all.kvs.len(), 5);
+}
+
+/// Pages read with limit + continue at the first page's revision form one consistent snapshot,
+/// whatever is written between pages.
+pub async fn range_pages_are_one_snapshot_during_writes(store: Arc<dyn Store>) {
+    let prefix = "/registry/configmaps/default/";
+    let mut snapshot = Vec::new();
+    for i in 0..40 {
+        let kv = store
+            .create(&format!("{prefix}cm-{i:02}"), value(&format!("v{i}")))
+            .await
+            .expect("create");
+        snapshot.push(kv);
+    }
+    let options = RangeOptions {
+        limit: Some(7),
+        ..RangeOptions::default()
+    };
+    let first = store.range(prefix, options.clone()).await.expect("first page");
+    assert_eq!(first.kvs.len(), 7);
+    assert!(first.more);
+    let revision = first.revision;
+    let mut listed = first.kvs;
+    let mut more = first.more;
+    let mut round = 0;
+    while more {
+        // Writes between pages: update and delete keys not listed yet, add new ones.
+        let victim = format!("{prefix}cm-{:02}", 39 - round);
+        store
+            .update(&victim, value("changed"), None)
+            .await
+            .expect("update between pages");
+        store
+            .delete(&format!("{prefix}cm-{:02}", 20 + round), None)
+            .await
+            .expect("delete between pages");
+        store
+            .create(&format!("{prefix}cm-{:02}x", 30 + round), value("new"))
+            .await
+            .expect("create between pages");
+        round += 1;
+        let page = store
+            .range(
+                prefix,
+                RangeOptions {
+                    revision: Some(revision),
+                    start_after: listed.last().map(|kv| kv.key.clone()),
+                    ..options.clone()
+                },
+            )
+            .await
+            .expect("next page");
+        assert_eq!(page.revision, revision, "pages are served at the first page's revision");
+        assert!(page.kvs.len() <= 7);
+        more = page.more;
+        listed.extend(page.kvs);
+    }
+    assert_eq!(listed, snapshot, "the pages add up to the snapshot at revision {revision}");
+    let now = store.range(prefix, latest()).await.expect("latest range");
+    assert_ne!(now.kvs, snapshot, "the writes between pages did happen");
+}
+
+/// A range at an old revision shows keys as they were: old values, deleted keys present, keys
+/// created later absent.
+pub async fn range_at_old_revision_sees_old_state(store: Arc<dyn Store>) {
+    let a1 = store.create("/r/a", value("a1")).await.expect("create a");
+    let b1 = store.create("/r/b", value("b1")).await.expect("create b");
+    let at_two = b1.mod_revision;
+    let a2 = store.update("/r/a", value("a2"), None).await.expect("update a");
+    store.delete("/r/b", None).await.expect("delete b");
+    let c1 = store.create("/r/c", value("c1")).await.expect("create c");
+
+    let old = store
+        .range(
+            "/r/",
+            RangeOptions {
+                revision: Some(at_two),
+                ..RangeOptions::default()
+            },
+        )
+        .await
+        .expect("range at old revision");
+    assert_eq!(old.revision, at_two);
+    assert_eq!(old.kvs, vec![a1.clone(), b1.clone()]);
+
+    let mid = store
+        .range(
+            "/r/",
+            RangeOptions {
+                revision: Some(a2.mod_revision),
+                ..RangeOptions::default()
+            },
+        )
+        .await
+        .expect("range at middle revision");
+    assert_eq!(mid.kvs, vec![a2.clone(), b1]);
+
+    let before_all = store
+        .range(
+            "/r/",
+            RangeOptions {
+                revision: Some(a1.mod_revision - 1),
+                ..RangeOptions::default()
+            },
+        )
+        .await
+        .expect("range before the first write");
+    assert!(before_all.kvs.is_empty());
+
+    let now = store.range("/r/", latest()).await.expect("latest");
+    assert_eq!(now.kvs, vec![a2, c1]);
+
+    let limited = store
+        .range(
+            "/r/",
+            RangeOptions {
+                revision: Some(at_two),
+                limit: Some(1),
+                start_after: None,
+            },
+        )
+        .await
+        .expect("limited old range");
+    assert_eq!(limited.kvs, vec![a1]);
+    assert!(limited.more);
+}
+
+/// A range at a revision newer than the current one fails with FutureRevision.
+pub async fn range_at_future_revision_fails(store: Arc<dyn Store>) {
+    store.create("/f", value("x")).await.expect("create");
+    let current = store.current_revision().await.expect("revision");
+    let err = store
+        .range(
+            "/",
+            RangeOptions {
+                revision: Some(current + 1),
+                ..RangeOptions::default()
+            },
+        )
+        .await
+        .expect_err("future revision");
+    assert!(
+        matches!(err, Error::FutureRevision { requested, current: c } if requested == current + 1 && c == current),
+        "got {err:?}"
+    );
+}
+
+/// After compaction at R: ranges and watches before R fail with Compacted, at R they still work
+/// and see the right state.
+pub async fn compaction_fails_old_ranges_and_watches(store: Arc<dyn Store>) {
+    let a1 = store.create("/c/a", value("a1")).await.expect("create a");
+    store.create("/c/b", value("b1")).await.expect("create b");
+    let a2 = store.update("/c/a", value("a2"), None).await.expect("update a");
+    store.delete("/c/b", None).await.expect("delete b");
+    let d1 = store.create("/c/d", value("d1")).await.expect("create d");
+    let compact_at = d1.mod_revision;
+    let a3 = store.update("/c/a", value("a3"), None).await.expect("update a");
+    let d2 = store.delete("/c/d", None).await.expect("delete d");
+
+    assert_eq!(store.compacted_revision().await.expect("compacted"), 0);
+    store.compact(compact_at).await.expect("compact");
+    assert_eq!(
+        store.compacted_revision().await.expect("compacted"),
+        compact_at
+    );
+
+    let err = store
+        .range(
+            "/c/",
+            RangeOptions {
+                revision: Some(a1.mod_revision),
+                ..RangeOptions::default()
+            },
+        )
+        .await
+        .expect_err("range before compaction");
+    assert!(
+        matches!(err, Error::Compacted { requested, compacted } if requested == a1.mod_revision && compacted == compact_at),
+        "got {err:?}"
+    );
+    let at = store
+        .range(
+            "/c/",
+            RangeOptions {
+                revision: Some(compact_at),
+                ..RangeOptions::default()
+            },
+        )
+        .await
+        .expect("range at the compacted revision");
+    assert_eq!(at.kvs, vec![a2.clone(), d1.clone()]);
+
+    let err = store
+        .watch("/c/", compact_at - 1)
+        .await
+        .expect_err("watch before compaction");
+    assert!(matches!(err, Error::Compacted { .. }), "got {err:?}");
+
+    let mut watch = store.watch("/c/", compact_at).await.expect("watch at compaction");
+    let events = flatten(&collect_until(&mut watch, d2.mod_revision).await);
+    let revisions: Vec<Revision> = events.iter().map(WatchEvent::revision).collect();
+    assert_eq!(revisions, vec![d1.mod_revision, a3.mod_revision, d2.mod_revision]);
+    assert_eq!(events[1].prev_kv.as_ref(), Some(&a2), "prev_kv survives compaction");
+    assert_eq!(events[2].kind, EventKind::Delete);
+    assert_eq!(events[2].prev_kv.as_ref(), Some(&d1));
+
+    let err = store.compact(compact_at).await.expect_err("compact again");
+    assert!(matches!(err, Error::Compacted { .. }), "got {err:?}");
+    let current = store.current_revision().await.expect("revision");
+    let err = store.compact(current + 1).await.expect_err("compact the future");
+    assert!(matches!(err, Error::FutureRevision { .. }), "got {err:?}");
+
+    store.compact(current).await.expect("compact everything");
+    let now = store.range("/c/", latest()).await.expect("latest after full compaction");
+    assert_eq!(now.kvs, vec![a3]);
+}
+
+/// Ordered: a watcher's event revisions strictly increase, across responses and across the
+/// switch from replay to live events.
+pub async fn watch_ordered(store: Arc<dyn Store>) {
+    let start = store.current_revision().await.expect("revision") + 1;
+    let mut live = store.watch("/o/", 0).await.expect("watch from now");
+    let writers = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { concurrent_writes(&store, "/o/", 8, 10).await })
+    };
+    // Start a replaying watcher while writes are in flight.
+    tokio::task::yield_now().await;
+    let mut replaying = store.watch("/o/", start).await.expect("watch from start");
+    let acks = writers.await.expect("writers");
+    let last = acks.last().expect("acks").kv.mod_revision;
+    for stream in [&mut live, &mut replaying] {
+        let events = flatten(&collect_until(stream, last).await);
+        for pair in events.windows(2) {
+            assert!(
+                pair[0].revision() < pair[1].revision(),
+                "revisions must strictly increase: {} then {}",
+                pair[0].revision(),
+                pair[1].revision()
+            );
+        }
+    }
+}
+
+/// Unique: no event is delivered twice, even when a watcher starts in the past while writes
+/// are being committed.
+pub async fn watch_unique(store: Arc<dyn Store>) {
+    let start = store.current_revision().await.expect("revision") + 1;
+    let writers = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { concurrent_writes(&store, "/u/", 8, 10).await })
+    };
+    let mut watchers = Vec::new();
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+        watchers.push(store.watch("/u/", start).await.expect("watch"));
+    }
+    let acks = writers.await.expect("writers");
+    let last = acks.last().expect("acks").kv.mod_revision;
+    for watcher in &mut watchers {
+        let events = flatten(&collect_until(watcher, last).await);
+        let mut seen = HashSet::new();
+        for event in &events {
+            assert!(
+                seen.insert(event.revision()),
+                "revision {} delivered twice",
+                event.revision()
+            );
+        }
+    }
+}
+
+/// Atomic: every acknowledged write is exactly one event at the acknowledged revision, carrying
+/// the acknowledged key, kind and value, never split across responses.
+pub async fn watch_atomic(store: Arc<dyn Store>) {
+    let mut watch = store.watch("/a/", 0).await.expect("watch");
+    let acks = concurrent_writes(&store, "/a/", 6, 6).await;
+    let last = acks.last().expect("acks").kv.mod_revision;
+    let responses = collect_until(&mut watch, last).await;
+    let mut response_of: HashMap<Revision, usize> = HashMap::new();
+    for (index, response) in responses.iter().enumerate() {
+        for event in response {
+            let earlier = response_of.insert(event.revision(), index);
+            assert!(
+                earlier.is_none(),
+                "the events of revision {} are split",
+                event.revision()
+            );
+        }
+    }
+    let by_revision: BTreeMap<Revision, &WatchEvent> = responses
+        .iter()
+        .flatten()
+        .map(|event| (event.revision(), event))
+        .collect();
+    for ack in &acks {
+        let event = by_revision
+            .get(&ack.kv.mod_revision)
+            .unwrap_or_else(|| panic!("no event for acknowledged revision {}", ack.kv.mod_revision));
+        assert_eq!(event.kind, ack.kind);
+        assert_eq!(event.kv, ack.kv);
+    }
+    assert_eq!(by_revision.len(), acks.len(), "one event per write");
+}
+
+/// Reliable: a watcher sees every event at or after its start revision under its prefix, with
+/// no gap, whether it starts in the past (replay), now, or while writes are in flight.
+pub async fn watch_reliable(store: Arc<dyn Store>) {
+    // History before the watchers start, partly under another prefix.
+    let early = concurrent_writes(&store, "/rel/", 3, 4).await;
+    concurrent_writes(&store, "/other/", 2, 4).await;
+    let from_past = early[early.len() / 2].kv.mod_revision;
+    let mut past = store.watch("/rel/", from_past).await.expect("watch from the past");
+    let now = store.current_revision().await.expect("revision") + 1;
+    let mut live = store.watch("/rel/", 0).await.expect("watch from now");
+    let late = {
+        let a = concurrent_writes(&store, "/rel/x", 4, 5);
+        let b = concurrent_writes(&store, "/other/x", 4, 5);
+        let (mut a, b) = futures::join!(a, b);
+        a.extend(b);
+        a.sort_by_key(|ack| ack.kv.mod_revision);
+        a
+    };
+    let last = late
+        .iter()
+        .rev()
+        .find(|ack| ack.kv.key.starts_with("/rel/"))
+        .expect("a late write under /rel/")
+        .kv
+        .mod_revision;
+    let all: Vec<Ack> = early.iter().chain(late.iter()).cloned().collect();
+    let past_events = flatten(&collect_until(&mut past, last).await);
+    assert_matches_acks(&past_events, &all, from_past, "/rel/");
+    let live_events = flatten(&collect_until(&mut live, last).await);
+    assert_matches_acks(&live_events, &all, now, "/rel/");
+}
+
+/// Resumable: after a disconnect, a watch from revision N delivers exactly the events at or after
+/// N, with prev_kv for updates and deletes.
+pub async fn watch_resumable(store: Arc<dyn Store>) {
+    let mut watch = store.watch("/res/", 0).await.expect("watch");
+    let first = concurrent_writes(&store, "/res/", 2, 3).await;
+    let first_last = first.last().expect("acks").kv.mod_revision;
+    let seen = flatten(&collect_until(&mut watch, first_last).await);
+    drop(watch);
+    let resume_from = seen.last().expect("events").revision() + 1;
+
+    let second = concurrent_writes(&store, "/res/more", 2, 3).await;
+    let second_last = second.last().expect("acks").kv.mod_revision;
+    let mut resumed = store.watch("/res/", resume_from).await.expect("resume");
+    let events = flatten(&collect_until(&mut resumed, second_last).await);
+    assert_matches_acks(&events, &second, resume_from, "/res/");
+
+    // Resuming from the middle of the first batch replays exactly its tail, then the rest.
+    let middle = first[first.len() / 2].kv.mod_revision;
+    let mut from_middle = store.watch("/res/", middle).await.expect("resume from middle");
+    let events = flatten(&collect_until(&mut from_middle, second_last).await);
+    let all: Vec<Ack> = first.iter().chain(second.iter()).cloned().collect();
+    assert_matches_acks(&events, &all, middle, "/res/");
+    for event in &events {
+        let is_create = event.kind == EventKind::Put && event.kv.version == 1;
+        assert_eq!(
+            event.prev_kv.is_some(),
+            !is_create,
+            "prev_kv on update/delete only: {event:?}"
+        );
+        if let Some(prev) = &event.prev_kv {
+            assert!(prev.mod_revision < event.revision());
+            assert_eq!(prev.key, event.kv.key);
+        }
+    }
+}
+
+/// Bookmarkable: a progress notification reports a revision at or past the last delivered event
+/// and past every write acknowledged before the request, also when those writes are outside the
+/// watched prefix.
+pub async fn watch_bookmarkable(store: Arc<dyn Store>) {
+    let mut watch = store.watch("/b/", 0).await.expect("watch");
+    watch.request_progress();
+    let current = store.current_revision().await.expect("revision");
+    match next_response(&mut watch).await {
+        WatchResponse::Progress(revision) => assert!(revision >= current, "{revision} < {current}"),
+        other => panic!("expected progress, got {other:?}"),
+    }
+
+    let put = store.create("/b/x", value("1")).await.expect("create");
+    let other = store.create("/elsewhere", value("1")).await.expect("create elsewhere");
+    watch.progress_requester().request();
+    let mut last_event = 0;
+    loop {
+        match next_response(&mut watch).await {
+            WatchResponse::Events(events) => {
+                last_event = events.last().map_or(last_event, WatchEvent::revision);
+            }
+            WatchResponse::Progress(revision) => {
+                assert_eq!(last_event, put.mod_revision, "the event precedes the progress");
+                assert!(revision >= last_event, "progress {revision} behind event {last_event}");
+                assert!(
+                    revision >= other.mod_revision,
+                    "progress {revision} behind acknowledged write {}",
+                    other.mod_revision
+                );
+                break;
+            }
+        }
+    }
+}
+
+async fn next_response(stream: &mut WatchStream) -> WatchResponse {
+    tokio::time::timeout(WATCH_TIMEOUT, stream.next())
+        .await
+        .expect("watch response in time")
+        .expect("stream open")
+        .expect("no error")
+}
+
+/// A consumer that does not read while many commits happen either gets every event afterwards or
+/// sees the stream fail; it never misses events silently.
+pub async fn watch_slow_consumer_loses_nothing_silently(store: Arc<dyn Store>) {
+    let mut watch = store.watch("/slow/", 0).await.expect("watch");
+    let mut acks = Vec::new();
+    // Sequential writes: one commit each, more than an in-memory buffer is likely to hold.
+    for i in 0..1500 {
+        let kv = store
+            .create(&format!("/slow/{i:05}"), value("x"))
+            .await
+            .expect("create");
+        acks.push(Ack {
+            kind: EventKind::Put,
+            kv,
+        });
+    }
+    let last = acks.last().expect("acks").kv.mod_revision;
+    let mut events = Vec::new();
+    let mut failed = false;
+    while events.last().is_none_or(|event: &WatchEvent| event.revision() < last) {
+        match tokio::time::timeout(WATCH_TIMEOUT, watch.next())
+            .await
+            .expect("watch response in time")
+        {
+            Some(Ok(WatchResponse::Events(batch))) => events.extend(batch),
+            Some(Ok(WatchResponse::Progress(_))) => {}
+            Some(Err(_)) => {
+                failed = true;
+                break;
+            }
+            None => panic!("stream ended without an error"),
+        }
+    }
+    let first = acks.first().expect("acks").kv.mod_revision;
+    let delivered: Vec<Revision> = events.iter().map(WatchEvent::revision).collect();
+    let expected: Vec<Revision> = (first..first + delivered.len() as i64).collect();
+    assert_eq!(delivered, expected, "delivered events have no gap");
+    if !failed {
+        assert_eq!(delivered.len(), acks.len());
+    }
+}
