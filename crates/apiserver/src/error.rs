@@ -314,6 +314,7 @@ impl ApiError {
 impl From<skiff_store::Error> for ApiError {
     fn from(err: skiff_store::Error) -> Self {
         use skiff_store::Error as E;
+        let err_text = err.to_string();
         match err {
             E::Compacted { requested, compacted } => {
                 Self::Expired(format!("too old resource version: {requested} ({compacted})"))
@@ -329,6 +330,7 @@ impl From<skiff_store::Error> for ApiError {
                 Self::Internal(format!("unexpected store race on {key}, please retry"))
             }
             E::EmptyKey => Self::Internal("empty storage key".into()),
+            E::Corrupt { .. } => Self::Internal(format!("datastore: {err_text}")),
         }
     }
 }

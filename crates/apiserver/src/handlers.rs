@@ -857,7 +857,7 @@ async fn subresource(
         spec.subresource(sub)
             .is_some_and(|s| s.verbs.contains(&verb))
     };
-    match (sub, &method) {
+    match (sub, method.clone()) {
         ("status", Method::GET) => {
             let obj = app.objects.get(spec, ns, name).await?;
             respond_object(spec, StatusCode::OK, &obj, query, accept)

@@ -100,21 +100,15 @@ fn name(cn: &str, org: Option<&str>) -> DistinguishedName {
 
 fn validity(params: &mut CertificateParams) {
     let now = jiff::Timestamp::now().as_second();
-    let not_before = now - 3600;
-    let not_after = now + 10 * 365 * 24 * 3600;
-    if let (Ok(b), Ok(a)) = (
-        time_from_unix(not_before),
-        time_from_unix(not_after),
-    ) {
-        params.not_before = b;
-        params.not_after = a;
+    let ymd = |secs: i64| {
+        jiff::Timestamp::from_second(secs)
+            .map(|ts| ts.to_zoned(jiff::tz::TimeZone::UTC).date())
+            .ok()
+    };
+    if let (Some(b), Some(a)) = (ymd(now - 24 * 3600), ymd(now + 10 * 365 * 24 * 3600)) {
+        params.not_before = rcgen::date_time_ymd(b.year().into(), b.month() as u8, b.day() as u8);
+        params.not_after = rcgen::date_time_ymd(a.year().into(), a.month() as u8, a.day() as u8);
     }
-}
-
-fn time_from_unix(secs: i64) -> std::result::Result<rcgen::date_time_ymd_type::DateTime, ()> {
-    let ts = jiff::Timestamp::from_second(secs).map_err(|_| ())?;
-    let dt = ts.to_zoned(jiff::tz::TimeZone::UTC).datetime();
-    Ok(rcgen::date_time_ymd(dt.year().into(), dt.month() as u8, dt.day() as u8))
 }
 
 impl Pki {

@@ -180,19 +180,22 @@ impl WatchCache {
         // One cache per resource; client watches of one namespace filter by key.
         let resource_prefix = resource_prefix(prefix);
         let cache = self.cache_for(&resource_prefix).await?;
-        let (replay, rx, latest) = {
+        let snapshot = {
             let window = cache.window.lock().unwrap_or_else(|e| e.into_inner());
             if after < window.oldest {
-                drop(window);
-                return self.watch_store(prefix, after).await;
+                None
+            } else {
+                let replay: Vec<Arc<CachedEvent>> = window
+                    .events
+                    .iter()
+                    .filter(|e| e.revision > after)
+                    .cloned()
+                    .collect();
+                Some((replay, cache.tx.subscribe(), window.latest))
             }
-            let replay: Vec<Arc<CachedEvent>> = window
-                .events
-                .iter()
-                .filter(|e| e.revision > after)
-                .cloned()
-                .collect();
-            (replay, cache.tx.subscribe(), window.latest)
+        };
+        let Some((replay, rx, latest)) = snapshot else {
+            return self.watch_store(prefix, after).await;
         };
         if after > latest {
             let current = self.store.current_revision().await?;

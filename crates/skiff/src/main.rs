@@ -1,3 +1,127 @@
 //! The `skiff` binary: one executable for every role (DESIGN.md §2).
 
-fn main() {}
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Skiff: a Kubernetes-compatible container orchestrator in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "skiff", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the control plane (API server on an embedded store) and write an admin kubeconfig.
+    Server(ServerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServerArgs {
+    /// Directory for all state: the store under `server/`, certificates under `server/tls/`,
+    /// and the admin kubeconfig at `kubeconfig.yaml`.
+    #[arg(long, env = "SKIFF_DATA_DIR", default_value = "/var/lib/skiff")]
+    data_dir: PathBuf,
+    /// Address the API server listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: IpAddr,
+    /// HTTPS port of the API server (0 picks a free port).
+    #[arg(long, default_value_t = 6443)]
+    https_listen_port: u16,
+    /// Do not run a node agent on this host (control plane only). The node agent is not part of
+    /// this build yet, so the server runs the control plane only either way.
+    #[arg(long)]
+    disable_agent: bool,
+    /// Extra host names or IP addresses for the API server's certificate (repeatable).
+    #[arg(long = "tls-san")]
+    tls_sans: Vec<String>,
+    /// Where to write the admin kubeconfig (default: `<data-dir>/kubeconfig.yaml`).
+    #[arg(long)]
+    write_kubeconfig: Option<PathBuf>,
+    /// Log filter, as `RUST_LOG` (e.g. `info`, `skiff_apiserver=debug`).
+    #[arg(long, env = "SKIFF_LOG", default_value = "info")]
+    log: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
+                .with_writer(std::io::stderr)
+                .init();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(server(args))
+        }
+    }
+}
+
+async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let server_dir = args.data_dir.join("server");
+    std::fs::create_dir_all(&server_dir)
+        .with_context(|| format!("creating data directory {}", server_dir.display()))?;
+    let store = skiff_store::RedbStore::open(server_dir.join("state.redb"))
+        .with_context(|| format!("opening the store in {}", server_dir.display()))?;
+    let store: Arc<dyn skiff_store::Store> = Arc::new(store);
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let kubeconfig = args
+        .write_kubeconfig
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("kubeconfig.yaml"));
+    let config = skiff_apiserver::Config {
+        data_dir: server_dir,
+        bind_address: args.bind_address,
+        port: args.https_listen_port,
+        kubeconfig_path: kubeconfig.clone(),
+        tls_sans: args.tls_sans.clone(),
+    };
+    let server = skiff_apiserver::start(config, store, shutdown.clone(), &tasks)
+        .await
+        .context("starting the API server")?;
+    if !args.disable_agent {
+        tracing::warn!("the node agent is not part of this build yet; running the control plane only");
+    }
+    // One line on stdout that scripts can wait for.
+    println!(
+        "skiff server ready: https://{} kubeconfig={}",
+        server.local_addr,
+        kubeconfig.display()
+    );
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    tasks.close();
+    if tokio::time::timeout(Duration::from_secs(10), tasks.wait()).await.is_err() {
+        tracing::warn!("some tasks did not stop within 10s");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
