@@ -368,16 +368,23 @@ const INGRESS_COLUMNS: &[Column] = &[
 fn ingress_cells(ing: &Value, now: Timestamp) -> Vec<Value> {
     const MAX: usize = 3;
     let rules = arr_at(ing, &["spec", "rules"]);
-    let hosts: Vec<&str> = rules
-        .iter()
-        .map(|r| str_at(r, &["host"]))
-        .filter(|h| !h.is_empty())
-        .take(MAX)
-        .collect();
-    // Upstream stops collecting at the fourth rule and counts every rule past the third.
+    // Upstream collects up to three non-empty hosts and reports "more" only when another rule
+    // follows the one that filled the list; the count then covers every rule past the third.
+    let mut hosts: Vec<&str> = Vec::with_capacity(MAX);
+    let mut more = false;
+    for rule in rules {
+        if hosts.len() == MAX {
+            more = true;
+            break;
+        }
+        let host = str_at(rule, &["host"]);
+        if !host.is_empty() {
+            hosts.push(host);
+        }
+    }
     let hosts_text = if hosts.is_empty() {
         "*".to_owned()
-    } else if rules.len() > MAX && hosts.len() == MAX {
+    } else if more {
         format!("{} + {} more...", hosts.join(","), rules.len() - MAX)
     } else {
         hosts.join(",")

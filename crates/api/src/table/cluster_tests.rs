@@ -186,6 +186,12 @@ fn ingress_and_ingress_class_rows() {
             json!("60m")
         ]
     );
+    let exactly_three = json!({"metadata": meta("w"), "spec": {
+        "rules": [{"host": "a.example.com"}, {}, {"host": "b.example.com"}, {"host": "c.example.com"}]}});
+    assert_eq!(
+        cells("networking.k8s.io", "ingresses", &exactly_three)[2],
+        "a.example.com,b.example.com,c.example.com"
+    );
     let bare = json!({"metadata": meta("any"), "spec": {"defaultBackend": {}}});
     let c = cells("networking.k8s.io", "ingresses", &bare);
     assert_eq!(
