@@ -9,10 +9,12 @@
 //! `columnDefinitions` are present only on the first event of the stream and `null` afterwards
 //! (upstream sets `NoHeaders` after transforming the first watch event).
 
+mod autoscaling;
 mod cluster;
 mod core;
 mod duration;
 mod format;
+mod storage;
 mod workloads;
 
 use jiff::Timestamp;
@@ -150,6 +152,8 @@ struct Printer {
 fn printer(group: &str, resource: &str) -> Option<Printer> {
     workloads::printer(group, resource)
         .or_else(|| core::printer(group, resource))
+        .or_else(|| autoscaling::printer(group, resource))
+        .or_else(|| storage::printer(group, resource))
         .or_else(|| cluster::printer(group, resource))
 }
 
