@@ -147,20 +147,39 @@ fn build_catalog() -> Catalog {
     for entry in resources::all_kinds() {
         by_gv.entry(entry.gv_path()).or_default().push(entry);
     }
+    // A kind's definition is tagged in every document that holds it, as upstream does (the
+    // PersistentVolumeClaim of a StatefulSet's volumeClaimTemplates is tagged in apps/v1).
+    let mut documents = Vec::new();
+    let mut tags: Vec<(String, Gvk)> = Vec::new();
+    for (path, entries) in by_gv {
+        let (document, document_tags) = build_document(&path, &entries);
+        let (group, version) = (entries[0].ty.group, entries[0].ty.version);
+        tags.push((
+            format!("{META}.DeleteOptions"),
+            gvk(group, version, "DeleteOptions"),
+        ));
+        tags.extend(document_tags);
+        documents.push((path, document));
+    }
+    for kind in ["APIResourceList", "Status"] {
+        tags.push((format!("{META}.{kind}"), gvk("", "v1", kind)));
+    }
     let mut catalog = Catalog {
         documents: BTreeMap::new(),
         definitions: Map::new(),
-        kinds: BTreeMap::new(),
+        kinds: tags
+            .iter()
+            .map(|(name, gvk)| (gvk.clone(), name.clone()))
+            .collect(),
     };
-    for (path, entries) in by_gv {
-        let (document, tags) = build_document(&path, &entries);
-        if let Some(Value::Object(schemas)) = document.pointer("/components/schemas") {
-            for (name, schema) in schemas {
-                merge_definition(&mut catalog.definitions, name, schema);
+    for (path, mut document) in documents {
+        if let Some(Value::Object(schemas)) = document.pointer_mut("/components/schemas") {
+            apply_tags(schemas, &tags);
+            for (name, schema) in schemas.iter() {
+                if !catalog.definitions.contains_key(name) {
+                    catalog.definitions.insert(name.clone(), schema.clone());
+                }
             }
-        }
-        for (name, gvk) in tags {
-            catalog.kinds.insert(gvk, name);
         }
         let bytes = serde_json::to_vec(&document).expect("a serde_json::Value always serializes");
         let hash = hex_upper(&Sha512::digest(&bytes));
@@ -169,29 +188,26 @@ fn build_catalog() -> Catalog {
     catalog
 }
 
-/// Adds a definition to the union; the same definition seen in two documents differs only in
-/// its group-version-kind tags (Scale is tagged in apps/v1 and in v1), which are merged.
-fn merge_definition(into: &mut Map<String, Value>, name: &str, schema: &Value) {
-    let Some(existing) = into.get_mut(name) else {
-        into.insert(name.to_owned(), schema.clone());
-        return;
-    };
-    let Some(Value::Array(new_tags)) = schema.get(GVK_EXTENSION) else {
-        return;
-    };
-    let Some(object) = existing.as_object_mut() else {
-        return;
-    };
-    let tags = object
-        .entry(GVK_EXTENSION)
-        .or_insert_with(|| Value::Array(Vec::new()));
-    if let Value::Array(tags) = tags {
-        for tag in new_tags {
-            if !tags.contains(tag) {
-                tags.push(tag.clone());
+/// Adds `x-kubernetes-group-version-kind` entries to the definitions a document holds.
+fn apply_tags(schemas: &mut Map<String, Value>, tags: &[(String, Gvk)]) {
+    for (name, (group, version, kind)) in tags {
+        let Some(Value::Object(schema)) = schemas.get_mut(name) else {
+            continue;
+        };
+        let list = schema
+            .entry(GVK_EXTENSION)
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(list) = list {
+            let value = gvk_value(group, version, kind);
+            if !list.contains(&value) {
+                list.push(value);
             }
         }
     }
+}
+
+fn gvk(group: &str, version: &str, kind: &str) -> Gvk {
+    (group.to_owned(), version.to_owned(), kind.to_owned())
 }
 
 fn hex_upper(bytes: &[u8]) -> String {
@@ -238,7 +254,7 @@ fn build_document(path: &str, entries: &[KindEntry]) -> (Value, Vec<(String, Gvk
     let mut generator = schema_generator();
     let mut tags: Vec<(String, Gvk)> = Vec::new();
     let mut tag = |name: &str, group: &str, version: &str, kind: &str| {
-        let gvk = (group.to_owned(), version.to_owned(), kind.to_owned());
+        let gvk = gvk(group, version, kind);
         if !tags.iter().any(|(n, g)| n == name && *g == gvk) {
             tags.push((name.to_owned(), gvk));
         }
@@ -317,19 +333,6 @@ fn build_document(path: &str, entries: &[KindEntry]) -> (Value, Vec<(String, Gvk
         }),
     );
     post_process(&mut schemas);
-    for (name, (group, version, kind)) in &tags {
-        if let Some(Value::Object(schema)) = schemas.get_mut(name) {
-            let list = schema
-                .entry(GVK_EXTENSION)
-                .or_insert_with(|| Value::Array(Vec::new()));
-            if let Value::Array(list) = list {
-                let value = gvk_value(group, version, kind);
-                if !list.contains(&value) {
-                    list.push(value);
-                }
-            }
-        }
-    }
     let document = json!({
         "openapi": "3.0.0",
         "info": { "title": "Kubernetes", "version": "unversioned" },
@@ -438,10 +441,11 @@ fn wrap_ref_siblings(schema: &mut Value) {
         Value::Object(object) => {
             // A `$ref` key whose value is not a string is a property *named* `$ref`
             // (JSONSchemaProps), not a reference.
-            if object.len() > 1 && object.get("$ref").is_some_and(Value::is_string) {
-                if let Some(reference) = object.remove("$ref") {
-                    object.insert("allOf".into(), json!([{ "$ref": reference }]));
-                }
+            if object.len() > 1
+                && object.get("$ref").is_some_and(Value::is_string)
+                && let Some(reference) = object.remove("$ref")
+            {
+                object.insert("allOf".into(), json!([{ "$ref": reference }]));
             }
             for value in object.values_mut() {
                 wrap_ref_siblings(value);

@@ -22,10 +22,10 @@ fn refs(value: &Value, out: &mut Vec<String>) {
     match value {
         Value::Object(object) => {
             for (key, value) in object {
-                if key == "$ref" {
-                    if let Some(r) = value.as_str() {
-                        out.push(r.to_owned());
-                    }
+                if key == "$ref"
+                    && let Some(r) = value.as_str()
+                {
+                    out.push(r.to_owned());
                 }
                 refs(value, out);
             }
@@ -372,4 +372,29 @@ fn metadata_and_status_are_described() {
     );
     let pod = &doc["components"]["schemas"]["io.k8s.api.core.v1.Pod"];
     assert!(pod["properties"]["status"]["allOf"].is_array());
+}
+
+#[test]
+fn kinds_are_tagged_in_every_document_that_holds_them() {
+    let doc = document("apis/apps/v1");
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["io.k8s.api.core.v1.PersistentVolumeClaim"][GVK_EXTENSION],
+        json!([{"group": "", "version": "v1", "kind": "PersistentVolumeClaim"}])
+    );
+    let delete_options = schemas[format!("{META}.DeleteOptions")][GVK_EXTENSION]
+        .as_array()
+        .expect("tags");
+    assert!(
+        delete_options
+            .contains(&json!({"group": "apps", "version": "v1", "kind": "DeleteOptions"}))
+    );
+    assert_eq!(
+        definition_for_kind("batch", "v1", "DeleteOptions"),
+        Some("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions")
+    );
+    assert_eq!(
+        definition_for_kind("policy", "v1", "Eviction"),
+        Some("io.k8s.api.policy.v1.Eviction")
+    );
 }
