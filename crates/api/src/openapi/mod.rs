@@ -249,7 +249,8 @@ fn schema_ref(name: &str) -> Value {
     json!({ "$ref": format!("{REF_PREFIX}{name}") })
 }
 
-/// Builds one group-version document; returns it with its (definition, gvk) tags.
+/// Builds one group-version document, and the (definition, gvk) tags of the kinds it defines;
+/// the tags are applied by the caller, across all documents.
 fn build_document(path: &str, entries: &[KindEntry]) -> (Value, Vec<(String, Gvk)>) {
     let mut generator = schema_generator();
     let mut tags: Vec<(String, Gvk)> = Vec::new();

@@ -1,3 +1,5 @@
+//! Tests of the generated documents: the shapes kubectl apply, create, replace and explain read.
+
 use super::*;
 
 fn document(path: &str) -> Value {
