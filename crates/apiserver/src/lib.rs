@@ -241,7 +241,7 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         "/version" | "/version/" => return Ok(json_response(StatusCode::OK, &discovery::version())),
         "/healthz" | "/livez" | "/readyz" => return Ok(text(StatusCode::OK, "ok")),
         "/openapi/v3" | "/openapi/v3/" => {
-            return Ok(json_response(StatusCode::OK, &skiff_api::openapi::v3_index()));
+            return Ok(json_response(StatusCode::OK, &skiff_api::openapi::v3_index(&[])));
         }
         "/metrics" => return Ok(text(StatusCode::OK, "# skiff metrics\n")),
         _ => {}
