@@ -151,8 +151,25 @@ fn new_value(patch_value: Value, meta: FieldMeta, path: &str) -> Result<Option<V
         Value::Array(patch) if meta.strategy.merges_lists() => {
             Some(Value::Array(merge_list(Vec::new(), patch, meta, path)?))
         }
+        Value::Array(patch) => Some(Value::Array(sanitize_list(patch, meta.ty, path)?)),
         other => Some(other),
     })
+}
+
+/// Object elements of a list taken from the patch as they are. Upstream keeps their nulls and
+/// directives in the JSON and loses them when decoding into the typed object; Skiff stores the
+/// JSON itself, so they are dropped here.
+fn sanitize_list(list: Vec<Value>, ty: Ty, path: &str) -> Result<Vec<Value>, Error> {
+    list.into_iter()
+        .map(|item| sanitize_element(item, ty, path))
+        .collect()
+}
+
+fn sanitize_element(item: Value, ty: Ty, path: &str) -> Result<Value, Error> {
+    match item {
+        Value::Object(object) => Ok(Value::Object(merge_map(Object::new(), object, ty, path)?)),
+        other => Ok(other),
+    }
 }
 
 fn merge_list_field(
@@ -164,7 +181,7 @@ fn merge_list_field(
     if meta.strategy.merges_lists() {
         merge_list(live, patch, meta, path)
     } else {
-        Ok(patch)
+        sanitize_list(patch, meta.ty, path)
     }
 }
 
@@ -327,7 +344,7 @@ fn merge_object_list(
                 merged[index] =
                     Value::Object(merge_map(current, object.clone(), meta.ty, &element_path)?);
             }
-            None => merged.push(element.clone()),
+            None => merged.push(sanitize_element(element.clone(), meta.ty, path)?),
         }
     }
     Ok(order(merged, &plain, &server_order, Some(key)))

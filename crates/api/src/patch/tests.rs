@@ -664,3 +664,57 @@ fn smp_type_change_replaces_value() {
     );
     assert_eq!(out["spec"]["nodeSelector"], json!("oops"));
 }
+
+#[test]
+fn smp_nulls_in_appended_elements_and_replaced_lists_are_dropped() {
+    let patch = json!({"spec": {
+        "containers": [{"name": "n", "image": "x", "workingDir": null}],
+        "tolerations": [{"key": "k", "operator": "Exists", "value": null}]
+    }});
+    let out = pod_smp(three_containers(), patch);
+    assert_eq!(
+        out["spec"]["containers"][0],
+        json!({"name": "n", "image": "x"})
+    );
+    assert_eq!(
+        out["spec"]["tolerations"],
+        json!([{"key": "k", "operator": "Exists"}])
+    );
+}
+
+#[test]
+fn smp_kubectl_apply_deletes_env_var_and_adds_volume() {
+    let live = json!({"spec": {
+        "containers": [{"name": "c", "image": "i", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}],
+        "volumes": [{"name": "data", "emptyDir": {}}]
+    }});
+    let patch = json!({"spec": {
+        "$setElementOrder/containers": [{"name": "c"}],
+        "$setElementOrder/volumes": [{"name": "data"}, {"name": "cfg"}],
+        "containers": [{"name": "c", "$setElementOrder/env": [{"name": "B"}], "env": [{"$patch": "delete", "name": "A"}]}],
+        "volumes": [{"name": "cfg", "configMap": {"name": "app"}}]
+    }});
+    let out = pod_smp(live, patch);
+    assert_eq!(
+        out["spec"]["containers"][0]["env"],
+        json!([{"name": "B", "value": "2"}])
+    );
+    assert_eq!(names(&out["spec"]["volumes"]), ["data", "cfg"]);
+}
+
+#[test]
+fn smp_empty_patch_list_leaves_merge_list_unchanged() {
+    let out = pod_smp(three_containers(), json!({"spec": {"containers": []}}));
+    assert_eq!(names(&out["spec"]["containers"]), ["a", "b", "c"]);
+    let out = pod_smp(
+        json!({"metadata": {"finalizers": ["a"]}}),
+        json!({"metadata": {"finalizers": []}}),
+    );
+    assert_eq!(out["metadata"]["finalizers"], json!(["a"]));
+}
+
+#[test]
+fn smp_null_list_deletes_it() {
+    let out = pod_smp(three_containers(), json!({"spec": {"containers": null}}));
+    assert_eq!(out, json!({"spec": {}}));
+}

@@ -85,21 +85,18 @@ impl Requirement {
 
 impl fmt::Display for Requirement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (prefix, op) = match self.operator {
-            Operator::Equals => ("", "="),
-            Operator::DoubleEquals => ("", "=="),
-            Operator::NotEquals => ("", "!="),
-            Operator::In => ("", " in "),
-            Operator::NotIn => ("", " notin "),
-            Operator::GreaterThan => ("", ">"),
-            Operator::LessThan => ("", "<"),
-            Operator::Exists => return write!(f, "{}", self.key),
-            Operator::DoesNotExist => return write!(f, "!{}", self.key),
-        };
+        let key = &self.key;
         let values = self.values.join(",");
         match self.operator {
-            Operator::In | Operator::NotIn => write!(f, "{prefix}{}{op}({values})", self.key),
-            _ => write!(f, "{prefix}{}{op}{values}", self.key),
+            Operator::Equals => write!(f, "{key}={values}"),
+            Operator::DoubleEquals => write!(f, "{key}=={values}"),
+            Operator::NotEquals => write!(f, "{key}!={values}"),
+            Operator::In => write!(f, "{key} in ({values})"),
+            Operator::NotIn => write!(f, "{key} notin ({values})"),
+            Operator::GreaterThan => write!(f, "{key}>{values}"),
+            Operator::LessThan => write!(f, "{key}<{values}"),
+            Operator::Exists => write!(f, "{key}"),
+            Operator::DoesNotExist => write!(f, "!{key}"),
         }
     }
 }
