@@ -28,9 +28,17 @@ fn validation_errors(spec: &ResourceSpec, obj: &Value, old: Option<&Value>) -> R
     }
     let causes = errors
         .iter()
-        .map(|e| Cause { reason: e.reason().to_string(), message: e.message(), field: e.field.clone() })
+        .map(|e| Cause {
+            reason: e.reason().to_string(),
+            message: e.message(),
+            field: e.field.clone(),
+        })
         .collect();
-    Err(ApiError::invalid(spec, obj["metadata"]["name"].as_str().unwrap_or(""), causes))
+    Err(ApiError::invalid(
+        spec,
+        obj["metadata"]["name"].as_str().unwrap_or(""),
+        causes,
+    ))
 }
 
 fn namespace_label(spec: &ResourceSpec, obj: &mut Value) {
@@ -42,13 +50,20 @@ fn namespace_label(spec: &ResourceSpec, obj: &mut Value) {
 }
 
 /// Admit a new object: defaults, validation, allocations.
-pub async fn admit_create(app: &App, spec: &ResourceSpec, ns: Option<&str>, obj: &mut Value) -> Result<()> {
+pub async fn admit_create(
+    app: &App,
+    spec: &ResourceSpec,
+    ns: Option<&str>,
+    obj: &mut Value,
+) -> Result<()> {
     if obj.get("metadata").is_none_or(Value::is_null) {
         obj["metadata"] = json!({});
     }
     if spec.namespaced
         && let Some(ns) = ns
-        && obj["metadata"]["namespace"].as_str().is_none_or(str::is_empty)
+        && obj["metadata"]["namespace"]
+            .as_str()
+            .is_none_or(str::is_empty)
     {
         obj["metadata"]["namespace"] = json!(ns);
     }
@@ -56,7 +71,9 @@ pub async fn admit_create(app: &App, spec: &ResourceSpec, ns: Option<&str>, obj:
     namespace_label(spec, obj);
     // Names may be generated later; validate with a placeholder so generateName objects pass.
     let generated = obj["metadata"]["name"].as_str().is_none_or(str::is_empty)
-        && obj["metadata"]["generateName"].as_str().is_some_and(|g| !g.is_empty());
+        && obj["metadata"]["generateName"]
+            .as_str()
+            .is_some_and(|g| !g.is_empty());
     if generated {
         let mut probe = obj.clone();
         let base = obj["metadata"]["generateName"].as_str().unwrap_or("");
@@ -72,7 +89,12 @@ pub async fn admit_create(app: &App, spec: &ResourceSpec, ns: Option<&str>, obj:
 }
 
 /// Admit an update of `old` to `new`.
-pub fn admit_update(spec: &ResourceSpec, old: &Value, new: &mut Value, scope: UpdateScope) -> Result<()> {
+pub fn admit_update(
+    spec: &ResourceSpec,
+    old: &Value,
+    new: &mut Value,
+    scope: UpdateScope,
+) -> Result<()> {
     skiff_api::defaults::apply_defaults(spec.group, spec.kind, new);
     namespace_label(spec, new);
     if spec.resource == "services" {
@@ -84,10 +106,15 @@ pub fn admit_update(spec: &ResourceSpec, old: &Value, new: &mut Value, scope: Up
                 new["spec"][field] = v.clone();
             }
         }
-        if let (Some(new_ports), Some(old_ports)) = (new["spec"]["ports"].as_array_mut(), old["spec"]["ports"].as_array()) {
+        if let (Some(new_ports), Some(old_ports)) = (
+            new["spec"]["ports"].as_array_mut(),
+            old["spec"]["ports"].as_array(),
+        ) {
             for p in new_ports.iter_mut() {
                 if p.get("nodePort").is_none_or(Value::is_null)
-                    && let Some(prev) = old_ports.iter().find(|o| o["port"] == p["port"] && o["protocol"] == p["protocol"])
+                    && let Some(prev) = old_ports
+                        .iter()
+                        .find(|o| o["port"] == p["port"] && o["protocol"] == p["protocol"])
                     && let Some(np) = prev.get("nodePort")
                 {
                     p["nodePort"] = np.clone();
@@ -111,11 +138,25 @@ fn ip_to_u32(ip: &str) -> Option<u32> {
 async fn allocate_service(app: &App, svc: &mut Value) -> Result<()> {
     let _guard = app.allocation.lock().await;
     let services = crate::spec_of("", "services");
-    let page = app.objects.list(services, &ListQuery::default(), &|_| true).await?;
-    let ty = svc["spec"]["type"].as_str().unwrap_or("ClusterIP").to_string();
+    let page = app
+        .objects
+        .list(services, &ListQuery::default(), &|_| true)
+        .await?;
+    let ty = svc["spec"]["type"]
+        .as_str()
+        .unwrap_or("ClusterIP")
+        .to_string();
     let name = svc["metadata"]["name"].as_str().unwrap_or("").to_string();
     let invalid = |field: &str, message: String| {
-        ApiError::invalid(services, &name, vec![Cause { reason: "FieldValueInvalid".into(), message, field: field.into() }])
+        ApiError::invalid(
+            services,
+            &name,
+            vec![Cause {
+                reason: "FieldValueInvalid".into(),
+                message,
+                field: field.into(),
+            }],
+        )
     };
     if ty != "ExternalName" {
         let used: HashSet<u32> = page
@@ -129,26 +170,46 @@ async fn allocate_service(app: &App, svc: &mut Value) -> Result<()> {
             }
             Some(ip) if !ip.is_empty() => {
                 let Some(n) = ip_to_u32(ip) else {
-                    return Err(invalid("spec.clusterIPs[0]", format!("Invalid value: \"{ip}\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")));
+                    return Err(invalid(
+                        "spec.clusterIPs[0]",
+                        format!(
+                            "Invalid value: \"{ip}\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+                        ),
+                    ));
                 };
                 if n <= SERVICE_CIDR_BASE || n >= SERVICE_CIDR_BASE + SERVICE_CIDR_SIZE - 1 {
-                    return Err(invalid("spec.clusterIPs", format!("Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is 10.96.0.0/12")));
+                    return Err(invalid(
+                        "spec.clusterIPs",
+                        format!(
+                            "Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is 10.96.0.0/12"
+                        ),
+                    ));
                 }
                 if used.contains(&n) {
-                    return Err(invalid("spec.clusterIPs", format!("Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: provided IP is already allocated")));
+                    return Err(invalid(
+                        "spec.clusterIPs",
+                        format!(
+                            "Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: provided IP is already allocated"
+                        ),
+                    ));
                 }
                 svc["spec"]["clusterIPs"] = json!([ip]);
             }
             _ => {
                 // Spread allocations over the range from a random start, skipping the reserved
                 // kubernetes (.1) and DNS (.10) addresses.
-                let reserved: HashSet<u32> = [KUBERNETES_SERVICE_IP, DNS_SERVICE_IP].iter().filter_map(|i| ip_to_u32(i)).collect();
+                let reserved: HashSet<u32> = [KUBERNETES_SERVICE_IP, DNS_SERVICE_IP]
+                    .iter()
+                    .filter_map(|i| ip_to_u32(i))
+                    .collect();
                 let start = rand::random_range(16..SERVICE_CIDR_SIZE - 1);
                 let found = (0..SERVICE_CIDR_SIZE - 2)
                     .map(|i| SERVICE_CIDR_BASE + 1 + (start + i) % (SERVICE_CIDR_SIZE - 2))
                     .find(|n| !used.contains(n) && !reserved.contains(n));
                 let Some(n) = found else {
-                    return Err(ApiError::Internal("failed to allocate a serviceIP: range is full".into()));
+                    return Err(ApiError::Internal(
+                        "failed to allocate a serviceIP: range is full".into(),
+                    ));
                 };
                 let ip = Ipv4Addr::from(n).to_string();
                 svc["spec"]["clusterIP"] = json!(ip);
@@ -168,17 +229,30 @@ async fn allocate_service(app: &App, svc: &mut Value) -> Result<()> {
                 match p["nodePort"].as_i64() {
                     Some(np) if np != 0 => {
                         if !NODE_PORTS.contains(&np) {
-                            return Err(invalid(&format!("spec.ports[{i}].nodePort"), format!("Invalid value: {np}: provided port is not in the valid range. The range of valid ports is 30000-32767")));
+                            return Err(invalid(
+                                &format!("spec.ports[{i}].nodePort"),
+                                format!(
+                                    "Invalid value: {np}: provided port is not in the valid range. The range of valid ports is 30000-32767"
+                                ),
+                            ));
                         }
                         if !used.insert(np) {
-                            return Err(invalid(&format!("spec.ports[{i}].nodePort"), format!("Invalid value: {np}: provided port is already allocated")));
+                            return Err(invalid(
+                                &format!("spec.ports[{i}].nodePort"),
+                                format!("Invalid value: {np}: provided port is already allocated"),
+                            ));
                         }
                     }
                     _ => {
                         let span = NODE_PORTS.end() - NODE_PORTS.start() + 1;
                         let start = rand::random_range(0..span);
-                        let Some(np) = (0..span).map(|k| NODE_PORTS.start() + (start + k) % span).find(|n| !used.contains(n)) else {
-                            return Err(ApiError::Internal("failed to allocate a nodePort: range is full".into()));
+                        let Some(np) = (0..span)
+                            .map(|k| NODE_PORTS.start() + (start + k) % span)
+                            .find(|n| !used.contains(n))
+                        else {
+                            return Err(ApiError::Internal(
+                                "failed to allocate a nodePort: range is full".into(),
+                            ));
                         };
                         used.insert(np);
                         p["nodePort"] = json!(np);

@@ -92,7 +92,10 @@ pub fn resource_list(group: &str, version: &str) -> Value {
         entries.push((spec.resource.to_string(), Value::Object(e)));
         for sub in spec.subresources {
             let mut s = Map::new();
-            s.insert("name".into(), json!(format!("{}/{}", spec.resource, sub.name)));
+            s.insert(
+                "name".into(),
+                json!(format!("{}/{}", spec.resource, sub.name)),
+            );
             s.insert("singularName".into(), json!(""));
             s.insert("namespaced".into(), json!(spec.namespaced));
             if let Some(g) = sub.group {
@@ -120,7 +123,12 @@ pub fn resource_list(group: &str, version: &str) -> Value {
     })
 }
 
-fn response_kind(spec: &ResourceSpec, group: Option<&str>, version: Option<&str>, kind: &str) -> Value {
+fn response_kind(
+    spec: &ResourceSpec,
+    group: Option<&str>,
+    version: Option<&str>,
+    kind: &str,
+) -> Value {
     let _ = spec;
     json!({"group": group.unwrap_or(""), "version": version.unwrap_or(""), "kind": kind})
 }
@@ -130,10 +138,17 @@ fn aggregated_group(group: &str, version: &str) -> Value {
         .map(|spec| {
             let mut r = Map::new();
             r.insert("resource".into(), json!(spec.resource));
-            r.insert("responseKind".into(), response_kind(spec, None, None, spec.kind));
+            r.insert(
+                "responseKind".into(),
+                response_kind(spec, None, None, spec.kind),
+            );
             r.insert(
                 "scope".into(),
-                json!(if spec.namespaced { "Namespaced" } else { "Cluster" }),
+                json!(if spec.namespaced {
+                    "Namespaced"
+                } else {
+                    "Cluster"
+                }),
             );
             r.insert("singularResource".into(), json!(spec.singular));
             r.insert("verbs".into(), json!(spec.verbs));
@@ -229,7 +244,10 @@ mod tests {
             .expect("deployments");
         assert_eq!(deploy["categories"], json!(["all"]));
         assert_eq!(deploy["shortNames"], json!(["deploy"]));
-        assert_eq!(deploy["responseKind"], json!({"group": "", "version": "", "kind": "Deployment"}));
+        assert_eq!(
+            deploy["responseKind"],
+            json!({"group": "", "version": "", "kind": "Deployment"})
+        );
         let scale = &deploy["subresources"][0];
         assert_eq!(scale["subresource"], "scale");
         assert_eq!(scale["responseKind"]["group"], "autoscaling");

@@ -264,11 +264,25 @@ impl ApiError {
             Value::Object(d)
         }
         match self {
-            Self::NotFound { name, group, kind, .. }
-            | Self::AlreadyExists { name, group, kind, .. }
-            | Self::Conflict { name, group, kind, .. } => Some(named(name, group, kind)),
-            Self::Forbidden { name, group, kind, .. } => Some(named(name, group, kind)),
-            Self::Invalid { name, group, kind, causes, .. } => {
+            Self::NotFound {
+                name, group, kind, ..
+            }
+            | Self::AlreadyExists {
+                name, group, kind, ..
+            }
+            | Self::Conflict {
+                name, group, kind, ..
+            } => Some(named(name, group, kind)),
+            Self::Forbidden {
+                name, group, kind, ..
+            } => Some(named(name, group, kind)),
+            Self::Invalid {
+                name,
+                group,
+                kind,
+                causes,
+                ..
+            } => {
                 let mut d = named(name, group, kind);
                 let causes: Vec<Value> = causes
                     .iter()
@@ -316,9 +330,12 @@ impl From<skiff_store::Error> for ApiError {
         use skiff_store::Error as E;
         let err_text = err.to_string();
         match err {
-            E::Compacted { requested, compacted } => {
-                Self::Expired(format!("too old resource version: {requested} ({compacted})"))
-            }
+            E::Compacted {
+                requested,
+                compacted,
+            } => Self::Expired(format!(
+                "too old resource version: {requested} ({compacted})"
+            )),
             E::FutureRevision { requested, current } => {
                 Self::TooLargeResourceVersion { requested, current }
             }

@@ -13,6 +13,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use skiff_api::registry::ResourceSpec;
 use skiff_api::selector::{FieldSelector, LabelSelector};
+use skiff_api::table::IncludeObject;
 use skiff_store::EventKind;
 
 use crate::App;
@@ -26,12 +27,17 @@ use crate::watch_cache::CacheItem;
 
 /// JSON response with a status code.
 pub fn json_response(code: StatusCode, value: &Value) -> Response {
-    (code, [("content-type", "application/json")], value.to_string()).into_response()
+    (
+        code,
+        [("content-type", "application/json")],
+        value.to_string(),
+    )
+        .into_response()
 }
 
 fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
     for w in warnings {
-        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        let text = skiff_api::field_validation::warning_header_value(w);
         if let Ok(v) = HeaderValue::from_str(&text) {
             resp.headers_mut().append("warning", v);
         }
@@ -48,7 +54,7 @@ struct Selection {
 impl Selection {
     fn parse(spec: &ResourceSpec, query: &Query) -> Result<Self> {
         let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))
-            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""))
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         fields
@@ -70,57 +76,9 @@ fn now() -> jiff::Timestamp {
     jiff::Timestamp::now()
 }
 
-fn include_object(query: &Query) -> Result<&'static str> {
-    match query.get("includeObject") {
-        None | Some("") | Some("Metadata") => Ok("Metadata"),
-        Some("Object") => Ok("Object"),
-        Some("None") => Ok("None"),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "unrecognized includeObject value: \"{other}\""
-        ))),
-    }
-}
-
-fn table_row(spec: &ResourceSpec, obj: &Value, include: &str) -> Value {
-    let cells = skiff_api::table::row_cells(spec.group, spec.resource, obj, now());
-    let object = match include {
-        "Object" => obj.clone(),
-        "None" => Value::Null,
-        _ => json!({
-            "kind": "PartialObjectMetadata",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": obj["metadata"].clone(),
-        }),
-    };
-    let mut row = json!({"cells": cells, "object": object});
-    if spec.resource == "pods" {
-        match obj["status"]["phase"].as_str() {
-            Some("Succeeded") => {
-                row["conditions"] = json!([{"type": "Completed", "status": "True", "reason": "Succeeded", "message": "The pod has completed successfully."}]);
-            }
-            Some("Failed") => {
-                row["conditions"] = json!([{"type": "Completed", "status": "True", "reason": "Failed", "message": "The pod failed."}]);
-            }
-            _ => {}
-        }
-    }
-    row
-}
-
-fn table(spec: &ResourceSpec, items: &[Value], meta: Value, include: &str, headers: bool) -> Value {
-    let columns = if headers {
-        json!(skiff_api::table::column_definitions(spec.group, spec.resource))
-    } else {
-        Value::Null
-    };
-    let rows: Vec<Value> = items.iter().map(|o| table_row(spec, o, include)).collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": meta,
-        "columnDefinitions": columns,
-        "rows": rows,
-    })
+fn include_object(query: &Query) -> Result<IncludeObject> {
+    IncludeObject::parse(query.get("includeObject"))
+        .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// Dispatch a request on a resource URL.
@@ -178,11 +136,31 @@ pub async fn resource(
             }
             Method::PUT => {
                 require(spec, "update")?;
-                update(&app, spec, ns, name, UpdateScope::Main, &query, content_type, &body).await
+                update(
+                    &app,
+                    spec,
+                    ns,
+                    name,
+                    UpdateScope::Main,
+                    &query,
+                    content_type,
+                    &body,
+                )
+                .await
             }
             Method::PATCH => {
                 require(spec, "patch")?;
-                patch(&app, spec, ns, name, UpdateScope::Main, &query, content_type, &body).await
+                patch(
+                    &app,
+                    spec,
+                    ns,
+                    name,
+                    UpdateScope::Main,
+                    &query,
+                    content_type,
+                    &body,
+                )
+                .await
             }
             Method::DELETE => {
                 require(spec, "delete")?;
@@ -191,7 +169,19 @@ pub async fn resource(
             _ => Err(ApiError::MethodNotAllowed),
         },
         (Some(name), Some(sub)) => {
-            subresource(app, spec, ns, name, sub, method, &query, content_type, accept, &body).await
+            subresource(
+                app,
+                spec,
+                ns,
+                name,
+                sub,
+                method,
+                &query,
+                content_type,
+                accept,
+                &body,
+            )
+            .await
         }
     }
 }
@@ -215,15 +205,28 @@ fn respond_object(
         Wanted::Object => Ok(json_response(code, obj)),
         Wanted::Table => {
             let include = include_object(query)?;
-            let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"].clone()});
-            Ok(json_response(code, &table(spec, std::slice::from_ref(obj), meta, include, true)))
+            let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("");
+            let t = skiff_api::table::table(
+                spec.group,
+                spec.resource,
+                std::slice::from_ref(obj),
+                now(),
+                include,
+                rv,
+                None,
+                None,
+            );
+            Ok(json_response(code, &t))
         }
     }
 }
 
 fn list_query(ns: Option<&str>, query: &Query) -> Result<ListQuery> {
     let limit = query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
-    let continue_token = query.get("continue").filter(|c| !c.is_empty()).map(str::to_string);
+    let continue_token = query
+        .get("continue")
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
     let rv = query.get("resourceVersion").filter(|r| !r.is_empty());
     let rv_match = query.get("resourceVersionMatch").filter(|r| !r.is_empty());
     let mut q = ListQuery {
@@ -275,7 +278,8 @@ async fn list(
         .objects
         .list(spec, &lq, &|o| selection.matches(spec, o))
         .await?;
-    let mut meta = json!({"resourceVersion": page.revision.to_string()});
+    let rv = page.revision.to_string();
+    let mut meta = json!({"resourceVersion": rv});
     if let Some(c) = &page.continue_token {
         meta["continue"] = json!(c);
     }
@@ -283,7 +287,16 @@ async fn list(
         meta["remainingItemCount"] = json!(r);
     }
     let body = match wanted {
-        Wanted::Table => table(spec, &page.items, meta, include, true),
+        Wanted::Table => skiff_api::table::table(
+            spec.group,
+            spec.resource,
+            &page.items,
+            now(),
+            include,
+            &rv,
+            page.continue_token.as_deref(),
+            page.remaining,
+        ),
         Wanted::Object => json!({
             "kind": list_kind(spec),
             "apiVersion": spec.api_version(),
@@ -323,7 +336,10 @@ async fn watch(
     // Initial state: rv unset or "0" start with ADDED events for every current object.
     let (initial, from) = match rv {
         None | Some("0") => {
-            let lq = ListQuery { namespace: ns.map(str::to_string), ..ListQuery::default() };
+            let lq = ListQuery {
+                namespace: ns.map(str::to_string),
+                ..ListQuery::default()
+            };
             let page = app
                 .objects
                 .list(spec, &lq, &|o| selection.matches(spec, o))
@@ -333,7 +349,10 @@ async fn watch(
         Some(r) => {
             let rev = parse_rv(r)?;
             if send_initial {
-                let lq = ListQuery { namespace: ns.map(str::to_string), ..ListQuery::default() };
+                let lq = ListQuery {
+                    namespace: ns.map(str::to_string),
+                    ..ListQuery::default()
+                };
                 let page = app
                     .objects
                     .list(spec, &lq, &|o| selection.matches(spec, o))
@@ -347,11 +366,16 @@ async fn watch(
     let events = app.watch.watch(&prefix, from).await?;
 
     let table_wanted = wanted == Wanted::Table;
-    let include = include.to_string();
     let render = move |obj: Value, first: &mut bool| -> Value {
         if table_wanted {
-            let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"].clone()});
-            let t = table(spec, std::slice::from_ref(&obj), meta, &include, *first);
+            let t = skiff_api::table::watch_event_table(
+                spec.group,
+                spec.resource,
+                &obj,
+                now(),
+                include,
+                *first,
+            );
             *first = false;
             t
         } else {
@@ -363,7 +387,11 @@ async fn watch(
         let mut first = true;
         let mut last_rev = from;
         for obj in initial {
-            if tx.send(Ok(watch_event("ADDED", render(obj, &mut first)))).await.is_err() {
+            if tx
+                .send(Ok(watch_event("ADDED", render(obj, &mut first))))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -389,7 +417,8 @@ async fn watch(
             let out = match item {
                 Ok(CacheItem::Event(ev)) => {
                     last_rev = ev.revision;
-                    let now_matches = ev.kind == EventKind::Put && selection.matches(spec, &ev.object);
+                    let now_matches =
+                        ev.kind == EventKind::Put && selection.matches(spec, &ev.object);
                     let was_matching = ev.prev.as_ref().is_some_and(|p| selection.matches(spec, p));
                     let (kind, obj) = match (ev.kind, was_matching, now_matches) {
                         (EventKind::Put, false, true) => ("ADDED", ev.object.clone()),
@@ -399,7 +428,9 @@ async fn watch(
                             ("DELETED", ev.object.clone())
                         }
                         (EventKind::Delete, true, _) => ("DELETED", ev.object.clone()),
-                        (EventKind::Delete, false, _) if ev.prev.is_none() && selection.matches(spec, &ev.object) => {
+                        (EventKind::Delete, false, _)
+                            if ev.prev.is_none() && selection.matches(spec, &ev.object) =>
+                        {
                             ("DELETED", ev.object.clone())
                         }
                         _ => continue,
@@ -407,7 +438,10 @@ async fn watch(
                     watch_event(kind, render(obj, &mut first))
                 }
                 Ok(CacheItem::Progress(rev)) => {
-                    if !bookmarks || rev < last_rev || last_bookmark.elapsed() < Duration::from_secs(10) {
+                    if !bookmarks
+                        || rev < last_rev
+                        || last_bookmark.elapsed() < Duration::from_secs(10)
+                    {
                         continue;
                     }
                     last_bookmark = tokio::time::Instant::now();
@@ -441,7 +475,9 @@ fn bookmark_object(spec: &ResourceSpec, rev: i64) -> Value {
 }
 
 /// A stream fed by a task through a bounded channel.
-fn async_stream<F, Fut>(f: F) -> impl futures::Stream<Item = std::result::Result<Bytes, std::io::Error>>
+fn async_stream<F, Fut>(
+    f: F,
+) -> impl futures::Stream<Item = std::result::Result<Bytes, std::io::Error>>
 where
     F: FnOnce(tokio::sync::mpsc::Sender<std::result::Result<Bytes, std::io::Error>>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -467,9 +503,15 @@ fn field_validation(query: &Query) -> Result<&str> {
     }
 }
 
-fn check_fields(spec: &ResourceSpec, query: &Query, raw_json: Option<&[u8]>) -> Result<Vec<String>> {
+fn check_fields(
+    spec: &ResourceSpec,
+    query: &Query,
+    raw_json: Option<&[u8]>,
+) -> Result<Vec<String>> {
     let mode = field_validation(query)?;
-    let Some(raw) = raw_json else { return Ok(Vec::new()) };
+    let Some(raw) = raw_json else {
+        return Ok(Vec::new());
+    };
     if mode == "Ignore" {
         return Ok(Vec::new());
     }
@@ -483,16 +525,19 @@ fn check_fields(spec: &ResourceSpec, query: &Query, raw_json: Option<&[u8]>) -> 
         return Ok(Vec::new());
     }
     if mode == "Strict" {
-        return Err(ApiError::bad_request(skiff_api::field_validation::strict_error_message(
-            spec.kind,
-            spec.version,
-            &problems,
-        )));
+        return Err(ApiError::bad_request(
+            skiff_api::field_validation::strict_error_message(spec.kind, spec.version, &problems),
+        ));
     }
     Ok(problems)
 }
 
-fn decode_body(spec: &ResourceSpec, query: &Query, content_type: Option<&str>, body: &Bytes) -> Result<Admitted> {
+fn decode_body(
+    spec: &ResourceSpec,
+    query: &Query,
+    content_type: Option<&str>,
+    body: &Bytes,
+) -> Result<Admitted> {
     let (obj, format) = request::decode_object(content_type, body)?;
     request::check_kind(spec, &obj)?;
     let raw = match format {
@@ -517,12 +562,17 @@ async fn create(
         return Err(ApiError::NoSuchPath);
     }
     admission::admit_create(app, spec, ns, &mut obj).await?;
-    let opts = WriteOptions { dry_run: query.dry_run()? };
+    let opts = WriteOptions {
+        dry_run: query.dry_run()?,
+    };
     let created = app.objects.create(spec, ns, obj, opts).await?;
     if !opts.dry_run {
         admission::after_create(app, spec, &created).await;
     }
-    Ok(with_warnings(json_response(StatusCode::CREATED, &created), &warnings))
+    Ok(with_warnings(
+        json_response(StatusCode::CREATED, &created),
+        &warnings,
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -537,7 +587,9 @@ async fn update(
     body: &Bytes,
 ) -> Result<Response> {
     let Admitted { obj, warnings } = decode_body(spec, query, content_type, body)?;
-    let opts = WriteOptions { dry_run: query.dry_run()? };
+    let opts = WriteOptions {
+        dry_run: query.dry_run()?,
+    };
     let expected = match obj["metadata"]["resourceVersion"].as_str() {
         Some(rv) if !rv.is_empty() => Some(parse_rv(rv)?),
         _ => None,
@@ -550,7 +602,25 @@ async fn update(
             Ok(new)
         })
         .await?;
-    Ok(with_warnings(json_response(StatusCode::OK, &updated), &warnings))
+    Ok(with_warnings(
+        json_response(StatusCode::OK, &updated),
+        &warnings,
+    ))
+}
+
+fn patch_error(spec: &ResourceSpec, old: &Value, e: &skiff_api::patch::Error) -> ApiError {
+    if e.status_code() == 400 {
+        return ApiError::bad_request(e.to_string());
+    }
+    ApiError::invalid(
+        spec,
+        old["metadata"]["name"].as_str().unwrap_or(""),
+        vec![Cause {
+            reason: "FieldValueInvalid".into(),
+            message: e.to_string(),
+            field: e.field().unwrap_or("").to_string(),
+        }],
+    )
 }
 
 fn apply_patch(spec: &ResourceSpec, patch_type: &str, old: &Value, patch: &Value) -> Result<Value> {
@@ -566,13 +636,7 @@ fn apply_patch(spec: &ResourceSpec, patch_type: &str, old: &Value, patch: &Value
             )));
         }
     };
-    result.map_err(|e| {
-        ApiError::invalid(
-            spec,
-            old["metadata"]["name"].as_str().unwrap_or(""),
-            vec![Cause { reason: "FieldValueInvalid".into(), message: e.to_string(), field: String::new() }],
-        )
-    })
+    result.map_err(|e| patch_error(spec, old, &e))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -587,7 +651,8 @@ async fn patch(
     body: &Bytes,
 ) -> Result<Response> {
     let patch_type = request::media_type(content_type);
-    if patch_type == "application/apply-patch+yaml" || patch_type == "application/apply-patch+cbor" {
+    if patch_type == "application/apply-patch+yaml" || patch_type == "application/apply-patch+cbor"
+    {
         return Err(ApiError::UnsupportedMediaType(
             "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (server-side apply is not supported by this server yet; use client-side kubectl apply)".into(),
         ));
@@ -602,7 +667,9 @@ async fn patch(
     } else {
         check_fields(spec, query, Some(body))?
     };
-    let opts = WriteOptions { dry_run: query.dry_run()? };
+    let opts = WriteOptions {
+        dry_run: query.dry_run()?,
+    };
     let expected = match patch["metadata"]["resourceVersion"].as_str() {
         Some(rv) if !rv.is_empty() => Some(parse_rv(rv)?),
         _ => None,
@@ -618,10 +685,17 @@ async fn patch(
             Ok(new)
         })
         .await?;
-    Ok(with_warnings(json_response(StatusCode::OK, &updated), &warnings))
+    Ok(with_warnings(
+        json_response(StatusCode::OK, &updated),
+        &warnings,
+    ))
 }
 
-fn delete_options(query: &Query, content_type: Option<&str>, body: &Bytes) -> Result<DeleteOptions> {
+fn delete_options(
+    query: &Query,
+    content_type: Option<&str>,
+    body: &Bytes,
+) -> Result<DeleteOptions> {
     let body_value = if body.is_empty() {
         Value::Null
     } else {
@@ -632,8 +706,11 @@ fn delete_options(query: &Query, content_type: Option<&str>, body: &Bytes) -> Re
         opts.grace_period_seconds = Some(g);
     }
     if let Some(p) = query.get("propagationPolicy").filter(|p| !p.is_empty()) {
-        opts = DeleteOptions::from_json(&json!({"propagationPolicy": p}))
-            .map(|o| DeleteOptions { propagation_policy: o.propagation_policy, ..opts.clone() })?;
+        opts =
+            DeleteOptions::from_json(&json!({"propagationPolicy": p})).map(|o| DeleteOptions {
+                propagation_policy: o.propagation_policy,
+                ..opts.clone()
+            })?;
     }
     if query.get("orphanDependents").is_some() {
         opts.orphan_dependents = Some(query.bool("orphanDependents")?);
@@ -654,7 +731,9 @@ async fn delete(
     let opts = delete_options(query, content_type, body)?;
     if spec.resource == "namespaces" && matches!(name, "default" | "kube-system" | "kube-public") {
         return Err(ApiError::Forbidden {
-            message: format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
+            message: format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            ),
             name: name.to_string(),
             group: String::new(),
             kind: "namespaces".into(),
@@ -680,13 +759,23 @@ async fn delete_collection(
 ) -> Result<Response> {
     let opts = delete_options(query, content_type, body)?;
     let selection = Selection::parse(spec, query)?;
-    let lq = ListQuery { namespace: ns.map(str::to_string), ..ListQuery::default() };
-    let page = app.objects.list(spec, &lq, &|o| selection.matches(spec, o)).await?;
+    let lq = ListQuery {
+        namespace: ns.map(str::to_string),
+        ..ListQuery::default()
+    };
+    let page = app
+        .objects
+        .list(spec, &lq, &|o| selection.matches(spec, o))
+        .await?;
     let mut items = Vec::new();
     for obj in page.items {
         let item_ns = obj["metadata"]["namespace"].as_str().map(str::to_string);
         let name = objects::name_of(&obj).to_string();
-        match app.objects.delete(spec, item_ns.as_deref(), &name, &opts).await {
+        match app
+            .objects
+            .delete(spec, item_ns.as_deref(), &name, &opts)
+            .await
+        {
             Ok(Deleted::Gone(o) | Deleted::Pending(o)) => items.push(o),
             Err(ApiError::NotFound { .. }) => {}
             Err(e) => return Err(e),
@@ -728,23 +817,36 @@ fn review(spec: &ResourceSpec, content_type: Option<&str>, body: &Bytes) -> Resu
             obj["status"] = json!({"userInfo": {"username": "admin", "groups": ["system:masters", "system:authenticated"]}});
         }
         _ => {
-            obj["status"] = json!({"authenticated": false, "error": "token review is not supported yet"});
+            obj["status"] =
+                json!({"authenticated": false, "error": "token review is not supported yet"});
         }
     }
     Ok(json_response(StatusCode::CREATED, &obj))
 }
 
-async fn bind(app: &App, ns: Option<&str>, name: &str, binding: Value, query: &Query) -> Result<Response> {
+async fn bind(
+    app: &App,
+    ns: Option<&str>,
+    name: &str,
+    binding: Value,
+    query: &Query,
+) -> Result<Response> {
     let pods = crate::spec_of("", "pods");
     let target = binding["target"]["name"].as_str().unwrap_or("").to_string();
     if target.is_empty() {
         return Err(ApiError::invalid(
             crate::spec_of("", "bindings"),
             name,
-            vec![Cause { reason: "FieldValueRequired".into(), message: "Required value".into(), field: "target.name".into() }],
+            vec![Cause {
+                reason: "FieldValueRequired".into(),
+                message: "Required value".into(),
+                field: "target.name".into(),
+            }],
         ));
     }
-    let opts = WriteOptions { dry_run: query.dry_run()? };
+    let opts = WriteOptions {
+        dry_run: query.dry_run()?,
+    };
     let uid_pre = binding["metadata"]["uid"].as_str().map(str::to_string);
     app.objects
         .update_with(pods, ns, name, UpdateScope::All, opts, None, |old| {
@@ -826,7 +928,10 @@ pub fn label_selector_string(sel: &Value) -> String {
     if let Some(exprs) = sel["matchExpressions"].as_array() {
         for e in exprs {
             let key = e["key"].as_str().unwrap_or("");
-            let values: Vec<&str> = e["values"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let values: Vec<&str> = e["values"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             let part = match e["operator"].as_str().unwrap_or("") {
                 "In" => format!("{key} in ({})", values.join(",")),
                 "NotIn" => format!("{key} notin ({})", values.join(",")),
@@ -862,18 +967,50 @@ async fn subresource(
             let obj = app.objects.get(spec, ns, name).await?;
             respond_object(spec, StatusCode::OK, &obj, query, accept)
         }
-        ("status", Method::PUT) => update(&app, spec, ns, name, UpdateScope::Status, query, content_type, body).await,
-        ("status", Method::PATCH) => patch(&app, spec, ns, name, UpdateScope::Status, query, content_type, body).await,
+        ("status", Method::PUT) => {
+            update(
+                &app,
+                spec,
+                ns,
+                name,
+                UpdateScope::Status,
+                query,
+                content_type,
+                body,
+            )
+            .await
+        }
+        ("status", Method::PATCH) => {
+            patch(
+                &app,
+                spec,
+                ns,
+                name,
+                UpdateScope::Status,
+                query,
+                content_type,
+                body,
+            )
+            .await
+        }
         ("finalize", Method::PUT) if spec.resource == "namespaces" => {
             let (obj, _) = request::decode_object(content_type, body)?;
             let finalizers = obj["spec"]["finalizers"].clone();
             let updated = app
                 .objects
-                .update_with(spec, None, name, UpdateScope::All, WriteOptions::default(), None, |old| {
-                    let mut new = old.clone();
-                    new["spec"]["finalizers"] = finalizers.clone();
-                    Ok(new)
-                })
+                .update_with(
+                    spec,
+                    None,
+                    name,
+                    UpdateScope::All,
+                    WriteOptions::default(),
+                    None,
+                    |old| {
+                        let mut new = old.clone();
+                        new["spec"]["finalizers"] = finalizers.clone();
+                        Ok(new)
+                    },
+                )
                 .await?;
             app.wake_reaper();
             Ok(json_response(StatusCode::OK, &updated))
@@ -883,11 +1020,15 @@ async fn subresource(
             Ok(json_response(StatusCode::OK, &scale_of(spec, &obj)))
         }
         ("scale", Method::PUT | Method::PATCH) => {
-            let opts = WriteOptions { dry_run: query.dry_run()? };
+            let opts = WriteOptions {
+                dry_run: query.dry_run()?,
+            };
             let is_patch = method == Method::PATCH;
             let patch_type = request::media_type(content_type);
             let input: Value = if is_patch {
-                serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch body as JSON: {e}")))?
+                serde_json::from_slice(body).map_err(|e| {
+                    ApiError::bad_request(format!("error decoding patch body as JSON: {e}"))
+                })?
             } else {
                 request::decode_object(content_type, body)?.0
             };
@@ -916,7 +1057,7 @@ async fn subresource(
                                 )));
                             }
                         }
-                        .map_err(|e| ApiError::invalid(scale_spec, name, vec![Cause { reason: "FieldValueInvalid".into(), message: e.to_string(), field: String::new() }]))?
+                        .map_err(|e| patch_error(scale_spec, old, &e))?
                     } else {
                         input.clone()
                     };
@@ -958,9 +1099,13 @@ async fn subresource(
             let pod = app.objects.get(spec, ns, name).await?;
             let node = pod["spec"]["nodeName"].as_str().unwrap_or("");
             Err(ApiError::bad_request(if node.is_empty() {
-                format!("pod {name} is not scheduled to a node yet, so it has no containers to {sub}")
+                format!(
+                    "pod {name} is not scheduled to a node yet, so it has no containers to {sub}"
+                )
             } else {
-                format!("cannot reach the node agent of node \"{node}\" for pods/{sub}: no node agent is connected to this server")
+                format!(
+                    "cannot reach the node agent of node \"{node}\" for pods/{sub}: no node agent is connected to this server"
+                )
             }))
         }
         _ if !verb_ok(match method {
@@ -970,7 +1115,10 @@ async fn subresource(
             Method::POST => "create",
             Method::DELETE => "delete",
             _ => "",
-        }) => Err(ApiError::MethodNotAllowed),
+        }) =>
+        {
+            Err(ApiError::MethodNotAllowed)
+        }
         _ => Err(ApiError::MethodNotAllowed),
     }
 }

@@ -125,14 +125,24 @@ pub async fn start(
     let pki = pki::Pki::load_or_create(&config.data_dir.join("tls"), &config.tls_sans)?;
     let tls = Arc::new(pki.server_config()?);
     let addr = SocketAddr::new(config.bind_address, config.port);
-    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
-    let local_addr = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, source })?;
     let host = if config.bind_address.is_unspecified() {
         "127.0.0.1".to_string()
     } else {
         config.bind_address.to_string()
     };
-    let server_url = format!("https://{}", SocketAddr::new(host.parse().unwrap_or(config.bind_address), local_addr.port()));
+    let server_url = format!(
+        "https://{}",
+        SocketAddr::new(
+            host.parse().unwrap_or(config.bind_address),
+            local_addr.port()
+        )
+    );
     pki::write_secret_file(&config.kubeconfig_path, &pki.admin_kubeconfig(&server_url))?;
 
     let app = Arc::new(App {
@@ -143,9 +153,17 @@ pub async fn start(
         shutdown: shutdown.clone(),
         reaper: tokio::sync::Notify::new(),
     });
-    lifecycle::bootstrap(&app, &host, local_addr.port()).await.map_err(Error::Bootstrap)?;
+    lifecycle::bootstrap(&app, &host, local_addr.port())
+        .await
+        .map_err(Error::Bootstrap)?;
     tasks.spawn(lifecycle::run(app.clone(), shutdown.clone()));
-    tasks.spawn(accept_loop(listener, tls, app.clone(), shutdown, tasks.clone()));
+    tasks.spawn(accept_loop(
+        listener,
+        tls,
+        app.clone(),
+        shutdown,
+        tasks.clone(),
+    ));
     tracing::info!(%local_addr, kubeconfig = %config.kubeconfig_path.display(), "API server listening");
     Ok(Server { local_addr, app })
 }
@@ -174,7 +192,12 @@ async fn accept_loop(
         let app = app.clone();
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
-            let stream = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+            let stream = match tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                acceptor.accept(tcp),
+            )
+            .await
+            {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -183,12 +206,19 @@ async fn accept_loop(
                 Err(_) => return,
             };
             // rustls verified any certificate the client offered against our CA.
-            let authenticated = stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
-            let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                let app = app.clone();
-                req.extensions_mut().insert(Authenticated(authenticated));
-                async move { Ok::<_, std::convert::Infallible>(dispatch(app, req.map(Body::new)).await) }
-            });
+            let authenticated = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .is_some_and(|c| !c.is_empty());
+            let service =
+                hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                    let app = app.clone();
+                    req.extensions_mut().insert(Authenticated(authenticated));
+                    async move {
+                        Ok::<_, std::convert::Infallible>(dispatch(app, req.map(Body::new)).await)
+                    }
+                });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::pin!(conn);
@@ -208,8 +238,10 @@ fn text(code: StatusCode, body: &'static str) -> Response {
 }
 
 fn is_public(path: &str) -> bool {
-    matches!(path, "/version" | "/version/" | "/healthz" | "/livez" | "/readyz")
-        || path.starts_with("/healthz/")
+    matches!(
+        path,
+        "/version" | "/version/" | "/healthz" | "/livez" | "/readyz"
+    ) || path.starts_with("/healthz/")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/")
 }
@@ -236,17 +268,26 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let method = req.method().clone();
     let query = Query::parse(req.uri().query());
     let headers = req.headers().clone();
-    let accept = headers.get("accept").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let accept = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     match path.as_str() {
-        "/version" | "/version/" => return Ok(json_response(StatusCode::OK, &discovery::version())),
+        "/version" | "/version/" => {
+            return Ok(json_response(StatusCode::OK, &discovery::version()));
+        }
         "/healthz" | "/livez" | "/readyz" => return Ok(text(StatusCode::OK, "ok")),
         "/openapi/v3" | "/openapi/v3/" => {
-            return Ok(json_response(StatusCode::OK, &skiff_api::openapi::v3_index(&[])));
+            return Ok(json_response(
+                StatusCode::OK,
+                &skiff_api::openapi::v3_index(&[]),
+            ));
         }
         "/metrics" => return Ok(text(StatusCode::OK, "# skiff metrics\n")),
         _ => {}
     }
-    if path.starts_with("/healthz/") || path.starts_with("/livez/") || path.starts_with("/readyz/") {
+    if path.starts_with("/healthz/") || path.starts_with("/livez/") || path.starts_with("/readyz/")
+    {
         return Ok(text(StatusCode::OK, "ok"));
     }
     if let Some(doc_path) = path.strip_prefix("/openapi/v3/") {
@@ -260,18 +301,31 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
             None => Err(ApiError::NoSuchPath),
         };
     }
-    if !(path == "/api" || path.starts_with("/api/") || path == "/apis" || path.starts_with("/apis/")) {
+    if !(path == "/api"
+        || path.starts_with("/api/")
+        || path == "/apis"
+        || path.starts_with("/apis/"))
+    {
         return Err(ApiError::NoSuchPath);
     }
     let parsed = request::parse_api_path(&path)?;
-    let discovery_only = |m: &Method| if *m == Method::GET { Ok(()) } else { Err(ApiError::MethodNotAllowed) };
+    let discovery_only = |m: &Method| {
+        if *m == Method::GET {
+            Ok(())
+        } else {
+            Err(ApiError::MethodNotAllowed)
+        }
+    };
     match parsed {
         ApiPath::CoreVersions => {
             discovery_only(&method)?;
             if request::wants_aggregated_discovery(accept.as_deref()) {
                 Ok(aggregated(discovery::aggregated_core()))
             } else {
-                Ok(json_response(StatusCode::OK, &discovery::core_versions(&app.server_address)))
+                Ok(json_response(
+                    StatusCode::OK,
+                    &discovery::core_versions(&app.server_address),
+                ))
             }
         }
         ApiPath::Groups => {
@@ -290,7 +344,10 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         }
         ApiPath::GroupVersion(g, v) => {
             discovery_only(&method)?;
-            Ok(json_response(StatusCode::OK, &discovery::resource_list(&g, &v)))
+            Ok(json_response(
+                StatusCode::OK,
+                &discovery::resource_list(&g, &v),
+            ))
         }
         ApiPath::Resource(rp) => {
             let body = read_body(req).await?;
@@ -305,7 +362,8 @@ fn aggregated(doc: Value) -> Response {
         "content-type",
         HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
     );
-    resp.headers_mut().insert("vary", HeaderValue::from_static("Accept"));
+    resp.headers_mut()
+        .insert("vary", HeaderValue::from_static("Accept"));
     resp
 }
 
@@ -314,10 +372,14 @@ async fn read_body(req: Request) -> Result<Bytes, ApiError> {
     match limited.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 Err(ApiError::TooLarge(request::MAX_BODY_BYTES))
             } else {
-                Err(ApiError::bad_request(format!("reading the request body: {e}")))
+                Err(ApiError::bad_request(format!(
+                    "reading the request body: {e}"
+                )))
             }
         }
     }

@@ -14,7 +14,8 @@ use crate::objects::{DeleteOptions, ListQuery, UpdateScope, WriteOptions};
 use crate::{App, spec_of};
 
 /// Namespaces every cluster has.
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// How often the lifecycle loop looks for work when nothing wakes it.
 const RESYNC: Duration = Duration::from_secs(2);
@@ -26,7 +27,11 @@ async fn ensure(app: &App, spec: &ResourceSpec, ns: Option<&str>, obj: Value) ->
         Err(ApiError::NotFound { .. }) => {
             let mut obj = obj;
             crate::admission::admit_create(app, spec, ns, &mut obj).await?;
-            match app.objects.create(spec, ns, obj, WriteOptions::default()).await {
+            match app
+                .objects
+                .create(spec, ns, obj, WriteOptions::default())
+                .await
+            {
                 Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
                 Err(e) => Err(e),
             }
@@ -39,9 +44,19 @@ async fn ensure(app: &App, spec: &ResourceSpec, ns: Option<&str>, obj: Value) ->
 pub async fn bootstrap(app: &App, host: &str, port: u16) -> Result<()> {
     let namespaces = spec_of("", "namespaces");
     for ns in SYSTEM_NAMESPACES {
-        ensure(app, namespaces, None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
+        ensure(
+            app,
+            namespaces,
+            None,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await?;
     }
-    let ip = if host.parse::<std::net::Ipv4Addr>().is_ok() { host.to_string() } else { "127.0.0.1".to_string() };
+    let ip = if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        host.to_string()
+    } else {
+        "127.0.0.1".to_string()
+    };
     ensure(
         app,
         spec_of("", "services"),
@@ -71,20 +86,36 @@ pub async fn bootstrap(app: &App, host: &str, port: u16) -> Result<()> {
         "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
     });
-    reconcile(app, spec_of("discovery.k8s.io", "endpointslices"), Some("default"), slice).await?;
+    reconcile(
+        app,
+        spec_of("discovery.k8s.io", "endpointslices"),
+        Some("default"),
+        slice,
+    )
+    .await?;
     Ok(())
 }
 
 /// Create `desired`, or overwrite the fields it sets when it already exists (the server's
 /// address may change between starts).
 async fn reconcile(app: &App, spec: &ResourceSpec, ns: Option<&str>, desired: Value) -> Result<()> {
-    let name = desired["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let name = desired["metadata"]["name"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     match app.objects.get(spec, ns, &name).await {
         Err(ApiError::NotFound { .. }) => ensure(app, spec, ns, desired).await,
         Err(e) => Err(e),
-        Ok(_) => {
-            app.objects
-                .update_with(spec, ns, &name, UpdateScope::All, WriteOptions::default(), None, |old| {
+        Ok(_) => app
+            .objects
+            .update_with(
+                spec,
+                ns,
+                &name,
+                UpdateScope::All,
+                WriteOptions::default(),
+                None,
+                |old| {
                     let mut new = old.clone();
                     if let (Some(n), Some(d)) = (new.as_object_mut(), desired.as_object()) {
                         for (k, v) in d {
@@ -94,10 +125,10 @@ async fn reconcile(app: &App, spec: &ResourceSpec, ns: Option<&str>, desired: Va
                         }
                     }
                     Ok(new)
-                })
-                .await
-                .map(|_| ())
-        }
+                },
+            )
+            .await
+            .map(|_| ()),
     }
 }
 
@@ -122,15 +153,23 @@ fn is_deleting(obj: &Value) -> bool {
 async fn sweep(app: &App) -> Result<()> {
     // Pods whose grace period is over.
     let pods = spec_of("", "pods");
-    let page = app.objects.list(pods, &ListQuery::default(), &is_deleting).await?;
+    let page = app
+        .objects
+        .list(pods, &ListQuery::default(), &is_deleting)
+        .await?;
     for pod in page.items {
         let ns = pod["metadata"]["namespace"].as_str().map(str::to_string);
         let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
-        app.objects.finish_deletion(pods, ns.as_deref(), &name).await?;
+        app.objects
+            .finish_deletion(pods, ns.as_deref(), &name)
+            .await?;
     }
     // Namespaces being terminated.
     let namespaces = spec_of("", "namespaces");
-    let page = app.objects.list(namespaces, &ListQuery::default(), &is_deleting).await?;
+    let page = app
+        .objects
+        .list(namespaces, &ListQuery::default(), &is_deleting)
+        .await?;
     for ns in page.items {
         let name = ns["metadata"]["name"].as_str().unwrap_or("").to_string();
         terminate_namespace(app, &name).await?;
@@ -140,8 +179,14 @@ async fn sweep(app: &App) -> Result<()> {
 
 async fn terminate_namespace(app: &App, ns: &str) -> Result<()> {
     let mut remaining = 0usize;
-    for spec in registry::RESOURCES.iter().filter(|s| s.namespaced && s.is_stored()) {
-        let lq = ListQuery { namespace: Some(ns.to_string()), ..ListQuery::default() };
+    for spec in registry::RESOURCES
+        .iter()
+        .filter(|s| s.namespaced && s.is_stored())
+    {
+        let lq = ListQuery {
+            namespace: Some(ns.to_string()),
+            ..ListQuery::default()
+        };
         let page = app.objects.list(spec, &lq, &|_| true).await?;
         for obj in page.items {
             remaining += 1;
@@ -149,7 +194,10 @@ async fn terminate_namespace(app: &App, ns: &str) -> Result<()> {
                 continue;
             }
             let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-            let opts = DeleteOptions { propagation_policy: Some("Background".into()), ..DeleteOptions::default() };
+            let opts = DeleteOptions {
+                propagation_policy: Some("Background".into()),
+                ..DeleteOptions::default()
+            };
             match app.objects.delete(spec, Some(ns), &name, &opts).await {
                 Ok(_) | Err(ApiError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
@@ -164,11 +212,19 @@ async fn terminate_namespace(app: &App, ns: &str) -> Result<()> {
     // finalizer is left.
     let result = app
         .objects
-        .update_with(namespaces, None, ns, UpdateScope::All, WriteOptions::default(), None, |old| {
-            let mut new = old.clone();
-            new["spec"]["finalizers"] = json!([]);
-            Ok(new)
-        })
+        .update_with(
+            namespaces,
+            None,
+            ns,
+            UpdateScope::All,
+            WriteOptions::default(),
+            None,
+            |old| {
+                let mut new = old.clone();
+                new["spec"]["finalizers"] = json!([]);
+                Ok(new)
+            },
+        )
         .await;
     match result {
         Ok(_) | Err(ApiError::NotFound { .. }) => {}

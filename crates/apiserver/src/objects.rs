@@ -79,12 +79,13 @@ impl DeleteOptions {
         let obj = body
             .as_object()
             .ok_or_else(|| ApiError::bad_request("DeleteOptions must be a JSON object"))?;
-        let grace = match obj.get("gracePeriodSeconds") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_i64().ok_or_else(|| {
-                ApiError::bad_request("gracePeriodSeconds must be an integer")
-            })?),
-        };
+        let grace =
+            match obj.get("gracePeriodSeconds") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_i64().ok_or_else(|| {
+                    ApiError::bad_request("gracePeriodSeconds must be an integer")
+                })?),
+            };
         let policy = obj
             .get("propagationPolicy")
             .and_then(Value::as_str)
@@ -230,7 +231,11 @@ pub fn name_of(obj: &Value) -> &str {
 fn finalizers(obj: &Value) -> Vec<String> {
     obj["metadata"]["finalizers"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -261,7 +266,12 @@ pub fn pod_qos_class(pod: &Value) -> &'static str {
         .as_array()
         .into_iter()
         .flatten()
-        .chain(pod["spec"]["initContainers"].as_array().into_iter().flatten());
+        .chain(
+            pod["spec"]["initContainers"]
+                .as_array()
+                .into_iter()
+                .flatten(),
+        );
     for c in containers {
         let req = &c["resources"]["requests"];
         let lim = &c["resources"]["limits"];
@@ -345,7 +355,9 @@ impl Objects {
             Some(token) => {
                 let (rev, start) = decode_continue(token)?;
                 if !start.starts_with(&prefix) {
-                    return Err(ApiError::bad_request("continue key is not valid for this list"));
+                    return Err(ApiError::bad_request(
+                        "continue key is not valid for this list",
+                    ));
                 }
                 (Some(rev), Some(start))
             }
@@ -354,7 +366,10 @@ impl Objects {
         if let Some(min) = query.min_revision {
             let current = self.store.current_revision().await?;
             if min > current {
-                return Err(ApiError::TooLargeResourceVersion { requested: min, current });
+                return Err(ApiError::TooLargeResourceVersion {
+                    requested: min,
+                    current,
+                });
             }
         }
         let limit = query.limit.filter(|l| *l > 0);
@@ -459,12 +474,20 @@ impl Objects {
         obj["kind"] = json!(spec.kind);
         let track_generation = GENERATION_TRACKED.contains(&spec.resource);
         let meta = meta_mut(obj);
-        if meta.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+        if meta
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+        {
             return Err(ApiError::bad_request(
                 "resourceVersion should not be set on objects to be created",
             ));
         }
-        let name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if name.is_empty() {
             match meta.get("generateName").and_then(Value::as_str) {
                 Some(base) if !base.is_empty() => {
@@ -621,7 +644,9 @@ impl Objects {
         obj["metadata"]["deletionTimestamp"].is_string()
             && finalizers(obj).is_empty()
             && (spec.resource != "namespaces"
-                || obj["spec"]["finalizers"].as_array().is_none_or(|a| a.is_empty()))
+                || obj["spec"]["finalizers"]
+                    .as_array()
+                    .is_none_or(|a| a.is_empty()))
             && !self.grace_pending(spec, obj)
     }
 
@@ -699,7 +724,14 @@ impl Objects {
         // Server-owned metadata cannot be changed by clients.
         let old_meta = old["metadata"].clone();
         let meta = meta_mut(&mut new);
-        for field in ["uid", "creationTimestamp", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "namespace",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
             match old_meta.get(field) {
                 Some(v) => {
                     meta.insert(field.into(), v.clone());
@@ -721,7 +753,9 @@ impl Objects {
                     name,
                     vec![crate::error::Cause {
                         reason: "FieldValueForbidden".into(),
-                        message: format!("Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{\"{added}\"}}"),
+                        message: format!(
+                            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{\"{added}\"}}"
+                        ),
                         field: "metadata.finalizers".into(),
                     }],
                 ));
@@ -752,7 +786,9 @@ impl Objects {
                     return Err(ApiError::conflict_with(
                         spec,
                         name,
-                        &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+                        &format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                        ),
                     ));
                 }
             }
@@ -762,7 +798,9 @@ impl Objects {
                     return Err(ApiError::conflict_with(
                         spec,
                         name,
-                        &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"),
+                        &format!(
+                            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
+                        ),
                     ));
                 }
             }
@@ -794,7 +832,9 @@ impl Objects {
             let already_deleting = old["metadata"]["deletionTimestamp"].is_string();
             let grace = self.grace_seconds(spec, &old, opts);
             let namespace_content = is_namespace
-                && old["spec"]["finalizers"].as_array().is_some_and(|a| !a.is_empty());
+                && old["spec"]["finalizers"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty());
             if fins.is_empty() && grace == 0 && !namespace_content {
                 if opts.dry_run {
                     return Ok(Deleted::Gone(old));
@@ -925,7 +965,11 @@ fn encode_continue(revision: Revision, start: &str) -> String {
 
 fn decode_continue(token: &str) -> Result<(Revision, String)> {
     use base64::Engine;
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token.trim_end_matches('='))
         .map_err(|_| bad())?;

@@ -61,7 +61,10 @@ pub struct Pki {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<()> {
@@ -85,7 +88,10 @@ fn read_or<F: FnOnce() -> Result<String>>(path: &Path, make: F) -> Result<String
             write_private(path, &s)?;
             Ok(s)
         }
-        Err(e) => Err(Error::Io { path: path.to_path_buf(), source: e }),
+        Err(e) => Err(Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
     }
 }
 
@@ -124,7 +130,11 @@ impl Pki {
             let mut p = CertificateParams::new(Vec::<String>::new())?;
             p.distinguished_name = name("skiff-ca", None);
             p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+            p.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
             validity(&mut p);
             p
         };
@@ -133,7 +143,10 @@ impl Pki {
 
         let server_key_path = dir.join("server.key");
         let server_cert_path = dir.join("server.crt");
-        let server_key_pem = read_or(&server_key_path, || Ok(KeyPair::generate()?.serialize_pem()))?;
+        let server_key_pem = read_or(
+            &server_key_path,
+            || Ok(KeyPair::generate()?.serialize_pem()),
+        )?;
         let server_key = KeyPair::from_pem(&server_key_pem)?;
         // The serving certificate is re-issued on every start so new addresses are covered.
         let mut all_sans: Vec<String> = vec![
@@ -161,7 +174,10 @@ impl Pki {
             })
             .collect::<std::result::Result<_, _>>()?;
         sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        sp.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        sp.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         validity(&mut sp);
         let server_cert_pem = sp.signed_by(&server_key, &issuer)?.pem();
         write_private(&server_cert_path, &server_cert_pem)?;
@@ -174,30 +190,47 @@ impl Pki {
             let mut ap = CertificateParams::new(Vec::<String>::new())?;
             ap.distinguished_name = name("admin", Some("system:masters"));
             ap.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-            ap.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+            ap.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
             validity(&mut ap);
             Ok(ap.signed_by(&admin_key, &issuer)?.pem())
         })?;
-        Ok(Self { ca_cert_pem, server_cert_pem, server_key_pem, admin_cert_pem, admin_key_pem })
+        Ok(Self {
+            ca_cert_pem,
+            server_cert_pem,
+            server_key_pem,
+            admin_cert_pem,
+            admin_key_pem,
+        })
     }
 
     /// The rustls server configuration: our serving certificate; client certificates are
     /// verified against the CA when offered (requests without one are answered 401 by the API).
     pub fn server_config(&self) -> Result<rustls::ServerConfig> {
-        let pem_err = |detail: String| Error::Pem { path: PathBuf::from("(in memory)"), detail };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
-            .collect::<std::result::Result<_, _>>()
+        let pem_err = |detail: String| Error::Pem {
+            path: PathBuf::from("(in memory)"),
+            detail,
+        };
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| pem_err(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes())
             .map_err(|e| pem_err(e.to_string()))?;
-        let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).map_err(|e| pem_err(e.to_string()))?;
         let mut roots = rustls::RootCertStore::empty();
         for ca in CertificateDer::pem_slice_iter(self.ca_cert_pem.as_bytes()) {
             roots.add(ca.map_err(|e| pem_err(e.to_string()))?)?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| Error::Verifier(e.to_string()))?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| Error::Verifier(e.to_string()))?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)

@@ -59,37 +59,44 @@ pub fn parse_api_path(path: &str) -> Result<ApiPath> {
     let served = if group.is_empty() {
         version == "v1"
     } else {
-        registry::groups().iter().any(|(g, v)| *g == group && *v == version)
+        registry::groups()
+            .iter()
+            .any(|(g, v)| *g == group && *v == version)
     };
     if !served {
         return Err(ApiError::NoSuchPath);
     }
     if rest.is_empty() {
-        return Ok(ApiPath::GroupVersion(group.to_string(), version.to_string()));
+        return Ok(ApiPath::GroupVersion(
+            group.to_string(),
+            version.to_string(),
+        ));
     }
-    let lookup = |resource: &str| {
-        registry::lookup(group, version, resource).ok_or(ApiError::NoSuchPath)
-    };
-    let mk = |spec: &'static ResourceSpec, ns: Option<&str>, name: Option<&str>, sub: Option<&str>| {
-        if let Some(s) = sub
-            && spec.subresource(s).is_none()
-        {
-            return Err(ApiError::NoSuchPath);
-        }
-        if ns.is_some() && !spec.namespaced {
-            return Err(ApiError::NoSuchPath);
-        }
-        Ok(ApiPath::Resource(ResourcePath {
-            spec,
-            namespace: ns.map(str::to_string),
-            name: name.map(str::to_string),
-            subresource: sub.map(str::to_string),
-        }))
-    };
+    let lookup =
+        |resource: &str| registry::lookup(group, version, resource).ok_or(ApiError::NoSuchPath);
+    let mk =
+        |spec: &'static ResourceSpec, ns: Option<&str>, name: Option<&str>, sub: Option<&str>| {
+            if let Some(s) = sub
+                && spec.subresource(s).is_none()
+            {
+                return Err(ApiError::NoSuchPath);
+            }
+            if ns.is_some() && !spec.namespaced {
+                return Err(ApiError::NoSuchPath);
+            }
+            Ok(ApiPath::Resource(ResourcePath {
+                spec,
+                namespace: ns.map(str::to_string),
+                name: name.map(str::to_string),
+                subresource: sub.map(str::to_string),
+            }))
+        };
     match rest {
         // /namespaces/<ns>/<resource>... (but /namespaces/<name>/status is the namespace's own)
         ["namespaces", ns, resource, tail @ ..]
-            if group.is_empty() && matches!(*resource, "status" | "finalize") && tail.is_empty() =>
+            if group.is_empty()
+                && matches!(*resource, "status" | "finalize")
+                && tail.is_empty() =>
         {
             mk(lookup("namespaces")?, None, Some(ns), Some(resource))
         }
@@ -115,7 +122,9 @@ impl Query {
         let mut map: HashMap<String, Vec<String>> = HashMap::new();
         for part in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
-            map.entry(percent_decode(k)).or_default().push(percent_decode(v));
+            map.entry(percent_decode(k))
+                .or_default()
+                .push(percent_decode(v));
         }
         Self(map)
     }
@@ -292,13 +301,19 @@ pub fn wanted(accept: Option<&str>) -> Result<Wanted> {
         }
         if matches!(
             mt,
-            "application/json" | "*/*" | "application/*" | "application/vnd.kubernetes.protobuf" | "application/yaml"
+            "application/json"
+                | "*/*"
+                | "application/*"
+                | "application/vnd.kubernetes.protobuf"
+                | "application/yaml"
         ) {
             return Ok(Wanted::Object);
         }
     }
     match rejected_table {
-        Some(gv) => Err(ApiError::NotAcceptable(format!("no Table exists in group version {gv}"))),
+        Some(gv) => Err(ApiError::NotAcceptable(format!(
+            "no Table exists in group version {gv}"
+        ))),
         None => Ok(Wanted::Object),
     }
 }
@@ -364,7 +379,8 @@ mod tests {
 
     #[test]
     fn namespace_status_is_the_namespace_subresource() {
-        let ApiPath::Resource(p) = parse_api_path("/api/v1/namespaces/kube-system/status").expect("ok")
+        let ApiPath::Resource(p) =
+            parse_api_path("/api/v1/namespaces/kube-system/status").expect("ok")
         else {
             panic!("not a resource path")
         };
@@ -375,8 +391,14 @@ mod tests {
 
     #[test]
     fn unknown_resources_are_not_found() {
-        assert!(matches!(parse_api_path("/api/v1/widgets"), Err(ApiError::NoSuchPath)));
-        assert!(matches!(parse_api_path("/apis/nope/v1"), Err(ApiError::NoSuchPath)));
+        assert!(matches!(
+            parse_api_path("/api/v1/widgets"),
+            Err(ApiError::NoSuchPath)
+        ));
+        assert!(matches!(
+            parse_api_path("/apis/nope/v1"),
+            Err(ApiError::NoSuchPath)
+        ));
         assert!(matches!(
             parse_api_path("/api/v1/namespaces/default/nodes"),
             Err(ApiError::NoSuchPath)
@@ -394,7 +416,9 @@ mod tests {
 
     #[test]
     fn query_values_are_percent_decoded() {
-        let q = Query::parse(Some("fieldSelector=metadata.name%3Dp1&labelSelector=a+in+(x)"));
+        let q = Query::parse(Some(
+            "fieldSelector=metadata.name%3Dp1&labelSelector=a+in+(x)",
+        ));
         assert_eq!(q.get("fieldSelector"), Some("metadata.name=p1"));
         assert_eq!(q.get("labelSelector"), Some("a in (x)"));
     }
@@ -403,7 +427,10 @@ mod tests {
     fn kubectl_get_accept_header_wants_a_table() {
         let a = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
         assert_eq!(wanted(Some(a)).expect("ok"), Wanted::Table);
-        assert_eq!(wanted(Some("application/json")).expect("ok"), Wanted::Object);
+        assert_eq!(
+            wanted(Some("application/json")).expect("ok"),
+            Wanted::Object
+        );
         assert!(wanted(Some("application/json;as=Table;v=v9;g=meta.k8s.io")).is_err());
     }
 }

@@ -126,7 +126,12 @@ impl WatchCache {
         self.caches.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn feed(&self, prefix: &str, cache: Arc<ResourceCache>, mut stream: skiff_store::WatchStream) {
+    async fn feed(
+        &self,
+        prefix: &str,
+        cache: Arc<ResourceCache>,
+        mut stream: skiff_store::WatchStream,
+    ) {
         let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
         loop {
             tokio::select! {
@@ -176,7 +181,11 @@ impl WatchCache {
     ///
     /// Served from the cache's window when it reaches back far enough, else straight from the
     /// store (which answers 410 for compacted revisions).
-    pub async fn watch(&self, prefix: &str, after: Revision) -> Result<BoxStream<'static, Result<CacheItem>>> {
+    pub async fn watch(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<BoxStream<'static, Result<CacheItem>>> {
         // One cache per resource; client watches of one namespace filter by key.
         let resource_prefix = resource_prefix(prefix);
         let cache = self.cache_for(&resource_prefix).await?;
@@ -200,7 +209,10 @@ impl WatchCache {
         if after > latest {
             let current = self.store.current_revision().await?;
             if after > current {
-                return Err(ApiError::TooLargeResourceVersion { requested: after, current });
+                return Err(ApiError::TooLargeResourceVersion {
+                    requested: after,
+                    current,
+                });
             }
         }
         let prefix = prefix.to_string();
@@ -222,7 +234,11 @@ impl WatchCache {
         Ok(filtered.boxed())
     }
 
-    async fn watch_store(&self, prefix: &str, after: Revision) -> Result<BoxStream<'static, Result<CacheItem>>> {
+    async fn watch_store(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<BoxStream<'static, Result<CacheItem>>> {
         let stream = self.store.watch(prefix, after + 1).await?;
         let mapped = stream.flat_map(|item| {
             let out: Vec<Result<CacheItem>> = match item {
@@ -255,8 +271,17 @@ mod tests {
 
     #[test]
     fn resource_prefix_strips_the_namespace() {
-        assert_eq!(resource_prefix("/registry/core/pods/default/"), "/registry/core/pods/");
-        assert_eq!(resource_prefix("/registry/core/pods/"), "/registry/core/pods/");
-        assert_eq!(resource_prefix("/registry/apps/deployments/"), "/registry/apps/deployments/");
+        assert_eq!(
+            resource_prefix("/registry/core/pods/default/"),
+            "/registry/core/pods/"
+        );
+        assert_eq!(
+            resource_prefix("/registry/core/pods/"),
+            "/registry/core/pods/"
+        );
+        assert_eq!(
+            resource_prefix("/registry/apps/deployments/"),
+            "/registry/apps/deployments/"
+        );
     }
 }

@@ -92,7 +92,9 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .context("starting the API server")?;
     if !args.disable_agent {
-        tracing::warn!("the node agent is not part of this build yet; running the control plane only");
+        tracing::warn!(
+            "the node agent is not part of this build yet; running the control plane only"
+        );
     }
     // One line on stdout that scripts can wait for.
     println!(
@@ -104,7 +106,10 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     shutdown.cancel();
     tasks.close();
-    if tokio::time::timeout(Duration::from_secs(10), tasks.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), tasks.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some tasks did not stop within 10s");
     }
     Ok(())
