@@ -109,9 +109,14 @@ pub fn job_selector_defaults(obj: &mut Value, uid: &str) {
             set_missing(labels, key, json!(uid));
         }
     }
-    if let Some(match_labels) = child_obj(spec, "selector").and_then(|s| child_obj(s, "matchLabels"))
+    if let Some(match_labels) =
+        child_obj(spec, "selector").and_then(|s| child_obj(s, "matchLabels"))
     {
-        set_missing(match_labels, "batch.kubernetes.io/controller-uid", json!(uid));
+        set_missing(
+            match_labels,
+            "batch.kubernetes.io/controller-uid",
+            json!(uid),
+        );
     }
 }
 
@@ -243,7 +248,10 @@ fn default_toleration_seconds(spec: &mut Value) {
     let Some(list) = list.as_array_mut() else {
         return;
     };
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         // Upstream skips the addition when any toleration already tolerates the NoExecute taint.
         let tolerated = list.iter().any(|t| {
             let effect = str_at(t, "effect").unwrap_or_default();
@@ -612,8 +620,8 @@ fn default_service(svc: &mut Value) {
             }
         }
         Some("ClientIP") => {
-            if let Some(client_ip) = child_obj(spec, "sessionAffinityConfig")
-                .and_then(|c| child_obj(c, "clientIP"))
+            if let Some(client_ip) =
+                child_obj(spec, "sessionAffinityConfig").and_then(|c| child_obj(c, "clientIP"))
             {
                 set_missing(client_ip, "timeoutSeconds", json!(10800));
             }
@@ -652,7 +660,11 @@ fn default_service(svc: &mut Value) {
         set_missing(
             spec,
             "ipFamilyPolicy",
-            json!(if dual { "RequireDualStack" } else { "SingleStack" }),
+            json!(if dual {
+                "RequireDualStack"
+            } else {
+                "SingleStack"
+            }),
         );
         let families_unset = spec
             .get("ipFamilies")

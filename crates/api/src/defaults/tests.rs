@@ -252,8 +252,14 @@ fn stateful_set_gets_upstream_defaults() {
         spec["persistentVolumeClaimRetentionPolicy"],
         json!({"whenDeleted": "Retain", "whenScaled": "Retain"})
     );
-    assert_eq!(spec["volumeClaimTemplates"][0]["spec"]["volumeMode"], "Filesystem");
-    assert_eq!(spec["volumeClaimTemplates"][0]["status"]["phase"], "Pending");
+    assert_eq!(
+        spec["volumeClaimTemplates"][0]["spec"]["volumeMode"],
+        "Filesystem"
+    );
+    assert_eq!(
+        spec["volumeClaimTemplates"][0]["status"]["phase"],
+        "Pending"
+    );
     assert_eq!(
         spec["template"]["spec"]["containers"][0]["imagePullPolicy"],
         "IfNotPresent"
@@ -262,7 +268,11 @@ fn stateful_set_gets_upstream_defaults() {
 
 #[test]
 fn daemon_set_gets_upstream_defaults() {
-    let ds = defaulted("apps", "DaemonSet", json!({"spec": {"template": {"spec": {}}}}));
+    let ds = defaulted(
+        "apps",
+        "DaemonSet",
+        json!({"spec": {"template": {"spec": {}}}}),
+    );
     assert_eq!(
         ds["spec"]["updateStrategy"],
         json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}})
@@ -400,12 +410,18 @@ fn service_gets_upstream_defaults() {
     let spec = &svc["spec"];
     assert_eq!(spec["type"], "ClusterIP");
     assert_eq!(spec["sessionAffinity"], "None");
-    assert_eq!(spec["ports"][0], json!({"port": 80, "protocol": "TCP", "targetPort": 80}));
+    assert_eq!(
+        spec["ports"][0],
+        json!({"port": 80, "protocol": "TCP", "targetPort": 80})
+    );
     assert_eq!(spec["internalTrafficPolicy"], "Cluster");
     assert_eq!(spec["ipFamilyPolicy"], "SingleStack");
     assert_eq!(spec["ipFamilies"], json!(["IPv4"]));
     assert!(spec.get("externalTrafficPolicy").is_none());
-    assert!(spec.get("clusterIP").is_none(), "allocation is the server's job");
+    assert!(
+        spec.get("clusterIP").is_none(),
+        "allocation is the server's job"
+    );
 }
 
 #[test]
@@ -467,7 +483,10 @@ fn namespace_gets_finalizer_phase_and_name_label() {
     let ns = defaulted("", "Namespace", json!({"metadata": {"name": "dev"}}));
     assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
     assert_eq!(ns["status"]["phase"], "Active");
-    assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "dev");
+    assert_eq!(
+        ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "dev"
+    );
 }
 
 #[test]
@@ -487,7 +506,11 @@ fn volumes_and_claims_get_defaults() {
 
 #[test]
 fn other_group_defaults() {
-    let sc = defaulted("storage.k8s.io", "StorageClass", json!({"provisioner": "x"}));
+    let sc = defaulted(
+        "storage.k8s.io",
+        "StorageClass",
+        json!({"provisioner": "x"}),
+    );
     assert_eq!(sc["reclaimPolicy"], "Delete");
     assert_eq!(sc["volumeBindingMode"], "Immediate");
     let pc = defaulted("scheduling.k8s.io", "PriorityClass", json!({"value": 5}));

@@ -158,7 +158,8 @@ pub(crate) fn validate_service(svc: &Value, old: Option<&Value>, errs: &mut Erro
         }
     }
     let policy = str_of(spec, "ipFamilyPolicy");
-    if !policy.is_empty() && !["SingleStack", "PreferDualStack", "RequireDualStack"].contains(&policy)
+    if !policy.is_empty()
+        && !["SingleStack", "PreferDualStack", "RequireDualStack"].contains(&policy)
     {
         errs.push(FieldError::not_supported(
             &spath.child("ipFamilyPolicy"),
@@ -272,32 +273,23 @@ pub(crate) fn validate_secret(secret: &Value, old: Option<&Value>, errs: &mut Er
                 ));
             }
         }
-        "kubernetes.io/dockercfg" => {
-            if !has(".dockercfg") {
-                errs.push(FieldError::required(&data_path.key(".dockercfg"), ""));
-            }
+        "kubernetes.io/dockercfg" if !has(".dockercfg") => {
+            errs.push(FieldError::required(&data_path.key(".dockercfg"), ""));
         }
-        "kubernetes.io/dockerconfigjson" => {
-            if !has(".dockerconfigjson") {
-                errs.push(FieldError::required(&data_path.key(".dockerconfigjson"), ""));
-            }
+        "kubernetes.io/dockerconfigjson" if !has(".dockerconfigjson") => {
+            errs.push(FieldError::required(
+                &data_path.key(".dockerconfigjson"),
+                "",
+            ));
         }
-        "kubernetes.io/basic-auth" => {
-            if !has("username") && !has("password") {
-                errs.push(FieldError::required(
-                    &data_path.key("username"),
-                    "",
-                ));
-                errs.push(FieldError::required(
-                    &data_path.key("password"),
-                    "",
-                ));
-            }
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            // Upstream builds this path from a literal "data[%s]"; kept for identical output.
+            let odd = Path::new("data[%s]");
+            errs.push(FieldError::required(&odd.key("username"), ""));
+            errs.push(FieldError::required(&odd.key("password"), ""));
         }
-        "kubernetes.io/ssh-auth" => {
-            if !has("ssh-privatekey") {
-                errs.push(FieldError::required(&data_path.key("ssh-privatekey"), ""));
-            }
+        "kubernetes.io/ssh-auth" if !has("ssh-privatekey") => {
+            errs.push(FieldError::required(&data_path.key("ssh-privatekey"), ""));
         }
         "kubernetes.io/tls" => {
             for key in ["tls.key", "tls.crt"] {
@@ -321,7 +313,12 @@ pub(crate) fn validate_secret(secret: &Value, old: Option<&Value>, errs: &mut Er
     }
 }
 
-const ACCESS_MODES: [&str; 4] = ["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"];
+const ACCESS_MODES: [&str; 4] = [
+    "ReadOnlyMany",
+    "ReadWriteMany",
+    "ReadWriteOnce",
+    "ReadWriteOncePod",
+];
 
 fn validate_access_modes(spec: &Value, spath: &Path, errs: &mut Errors) {
     let modes = items(spec, "accessModes");
@@ -390,7 +387,11 @@ pub(crate) fn validate_persistent_volume(pv: &Value, errs: &mut Errors) {
     }
 }
 
-pub(crate) fn validate_persistent_volume_claim(pvc: &Value, old: Option<&Value>, errs: &mut Errors) {
+pub(crate) fn validate_persistent_volume_claim(
+    pvc: &Value,
+    old: Option<&Value>,
+    errs: &mut Errors,
+) {
     let spec = obj_or_null(pvc, "spec");
     let spath = Path::new("spec");
     validate_access_modes(spec, &spath, errs);

@@ -21,7 +21,8 @@ const QUALIFIED_NAME_ERR: &str = "must consist of alphanumeric characters, '-', 
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
 const LABEL_VALUE_ERR: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const CONFIG_MAP_KEY_FMT: &str = "[-._a-zA-Z0-9]+";
-const CONFIG_MAP_KEY_ERR: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
+const CONFIG_MAP_KEY_ERR: &str =
+    "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
 
 /// How a kind's `metadata.name` is validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,7 +390,11 @@ fn validate_meta_common(meta: &Value, path: &Path, errs: &mut Errors) {
     validate_labels(meta.get("labels"), &path.child("labels"), errs);
     validate_annotations(meta.get("annotations"), &path.child("annotations"), errs);
     validate_owner_references(super::items(meta, "ownerReferences"), path, errs);
-    validate_finalizers(super::items(meta, "finalizers"), &path.child("finalizers"), errs);
+    validate_finalizers(
+        super::items(meta, "finalizers"),
+        &path.child("finalizers"),
+        errs,
+    );
 }
 
 fn validate_owner_references(refs: &[Value], path: &Path, errs: &mut Errors) {
@@ -407,7 +412,11 @@ fn validate_owner_references(refs: &[Value], path: &Path, errs: &mut Errors) {
         }
         for key in ["kind", "name", "uid"] {
             if str_of(r, key).is_empty() {
-                errs.push(FieldError::invalid(&path.child(key), "", "must not be empty"));
+                errs.push(FieldError::invalid(
+                    &path.child(key),
+                    "",
+                    "must not be empty",
+                ));
             }
         }
         if api_version == "v1" && str_of(r, "kind") == "Event" {
@@ -460,10 +469,7 @@ pub(crate) fn validate_object_meta_update(
     let path = Path::new("metadata");
     let meta = obj.get("metadata").unwrap_or(&Value::Null);
     let old_meta = old.get("metadata").unwrap_or(&Value::Null);
-    if !old_meta
-        .get("deletionTimestamp")
-        .is_none_or(Value::is_null)
-    {
+    if !old_meta.get("deletionTimestamp").is_none_or(Value::is_null) {
         let old_fin: Vec<&Value> = super::items(old_meta, "finalizers").iter().collect();
         let mut extra: Vec<&str> = super::items(meta, "finalizers")
             .iter()
@@ -484,7 +490,10 @@ pub(crate) fn validate_object_meta_update(
         }
     }
     let generation = meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
-    let old_generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
+    let old_generation = old_meta
+        .get("generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     if generation < old_generation {
         errs.push(FieldError::invalid(
             &path.child("generation"),
@@ -506,5 +515,9 @@ pub(crate) fn validate_object_meta_update(
     validate_labels(meta.get("labels"), &path.child("labels"), errs);
     validate_annotations(meta.get("annotations"), &path.child("annotations"), errs);
     validate_owner_references(super::items(meta, "ownerReferences"), &path, errs);
-    validate_finalizers(super::items(meta, "finalizers"), &path.child("finalizers"), errs);
+    validate_finalizers(
+        super::items(meta, "finalizers"),
+        &path.child("finalizers"),
+        errs,
+    );
 }

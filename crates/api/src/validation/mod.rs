@@ -209,9 +209,7 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Ve
     match (group, kind) {
         ("", "Pod") => pod::validate_pod(obj, old, &mut errs),
         ("", "PodTemplate") => workloads::validate_pod_template(obj, &mut errs),
-        ("", "ReplicationController") => {
-            workloads::validate_replication_controller(obj, &mut errs)
-        }
+        ("", "ReplicationController") => workloads::validate_replication_controller(obj, &mut errs),
         ("", "Service") => core_kinds::validate_service(obj, old, &mut errs),
         ("", "ConfigMap") => core_kinds::validate_config_map(obj, old, &mut errs),
         ("", "Secret") => core_kinds::validate_secret(obj, old, &mut errs),

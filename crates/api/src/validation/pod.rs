@@ -83,8 +83,18 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &Path, errs: &mut Errors) {
         if !names.insert(name.to_owned()) {
             errs.push(FieldError::duplicate(&p.child("name"), name));
         }
-        validate_probe(c.get("livenessProbe"), &p.child("livenessProbe"), true, errs);
-        validate_probe(c.get("readinessProbe"), &p.child("readinessProbe"), false, errs);
+        validate_probe(
+            c.get("livenessProbe"),
+            &p.child("livenessProbe"),
+            true,
+            errs,
+        );
+        validate_probe(
+            c.get("readinessProbe"),
+            &p.child("readinessProbe"),
+            false,
+            errs,
+        );
         validate_probe(c.get("startupProbe"), &p.child("startupProbe"), true, errs);
     }
     let ipath = path.child("initContainers");
@@ -104,7 +114,11 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &Path, errs: &mut Errors) {
             ));
         }
     }
-    validate_restart_policy(str_of(spec, "restartPolicy"), &path.child("restartPolicy"), errs);
+    validate_restart_policy(
+        str_of(spec, "restartPolicy"),
+        &path.child("restartPolicy"),
+        errs,
+    );
     validate_dns_policy(str_of(spec, "dnsPolicy"), &path.child("dnsPolicy"), errs);
     meta::validate_labels(spec.get("nodeSelector"), &path.child("nodeSelector"), errs);
     for key in ["serviceAccountName", "nodeName"] {
@@ -258,7 +272,12 @@ fn validate_container(c: &Value, volumes: &BTreeSet<String>, path: &Path, errs: 
     }
     validate_container_ports(items(c, "ports"), &path.child("ports"), errs);
     validate_env(items(c, "env"), &path.child("env"), errs);
-    validate_volume_mounts(items(c, "volumeMounts"), volumes, &path.child("volumeMounts"), errs);
+    validate_volume_mounts(
+        items(c, "volumeMounts"),
+        volumes,
+        &path.child("volumeMounts"),
+        errs,
+    );
     match str_of(c, "imagePullPolicy") {
         "Always" | "IfNotPresent" | "Never" => {}
         "" => errs.push(FieldError::required(&path.child("imagePullPolicy"), "")),
@@ -286,7 +305,10 @@ fn validate_container_ports(ports: &[Value], path: &Path, errs: &mut Errors) {
                 errs.push(FieldError::duplicate(&p.child("name"), name));
             }
         }
-        let cp = port.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
+        let cp = port
+            .get("containerPort")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         if cp == 0 {
             errs.push(FieldError::required(&p.child("containerPort"), ""));
         } else {
@@ -333,8 +355,7 @@ fn validate_env(env: &[Value], path: &Path, errs: &mut Errors) {
                 "a valid environment variable name must consist only of printable ASCII characters other than '='",
             ));
         }
-        if var.get("valueFrom").is_some_and(|v| !v.is_null()) && !str_of(var, "value").is_empty()
-        {
+        if var.get("valueFrom").is_some_and(|v| !v.is_null()) && !str_of(var, "value").is_empty() {
             errs.push(FieldError::invalid(
                 &p.child("valueFrom"),
                 "",
@@ -462,7 +483,12 @@ fn parse_resource_list(
     out
 }
 
-fn validate_probe(probe: Option<&Value>, path: &Path, success_must_be_one: bool, errs: &mut Errors) {
+fn validate_probe(
+    probe: Option<&Value>,
+    path: &Path,
+    success_must_be_one: bool,
+    errs: &mut Errors,
+) {
     let Some(probe) = probe.filter(|p| p.is_object()) else {
         return;
     };
@@ -625,8 +651,12 @@ fn validate_pod_spec_update(new: &Value, old: &Value, errs: &mut Errors) {
     if only_added {
         restore(m, old, "tolerations");
     }
-    let old_grace = old.get("terminationGracePeriodSeconds").and_then(Value::as_i64);
-    let new_grace = new.get("terminationGracePeriodSeconds").and_then(Value::as_i64);
+    let old_grace = old
+        .get("terminationGracePeriodSeconds")
+        .and_then(Value::as_i64);
+    let new_grace = new
+        .get("terminationGracePeriodSeconds")
+        .and_then(Value::as_i64);
     if old_grace.is_some_and(|g| g < 0) && new_grace == Some(1) {
         restore(m, old, "terminationGracePeriodSeconds");
     }

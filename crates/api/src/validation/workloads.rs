@@ -4,9 +4,7 @@
 use serde_json::Value;
 
 use super::selector::{Selector, is_empty_selector, validate_label_selector};
-use super::{
-    Errors, FieldError, Path, immutable, meta, nonnegative, obj_or_null, pod, str_of,
-};
+use super::{Errors, FieldError, Path, immutable, meta, nonnegative, obj_or_null, pod, str_of};
 
 const SELECTOR_MISMATCH: &str = "`selector` does not match template `labels`";
 
@@ -149,7 +147,11 @@ pub(crate) fn validate_deployment(obj: &Value, old: Option<&Value>, errs: &mut E
         let tpath = spath.child("template");
         validate_template_for_replica_set(obj_or_null(spec, "template"), &sel, &tpath, errs);
     }
-    validate_deployment_strategy(obj_or_null(spec, "strategy"), &spath.child("strategy"), errs);
+    validate_deployment_strategy(
+        obj_or_null(spec, "strategy"),
+        &spath.child("strategy"),
+        errs,
+    );
     nonnegative(spec, "minReadySeconds", &spath, errs);
     nonnegative(spec, "revisionHistoryLimit", &spath, errs);
     if let Some(pds) = spec.get("progressDeadlineSeconds").and_then(Value::as_i64) {
@@ -227,10 +229,12 @@ fn validate_positive_int_or_percent(v: &Value, path: &Path, errs: &mut Errors) {
                 ));
             }
         }
-        Value::Number(n) => {
-            if n.as_i64().is_some_and(|n| n < 0) {
-                errs.push(FieldError::invalid(path, v.clone(), meta::IS_NEGATIVE_ERROR_MSG));
-            }
+        Value::Number(n) if n.as_i64().is_some_and(|n| n < 0) => {
+            errs.push(FieldError::invalid(
+                path,
+                v.clone(),
+                meta::IS_NEGATIVE_ERROR_MSG,
+            ));
         }
         _ => {}
     }
@@ -242,7 +246,8 @@ fn validate_rolling_update(ru: &Value, path: &Path, errs: &mut Errors) {
     let mu_path = path.child("maxUnavailable");
     validate_positive_int_or_percent(max_unavailable, &mu_path, errs);
     validate_positive_int_or_percent(max_surge, &path.child("maxSurge"), errs);
-    if int_or_percent_value(max_unavailable) == Some(0) && int_or_percent_value(max_surge) == Some(0)
+    if int_or_percent_value(max_unavailable) == Some(0)
+        && int_or_percent_value(max_surge) == Some(0)
     {
         errs.push(FieldError::invalid(
             &mu_path,
@@ -279,7 +284,10 @@ pub(crate) fn validate_stateful_set(obj: &Value, old: Option<&Value>, errs: &mut
     let spec = obj_or_null(obj, "spec");
     let spath = Path::new("spec");
     match str_of(spec, "podManagementPolicy") {
-        "" => errs.push(FieldError::required(&spath.child("podManagementPolicy"), "")),
+        "" => errs.push(FieldError::required(
+            &spath.child("podManagementPolicy"),
+            "",
+        )),
         "OrderedReady" | "Parallel" => {}
         other => errs.push(FieldError::invalid(
             &spath.child("podManagementPolicy"),
@@ -302,7 +310,12 @@ pub(crate) fn validate_stateful_set(obj: &Value, old: Option<&Value>, errs: &mut
             }
         }
         "RollingUpdate" => {
-            nonnegative(rolling, "partition", &strategy_path.child("rollingUpdate"), errs);
+            nonnegative(
+                rolling,
+                "partition",
+                &strategy_path.child("rollingUpdate"),
+                errs,
+            );
         }
         _ => errs.push(FieldError::invalid(
             &strategy_path,
@@ -395,7 +408,10 @@ pub(crate) fn validate_daemon_set(obj: &Value, old: Option<&Value>, errs: &mut E
         "RollingUpdate" => {
             let ru = obj_or_null(strategy, "rollingUpdate");
             if ru.is_null() {
-                errs.push(FieldError::required(&strategy_path.child("rollingUpdate"), ""));
+                errs.push(FieldError::required(
+                    &strategy_path.child("rollingUpdate"),
+                    "",
+                ));
             } else {
                 validate_rolling_update(ru, &strategy_path.child("rollingUpdate"), errs);
             }
@@ -466,7 +482,12 @@ pub(crate) fn validate_job(obj: &Value, old: Option<&Value>, errs: &mut Errors) 
         validate_label_selector(sel, &spath.child("selector"), errs);
     }
     if let Ok(s) = Selector::parse(sel) {
-        check_selector_matches(&s, obj_or_null(spec, "template"), &spath.child("template"), errs);
+        check_selector_matches(
+            &s,
+            obj_or_null(spec, "template"),
+            &spath.child("template"),
+            errs,
+        );
     }
     if let Some(old) = old {
         let old_spec = obj_or_null(old, "spec");
@@ -495,7 +516,11 @@ pub(crate) fn validate_cron_job(obj: &Value, errs: &mut Errors) {
     if schedule.is_empty() {
         errs.push(FieldError::required(&spath.child("schedule"), ""));
     } else if let Err(msg) = check_cron_schedule(schedule) {
-        errs.push(FieldError::invalid(&spath.child("schedule"), schedule, &msg));
+        errs.push(FieldError::invalid(
+            &spath.child("schedule"),
+            schedule,
+            &msg,
+        ));
     }
     nonnegative(spec, "startingDeadlineSeconds", &spath, errs);
     match str_of(spec, "concurrencyPolicy") {
@@ -512,7 +537,11 @@ pub(crate) fn validate_cron_job(obj: &Value, errs: &mut Errors) {
     let jt_path = spath.child("jobTemplate");
     let job_template = obj_or_null(spec, "jobTemplate");
     let jt_meta = obj_or_null(job_template, "metadata");
-    meta::validate_labels(jt_meta.get("labels"), &jt_path.child("metadata").child("labels"), errs);
+    meta::validate_labels(
+        jt_meta.get("labels"),
+        &jt_path.child("metadata").child("labels"),
+        errs,
+    );
     let job_spec = obj_or_null(job_template, "spec");
     let js_path = jt_path.child("spec");
     validate_job_spec_common(job_spec, &js_path, errs);
