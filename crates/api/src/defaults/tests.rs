@@ -1,5 +1,6 @@
 use serde_json::{Value, json};
 
+use super::pod::pull_policy_for;
 use super::*;
 
 fn defaulted(group: &str, kind: &str, mut obj: Value) -> Value {
