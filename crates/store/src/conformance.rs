@@ -148,7 +148,9 @@ async fn collect_until(stream: &mut WatchStream, until: Revision) -> Vec<Vec<Wat
     while last < until {
         let response = tokio::time::timeout(WATCH_TIMEOUT, stream.next())
             .await
-            .unwrap_or_else(|_| panic!("no watch response within {WATCH_TIMEOUT:?} (last {last}, want {until})"))
+            .unwrap_or_else(|_| {
+                panic!("no watch response within {WATCH_TIMEOUT:?} (last {last}, want {until})")
+            })
             .expect("watch stream ended early")
             .expect("watch stream failed");
         if let WatchResponse::Events(events) = response {
@@ -169,11 +171,25 @@ fn assert_matches_acks(events: &[WatchEvent], acks: &[Ack], from: Revision, pref
     let expected: Vec<(Revision, EventKind, &str, &[u8])> = acks
         .iter()
         .filter(|ack| ack.kv.mod_revision >= from && ack.kv.key.starts_with(prefix))
-        .map(|ack| (ack.kv.mod_revision, ack.kind, ack.kv.key.as_str(), &ack.kv.value[..]))
+        .map(|ack| {
+            (
+                ack.kv.mod_revision,
+                ack.kind,
+                ack.kv.key.as_str(),
+                &ack.kv.value[..],
+            )
+        })
         .collect();
     let seen: Vec<(Revision, EventKind, &str, &[u8])> = events
         .iter()
-        .map(|event| (event.revision(), event.kind, event.kv.key.as_str(), &event.kv.value[..]))
+        .map(|event| {
+            (
+                event.revision(),
+                event.kind,
+                event.kv.key.as_str(),
+                &event.kv.value[..],
+            )
+        })
         .collect();
     assert_eq!(seen, expected, "watch from {from} under {prefix:?}");
 }
@@ -188,7 +204,10 @@ pub async fn create_then_update_tracks_versions(store: Arc<dyn Store>) {
     assert_eq!(created.mod_revision, before + 1);
     assert_eq!(created.create_revision, created.mod_revision);
     assert_eq!(created.version, 1);
-    assert_eq!(store.current_revision().await.expect("revision"), before + 1);
+    assert_eq!(
+        store.current_revision().await.expect("revision"),
+        before + 1
+    );
 
     let updated = store
         .update("/registry/pods/default/a", value("two"), None)
@@ -205,14 +224,20 @@ pub async fn create_then_update_tracks_versions(store: Arc<dyn Store>) {
         .expect("key exists");
     assert_eq!(got, updated);
     assert_eq!(&got.value[..], b"two");
-    assert_eq!(store.get("/registry/pods/default/b").await.expect("get"), None);
+    assert_eq!(
+        store.get("/registry/pods/default/b").await.expect("get"),
+        None
+    );
 }
 
 /// Creating an existing key fails and consumes no revision.
 pub async fn create_existing_key_fails_already_exists(store: Arc<dyn Store>) {
     store.create("/k", value("1")).await.expect("create");
     let revision = store.current_revision().await.expect("revision");
-    let err = store.create("/k", value("2")).await.expect_err("second create");
+    let err = store
+        .create("/k", value("2"))
+        .await
+        .expect_err("second create");
     assert!(
         matches!(&err, Error::AlreadyExists { key } if key == "/k"),
         "got {err:?}"
@@ -228,12 +253,18 @@ pub async fn write_missing_key_fails_not_found(store: Arc<dyn Store>) {
         .update("/missing", value("x"), None)
         .await
         .expect_err("update of missing key");
-    assert!(matches!(&err, Error::NotFound { key } if key == "/missing"), "got {err:?}");
+    assert!(
+        matches!(&err, Error::NotFound { key } if key == "/missing"),
+        "got {err:?}"
+    );
     let err = store
         .delete("/missing", Some(5))
         .await
         .expect_err("delete of missing key");
-    assert!(matches!(&err, Error::NotFound { key } if key == "/missing"), "got {err:?}");
+    assert!(
+        matches!(&err, Error::NotFound { key } if key == "/missing"),
+        "got {err:?}"
+    );
     assert_eq!(store.get("/missing").await.expect("get"), None);
 }
 
@@ -283,7 +314,10 @@ pub async fn delete_returns_value_at_delete_revision(store: Arc<dyn Store>) {
     assert_eq!(&deleted.value[..], b"payload");
     assert_eq!(deleted.create_revision, created.create_revision);
     assert_eq!(store.get("/d").await.expect("get"), None);
-    assert_eq!(store.current_revision().await.expect("revision"), deleted.mod_revision);
+    assert_eq!(
+        store.current_revision().await.expect("revision"),
+        deleted.mod_revision
+    );
 
     let again = store.create("/d", value("new")).await.expect("re-create");
     assert_eq!(again.version, 1);
@@ -301,14 +335,24 @@ pub async fn range_lists_prefix_in_key_order(store: Arc<dyn Store>) {
     ] {
         store.create(key, value(key)).await.expect("create");
     }
-    let result = store.range("/registry/pods/", latest()).await.expect("range");
+    let result = store
+        .range("/registry/pods/", latest())
+        .await
+        .expect("range");
     let keys: Vec<&str> = result.kvs.iter().map(|kv| kv.key.as_str()).collect();
     assert_eq!(
         keys,
-        ["/registry/pods/ns/a", "/registry/pods/ns/c", "/registry/pods/other/b"]
+        [
+            "/registry/pods/ns/a",
+            "/registry/pods/ns/c",
+            "/registry/pods/other/b"
+        ]
     );
     assert!(!result.more);
-    assert_eq!(result.revision, store.current_revision().await.expect("revision"));
+    assert_eq!(
+        result.revision,
+        store.current_revision().await.expect("revision")
+    );
     let all = store.range("", latest()).await.expect("range all");
     assert_eq!(all.kvs.len(), 5);
 }
@@ -329,7 +373,10 @@ pub async fn range_pages_are_one_snapshot_during_writes(store: Arc<dyn Store>) {
         limit: Some(7),
         ..RangeOptions::default()
     };
-    let first = store.range(prefix, options.clone()).await.expect("first page");
+    let first = store
+        .range(prefix, options.clone())
+        .await
+        .expect("first page");
     assert_eq!(first.kvs.len(), 7);
     assert!(first.more);
     let revision = first.revision;
@@ -363,12 +410,18 @@ pub async fn range_pages_are_one_snapshot_during_writes(store: Arc<dyn Store>) {
             )
             .await
             .expect("next page");
-        assert_eq!(page.revision, revision, "pages are served at the first page's revision");
+        assert_eq!(
+            page.revision, revision,
+            "pages are served at the first page's revision"
+        );
         assert!(page.kvs.len() <= 7);
         more = page.more;
         listed.extend(page.kvs);
     }
-    assert_eq!(listed, snapshot, "the pages add up to the snapshot at revision {revision}");
+    assert_eq!(
+        listed, snapshot,
+        "the pages add up to the snapshot at revision {revision}"
+    );
     let now = store.range(prefix, latest()).await.expect("latest range");
     assert_ne!(now.kvs, snapshot, "the writes between pages did happen");
 }
@@ -379,7 +432,10 @@ pub async fn range_at_old_revision_sees_old_state(store: Arc<dyn Store>) {
     let a1 = store.create("/r/a", value("a1")).await.expect("create a");
     let b1 = store.create("/r/b", value("b1")).await.expect("create b");
     let at_two = b1.mod_revision;
-    let a2 = store.update("/r/a", value("a2"), None).await.expect("update a");
+    let a2 = store
+        .update("/r/a", value("a2"), None)
+        .await
+        .expect("update a");
     store.delete("/r/b", None).await.expect("delete b");
     let c1 = store.create("/r/c", value("c1")).await.expect("create c");
 
@@ -463,11 +519,17 @@ pub async fn range_at_future_revision_fails(store: Arc<dyn Store>) {
 pub async fn compaction_fails_old_ranges_and_watches(store: Arc<dyn Store>) {
     let a1 = store.create("/c/a", value("a1")).await.expect("create a");
     store.create("/c/b", value("b1")).await.expect("create b");
-    let a2 = store.update("/c/a", value("a2"), None).await.expect("update a");
+    let a2 = store
+        .update("/c/a", value("a2"), None)
+        .await
+        .expect("update a");
     store.delete("/c/b", None).await.expect("delete b");
     let d1 = store.create("/c/d", value("d1")).await.expect("create d");
     let compact_at = d1.mod_revision;
-    let a3 = store.update("/c/a", value("a3"), None).await.expect("update a");
+    let a3 = store
+        .update("/c/a", value("a3"), None)
+        .await
+        .expect("update a");
     let d2 = store.delete("/c/d", None).await.expect("delete d");
 
     assert_eq!(store.compacted_revision().await.expect("compacted"), 0);
@@ -509,22 +571,38 @@ pub async fn compaction_fails_old_ranges_and_watches(store: Arc<dyn Store>) {
         .expect_err("watch before compaction");
     assert!(matches!(err, Error::Compacted { .. }), "got {err:?}");
 
-    let mut watch = store.watch("/c/", compact_at).await.expect("watch at compaction");
+    let mut watch = store
+        .watch("/c/", compact_at)
+        .await
+        .expect("watch at compaction");
     let events = flatten(&collect_until(&mut watch, d2.mod_revision).await);
     let revisions: Vec<Revision> = events.iter().map(WatchEvent::revision).collect();
-    assert_eq!(revisions, vec![d1.mod_revision, a3.mod_revision, d2.mod_revision]);
-    assert_eq!(events[1].prev_kv.as_ref(), Some(&a2), "prev_kv survives compaction");
+    assert_eq!(
+        revisions,
+        vec![d1.mod_revision, a3.mod_revision, d2.mod_revision]
+    );
+    assert_eq!(
+        events[1].prev_kv.as_ref(),
+        Some(&a2),
+        "prev_kv survives compaction"
+    );
     assert_eq!(events[2].kind, EventKind::Delete);
     assert_eq!(events[2].prev_kv.as_ref(), Some(&d1));
 
     let err = store.compact(compact_at).await.expect_err("compact again");
     assert!(matches!(err, Error::Compacted { .. }), "got {err:?}");
     let current = store.current_revision().await.expect("revision");
-    let err = store.compact(current + 1).await.expect_err("compact the future");
+    let err = store
+        .compact(current + 1)
+        .await
+        .expect_err("compact the future");
     assert!(matches!(err, Error::FutureRevision { .. }), "got {err:?}");
 
     store.compact(current).await.expect("compact everything");
-    let now = store.range("/c/", latest()).await.expect("latest after full compaction");
+    let now = store
+        .range("/c/", latest())
+        .await
+        .expect("latest after full compaction");
     assert_eq!(now.kvs, vec![a3]);
 }
 
@@ -607,9 +685,9 @@ pub async fn watch_atomic(store: Arc<dyn Store>) {
         .map(|event| (event.revision(), event))
         .collect();
     for ack in &acks {
-        let event = by_revision
-            .get(&ack.kv.mod_revision)
-            .unwrap_or_else(|| panic!("no event for acknowledged revision {}", ack.kv.mod_revision));
+        let event = by_revision.get(&ack.kv.mod_revision).unwrap_or_else(|| {
+            panic!("no event for acknowledged revision {}", ack.kv.mod_revision)
+        });
         assert_eq!(event.kind, ack.kind);
         assert_eq!(event.kv, ack.kv);
     }
@@ -623,7 +701,10 @@ pub async fn watch_reliable(store: Arc<dyn Store>) {
     let early = concurrent_writes(&store, "/rel/", 3, 4).await;
     concurrent_writes(&store, "/other/", 2, 4).await;
     let from_past = early[early.len() / 2].kv.mod_revision;
-    let mut past = store.watch("/rel/", from_past).await.expect("watch from the past");
+    let mut past = store
+        .watch("/rel/", from_past)
+        .await
+        .expect("watch from the past");
     let now = store.current_revision().await.expect("revision") + 1;
     let mut live = store.watch("/rel/", 0).await.expect("watch from now");
     let late = {
@@ -666,7 +747,10 @@ pub async fn watch_resumable(store: Arc<dyn Store>) {
 
     // Resuming from the middle of the first batch replays exactly its tail, then the rest.
     let middle = first[first.len() / 2].kv.mod_revision;
-    let mut from_middle = store.watch("/res/", middle).await.expect("resume from middle");
+    let mut from_middle = store
+        .watch("/res/", middle)
+        .await
+        .expect("resume from middle");
     let events = flatten(&collect_until(&mut from_middle, second_last).await);
     let all: Vec<Ack> = first.iter().chain(second.iter()).cloned().collect();
     assert_matches_acks(&events, &all, middle, "/res/");
@@ -697,7 +781,10 @@ pub async fn watch_bookmarkable(store: Arc<dyn Store>) {
     }
 
     let put = store.create("/b/x", value("1")).await.expect("create");
-    let other = store.create("/elsewhere", value("1")).await.expect("create elsewhere");
+    let other = store
+        .create("/elsewhere", value("1"))
+        .await
+        .expect("create elsewhere");
     watch.progress_requester().request();
     let mut last_event = 0;
     loop {
@@ -706,8 +793,14 @@ pub async fn watch_bookmarkable(store: Arc<dyn Store>) {
                 last_event = events.last().map_or(last_event, WatchEvent::revision);
             }
             WatchResponse::Progress(revision) => {
-                assert_eq!(last_event, put.mod_revision, "the event precedes the progress");
-                assert!(revision >= last_event, "progress {revision} behind event {last_event}");
+                assert_eq!(
+                    last_event, put.mod_revision,
+                    "the event precedes the progress"
+                );
+                assert!(
+                    revision >= last_event,
+                    "progress {revision} behind event {last_event}"
+                );
                 assert!(
                     revision >= other.mod_revision,
                     "progress {revision} behind acknowledged write {}",
@@ -746,7 +839,10 @@ pub async fn watch_slow_consumer_loses_nothing_silently(store: Arc<dyn Store>) {
     let last = acks.last().expect("acks").kv.mod_revision;
     let mut events = Vec::new();
     let mut failed = false;
-    while events.last().is_none_or(|event: &WatchEvent| event.revision() < last) {
+    while events
+        .last()
+        .is_none_or(|event: &WatchEvent| event.revision() < last)
+    {
         match tokio::time::timeout(WATCH_TIMEOUT, watch.next())
             .await
             .expect("watch response in time")

@@ -59,10 +59,18 @@ fn acknowledged_writes_survive_sigkill() {
                 }
             }
         }
-        assert_eq!(acks.len(), ACKS_BEFORE_KILL, "child stopped before writing enough");
+        assert_eq!(
+            acks.len(),
+            ACKS_BEFORE_KILL,
+            "child stopped before writing enough"
+        );
         child.kill().expect("SIGKILL the child");
         // Lines already printed were acknowledged too.
-        acks.extend(lines.map_while(|line| line.ok()).filter_map(|line| parse(&line)));
+        acks.extend(
+            lines
+                .map_while(|line| line.ok())
+                .filter_map(|line| parse(&line)),
+        );
         child.wait().expect("reap child");
 
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -74,7 +82,10 @@ fn acknowledged_writes_survive_sigkill() {
                 current >= max_acked,
                 "round {round}: revision went back: {current} < acknowledged {max_acked}"
             );
-            assert!(max_acked > last_acked_revision, "round {round} wrote new revisions");
+            assert!(
+                max_acked > last_acked_revision,
+                "round {round} wrote new revisions"
+            );
             last_acked_revision = max_acked;
             let mut newest: HashMap<&str, &AckLine> = HashMap::new();
             for ack in &acks {
@@ -121,9 +132,8 @@ fn crash_child_writer() {
     let round = std::env::var(ROUND_VAR).expect("round");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async move {
-        let store = Arc::new(
-            RedbStore::open(std::path::Path::new(&dir).join("store.redb")).expect("open"),
-        );
+        let store =
+            Arc::new(RedbStore::open(std::path::Path::new(&dir).join("store.redb")).expect("open"));
         let tasks: Vec<_> = (0..16)
             .map(|task| {
                 let store = Arc::clone(&store);

@@ -45,14 +45,20 @@ async fn concurrent_writes_share_commits_and_are_all_readable() {
         "{writers} concurrent writes took {commits} commits; group commit should share them"
     );
     let expected: BTreeSet<i64> = (start + 1..=start + writers as i64).collect();
-    assert_eq!(revisions, expected, "each write got its own revision, none skipped");
+    assert_eq!(
+        revisions, expected,
+        "each write got its own revision, none skipped"
+    );
     for i in 0..writers {
         let kv = store
             .get(&format!("/registry/pods/default/pod-{i:03}"))
             .await
             .expect("get")
             .expect("written key is readable");
-        assert_eq!(kv.value, Bytes::from(format!("{{\"name\":\"pod-{i:03}\"}}")));
+        assert_eq!(
+            kv.value,
+            Bytes::from(format!("{{\"name\":\"pod-{i:03}\"}}"))
+        );
     }
     let listed = store
         .range("/registry/pods/", RangeOptions::default())
@@ -65,9 +71,15 @@ async fn concurrent_writes_share_commits_and_are_all_readable() {
 async fn fresh_store_starts_at_revision_one_like_etcd() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(&dir);
-    assert_eq!(store.current_revision().await.expect("revision"), FIRST_REVISION);
+    assert_eq!(
+        store.current_revision().await.expect("revision"),
+        FIRST_REVISION
+    );
     assert_eq!(store.compacted_revision().await.expect("compacted"), 0);
-    let kv = store.create("/a", Bytes::from_static(b"1")).await.expect("create");
+    let kv = store
+        .create("/a", Bytes::from_static(b"1"))
+        .await
+        .expect("create");
     assert_eq!(kv.mod_revision, FIRST_REVISION + 1);
 }
 
@@ -75,21 +87,43 @@ async fn fresh_store_starts_at_revision_one_like_etcd() {
 async fn reopen_keeps_data_revision_and_compaction() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(&dir);
-    store.create("/a", Bytes::from_static(b"1")).await.expect("create");
-    let b = store.create("/b", Bytes::from_static(b"2")).await.expect("create");
-    store.update("/a", Bytes::from_static(b"3"), None).await.expect("update");
+    store
+        .create("/a", Bytes::from_static(b"1"))
+        .await
+        .expect("create");
+    let b = store
+        .create("/b", Bytes::from_static(b"2"))
+        .await
+        .expect("create");
+    store
+        .update("/a", Bytes::from_static(b"3"), None)
+        .await
+        .expect("update");
     store.compact(b.mod_revision).await.expect("compact");
     let last = store.delete("/b", None).await.expect("delete");
     store.close().await.expect("close");
 
     let store = open(&dir);
-    assert_eq!(store.current_revision().await.expect("revision"), last.mod_revision);
-    assert_eq!(store.compacted_revision().await.expect("compacted"), b.mod_revision);
+    assert_eq!(
+        store.current_revision().await.expect("revision"),
+        last.mod_revision
+    );
+    assert_eq!(
+        store.compacted_revision().await.expect("compacted"),
+        b.mod_revision
+    );
     let a = store.get("/a").await.expect("get").expect("a survives");
     assert_eq!((&a.value[..], a.version), (&b"3"[..], 2));
     assert_eq!(store.get("/b").await.expect("get"), None);
-    let next = store.create("/c", Bytes::from_static(b"4")).await.expect("create");
-    assert_eq!(next.mod_revision, last.mod_revision + 1, "revisions continue");
+    let next = store
+        .create("/c", Bytes::from_static(b"4"))
+        .await
+        .expect("create");
+    assert_eq!(
+        next.mod_revision,
+        last.mod_revision + 1,
+        "revisions continue"
+    );
     // History kept across the reopen: the delete of /b is replayed with its value.
     let mut watch = store.watch("/b", last.mod_revision).await.expect("watch");
     match tokio::time::timeout(Duration::from_secs(10), watch.next()).await {
@@ -154,7 +188,10 @@ async fn lagging_watcher_fails_with_compacted_when_its_history_is_gone() {
         Some(Err(skiff_store::Error::Compacted { compacted, .. })) => assert_eq!(compacted, last),
         other => panic!("expected Compacted, got {other:?}"),
     }
-    assert!(watch.next().await.is_none(), "the stream ends after its error");
+    assert!(
+        watch.next().await.is_none(),
+        "the stream ends after its error"
+    );
 }
 
 #[tokio::test]
@@ -163,8 +200,14 @@ async fn watch_from_future_revision_waits_for_it() {
     let store = open(&dir);
     let current = store.current_revision().await.expect("revision");
     let mut watch = store.watch("/", current + 2).await.expect("watch");
-    store.create("/one", Bytes::from_static(b"1")).await.expect("create");
-    let two = store.create("/two", Bytes::from_static(b"2")).await.expect("create");
+    store
+        .create("/one", Bytes::from_static(b"1"))
+        .await
+        .expect("create");
+    let two = store
+        .create("/two", Bytes::from_static(b"2"))
+        .await
+        .expect("create");
     match tokio::time::timeout(Duration::from_secs(10), watch.next()).await {
         Ok(Some(Ok(WatchResponse::Events(events)))) => {
             assert_eq!(events.len(), 1);

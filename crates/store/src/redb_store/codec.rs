@@ -29,7 +29,12 @@ const KIND_PUT: u8 = 1;
 const KIND_DELETE: u8 = 2;
 
 /// Encodes the `kv` table's record.
-pub(super) fn encode_live(create: Revision, modified: Revision, version: i64, value: &[u8]) -> Vec<u8> {
+pub(super) fn encode_live(
+    create: Revision,
+    modified: Revision,
+    version: i64,
+    value: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(LIVE_HEADER + value.len());
     out.extend_from_slice(&create.to_le_bytes());
     out.extend_from_slice(&modified.to_le_bytes());

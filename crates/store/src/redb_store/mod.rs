@@ -209,7 +209,10 @@ impl Shared {
                 compacted,
             });
         }
-        let limit = options.limit.filter(|limit| *limit > 0).unwrap_or(usize::MAX);
+        let limit = options
+            .limit
+            .filter(|limit| *limit > 0)
+            .unwrap_or(usize::MAX);
         let start = match &options.start_after {
             Some(after) if after.as_str() >= prefix => Bound::Excluded(after.as_str()),
             _ => Bound::Included(prefix),
@@ -317,7 +320,9 @@ fn read_meta(txn: &redb::ReadTransaction) -> Result<(Revision, Revision)> {
 }
 
 /// Runs a blocking read off the async workers.
-async fn blocking<T: Send + 'static>(read: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(read)
         .await
         .map_err(|_| Error::Closed)?

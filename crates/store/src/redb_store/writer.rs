@@ -16,9 +16,7 @@ use redb::{Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::Shared;
-use super::codec::{
-    self, HISTORY, HistoryRecord, KV, LOG, META, META_COMPACTED, META_CURRENT,
-};
+use super::codec::{self, HISTORY, HistoryRecord, KV, LOG, META, META_COMPACTED, META_CURRENT};
 use crate::error::{Error, Result};
 use crate::types::{EventKind, KeyValue, Revision, WatchEvent};
 
@@ -89,7 +87,11 @@ struct Applied {
     changed: bool,
 }
 
-fn process(shared: &Shared, batch: &mut Vec<WriteRequest>, events: &broadcast::Sender<Arc<Commit>>) {
+fn process(
+    shared: &Shared,
+    batch: &mut Vec<WriteRequest>,
+    events: &broadcast::Sender<Arc<Commit>>,
+) {
     let result = apply_batch(shared, batch.iter().map(|request| &request.op));
     let outcomes = match result {
         Ok(applied) => {
@@ -205,7 +207,12 @@ fn apply_op(
             if key.is_empty() {
                 return Ok(Err(Error::EmptyKey));
             }
-            if tables.kv.get(key.as_str()).map_err(Error::storage)?.is_some() {
+            if tables
+                .kv
+                .get(key.as_str())
+                .map_err(Error::storage)?
+                .is_some()
+            {
                 return Ok(Err(Error::AlreadyExists { key: key.clone() }));
             }
             let revision = applied.current + 1;
@@ -256,7 +263,10 @@ fn apply_op(
             };
             tables
                 .history
-                .insert((key.as_str(), revision), codec::encode_history(&tombstone).as_slice())
+                .insert(
+                    (key.as_str(), revision),
+                    codec::encode_history(&tombstone).as_slice(),
+                )
                 .map_err(Error::storage)?;
             tables
                 .log
