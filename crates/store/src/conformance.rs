@@ -35,6 +35,9 @@ pub const CASES: &[(&str, Case)] = &[
     ("stale_mod_revision_conflicts", |s| {
         Box::pin(stale_mod_revision_conflicts(s))
     }),
+    ("concurrent_cas_has_one_winner", |s| {
+        Box::pin(concurrent_cas_has_one_winner(s))
+    }),
     ("delete_returns_value_at_delete_revision", |s| {
         Box::pin(delete_returns_value_at_delete_revision(s))
     }),
@@ -303,6 +306,36 @@ pub async fn stale_mod_revision_conflicts(store: Arc<dyn Store>) {
         .delete("/cas", Some(second.mod_revision))
         .await
         .expect("delete with current mod_revision");
+}
+
+/// Many concurrent compare-and-swaps against the same `mod_revision`: exactly one wins, the
+/// others conflict, and the key ends with the winner's value.
+pub async fn concurrent_cas_has_one_winner(store: Arc<dyn Store>) {
+    let base = store.create("/race", value("base")).await.expect("create");
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .update("/race", value(&format!("w{i}")), Some(base.mod_revision))
+                    .await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(kv) => winners.push(kv),
+            Err(Error::Conflict { current, .. }) => {
+                assert!(current.is_some_and(|kv| kv.mod_revision > base.mod_revision));
+            }
+            Err(other) => panic!("expected success or Conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one compare-and-swap wins");
+    let now = store.get("/race").await.expect("get").expect("exists");
+    assert_eq!(now, winners[0]);
+    assert_eq!(now.version, 2);
 }
 
 /// Delete returns the deleted value stamped with the delete's revision; a re-create starts a new
