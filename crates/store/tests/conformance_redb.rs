@@ -40,6 +40,7 @@ cases!(
     create_existing_key_fails_already_exists,
     write_missing_key_fails_not_found,
     stale_mod_revision_conflicts,
+    concurrent_cas_has_one_winner,
     delete_returns_value_at_delete_revision,
     range_lists_prefix_in_key_order,
     range_pages_are_one_snapshot_during_writes,

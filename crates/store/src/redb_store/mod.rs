@@ -412,3 +412,88 @@ impl Store for RedbStore {
         async move { Ok(compacted) }.boxed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::ReadableTableMetadata;
+
+    fn table_sizes(store: &RedbStore) -> (u64, u64, u64) {
+        let txn = store.shared.db.begin_read().expect("read txn");
+        let kv = txn.open_table(KV).expect("kv").len().expect("len");
+        let history = txn
+            .open_table(HISTORY)
+            .expect("history")
+            .len()
+            .expect("len");
+        let log = txn.open_table(LOG).expect("log").len().expect("len");
+        (kv, history, log)
+    }
+
+    #[tokio::test]
+    async fn compaction_reclaims_superseded_versions_and_tombstones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(dir.path().join("s.redb")).expect("open");
+        store
+            .create("/a", Bytes::from_static(b"1"))
+            .await
+            .expect("create");
+        store
+            .update("/a", Bytes::from_static(b"2"), None)
+            .await
+            .expect("update");
+        store
+            .update("/a", Bytes::from_static(b"3"), None)
+            .await
+            .expect("update");
+        store
+            .create("/b", Bytes::from_static(b"1"))
+            .await
+            .expect("create");
+        store.delete("/b", None).await.expect("delete");
+        let c = store
+            .create("/c", Bytes::from_static(b"1"))
+            .await
+            .expect("create");
+        assert_eq!(table_sizes(&store), (2, 6, 6));
+
+        store.compact(c.mod_revision).await.expect("compact");
+        // /a keeps its newest version, /b (deleted) nothing, /c its write at the compacted
+        // revision; the log keeps only the compacted revision itself.
+        assert_eq!(table_sizes(&store), (2, 2, 1));
+        let listed = store
+            .range("/", RangeOptions::default())
+            .await
+            .expect("range");
+        let values: Vec<(&str, &[u8])> = listed
+            .kvs
+            .iter()
+            .map(|kv| (kv.key.as_str(), &kv.value[..]))
+            .collect();
+        assert_eq!(values, [("/a", &b"3"[..]), ("/c", &b"1"[..])]);
+    }
+
+    #[tokio::test]
+    async fn failed_writes_in_a_batch_do_not_commit_or_consume_revisions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(dir.path().join("s.redb")).expect("open");
+        let a = store
+            .create("/a", Bytes::from_static(b"1"))
+            .await
+            .expect("create");
+        let commits = store.stats().commits;
+        let (conflict, missing, exists) = futures::join!(
+            store.update("/a", Bytes::from_static(b"2"), Some(a.mod_revision + 5)),
+            store.delete("/nope", None),
+            store.create("/a", Bytes::from_static(b"3")),
+        );
+        assert!(matches!(conflict, Err(Error::Conflict { .. })));
+        assert!(matches!(missing, Err(Error::NotFound { .. })));
+        assert!(matches!(exists, Err(Error::AlreadyExists { .. })));
+        assert_eq!(store.stats().commits, commits, "nothing to commit");
+        assert_eq!(
+            store.current_revision().await.expect("revision"),
+            a.mod_revision
+        );
+    }
+}
