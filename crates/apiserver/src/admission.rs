@@ -30,7 +30,7 @@ fn validation_errors(spec: &ResourceSpec, obj: &Value, old: Option<&Value>) -> R
         .iter()
         .map(|e| Cause {
             reason: e.reason().to_string(),
-            message: e.message(),
+            message: e.body(),
             field: e.field.clone(),
         })
         .collect();

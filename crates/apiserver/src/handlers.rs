@@ -662,11 +662,19 @@ async fn patch(
     if patch_type != "application/json-patch+json" && !patch.is_object() {
         return Err(ApiError::bad_request("the patch must be a JSON object"));
     }
-    let warnings = if patch_type == "application/json-patch+json" {
+    // Duplicate keys are a property of the patch body; unknown fields are judged on the result.
+    let mode = field_validation(query)?;
+    let mut warnings = if patch_type == "application/json-patch+json" || mode == "Ignore" {
         Vec::new()
     } else {
-        check_fields(spec, query, Some(body))?
+        skiff_api::field_validation::duplicate_fields(body)
     };
+    if mode == "Strict" && !warnings.is_empty() {
+        return Err(ApiError::bad_request(
+            skiff_api::field_validation::strict_error_message(spec.kind, spec.version, &warnings),
+        ));
+    }
+    let late = std::sync::Mutex::new(Vec::new());
     let opts = WriteOptions {
         dry_run: query.dry_run()?,
     };
@@ -681,10 +689,14 @@ async fn patch(
             if let Some(rv) = old["metadata"].get("resourceVersion") {
                 new["metadata"]["resourceVersion"] = rv.clone();
             }
+            let raw = serde_json::to_vec(&new).unwrap_or_default();
+            let problems = check_fields(spec, query, Some(&raw))?;
+            *late.lock().unwrap_or_else(|e| e.into_inner()) = problems;
             admission::admit_update(spec, old, &mut new, scope)?;
             Ok(new)
         })
         .await?;
+    warnings.extend(late.into_inner().unwrap_or_else(|e| e.into_inner()));
     Ok(with_warnings(
         json_response(StatusCode::OK, &updated),
         &warnings,
