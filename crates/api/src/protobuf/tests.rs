@@ -1,0 +1,5 @@
+//! Tests of the protobuf decoder.
+use super::*;
+
+#[test]
+fn placeholder() {}
