@@ -1,8 +1,83 @@
 //! Tests of the protobuf decoder: real kubectl 1.32 bodies, k8s-pb-encoded objects, errors.
 
+use std::collections::BTreeMap;
+
+use k8s_pb::api::apps::v1 as apps;
+use k8s_pb::api::core::v1 as core;
+use k8s_pb::apimachinery::pkg::api::resource::Quantity;
+use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
+use k8s_pb::apimachinery::pkg::runtime::{RawExtension, TypeMeta, Unknown};
+use k8s_pb::apimachinery::pkg::util::intstr::IntOrString;
+use prost::Message as _;
 use serde_json::{Value, json};
 
 use super::*;
+
+/// The body client-go sends for `object`: magic, then `runtime.Unknown` with the object as `raw`
+/// (contentEncoding/contentType written empty, as Go writes non-pointer strings).
+fn envelope(api_version: &str, kind: &str, object: &impl prost::Message) -> Vec<u8> {
+    let unknown = Unknown {
+        type_meta: Some(TypeMeta {
+            api_version: Some(api_version.into()),
+            kind: Some(kind.into()),
+        }),
+        raw: Some(object.encode_to_vec()),
+        content_encoding: Some(String::new()),
+        content_type: Some(String::new()),
+    };
+    let mut body = MAGIC.to_vec();
+    body.extend(unknown.encode_to_vec());
+    body
+}
+
+fn s(text: &str) -> Option<String> {
+    Some(text.to_owned())
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|&i| i.to_owned()).collect()
+}
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect()
+}
+
+fn quantity(text: &str) -> Quantity {
+    Quantity { string: s(text) }
+}
+
+fn int_port(port: i32) -> IntOrString {
+    IntOrString {
+        r#type: Some(0),
+        int_val: Some(port),
+        str_val: Some(String::new()),
+    }
+}
+
+fn str_port(name: &str) -> IntOrString {
+    IntOrString {
+        r#type: Some(1),
+        int_val: Some(0),
+        str_val: s(name),
+    }
+}
+
+/// ObjectMeta as Go writes a fresh object's: the zero creationTimestamp is an empty message.
+fn object_meta(name: &str, labels: &[(&str, &str)]) -> meta::ObjectMeta {
+    meta::ObjectMeta {
+        name: s(name),
+        labels: map(labels),
+        creation_timestamp: Some(meta::Time::default()),
+        ..Default::default()
+    }
+}
+
+fn decoded(body: &[u8]) -> Value {
+    match decode(body) {
+        Ok(value) => value,
+        Err(e) => panic!("decode failed: {e}"),
+    }
+}
 
 /// A body captured from `kubectl.1.32 create ...` and the JSON `--dry-run=client -o json`
 /// printed for the same command.
@@ -53,4 +128,520 @@ fn real_kubectl_create_bodies_decode_to_the_dry_run_json() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn real_kubectl_auth_can_i_body_decodes_with_allowed_false_status() {
+    let body = include_bytes!("../../tests/fixtures/protobuf/cani.bin");
+    assert_eq!(
+        decoded(body),
+        json!({
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "metadata": {"creationTimestamp": null},
+            "spec": {"resourceAttributes": {
+                "namespace": "default", "verb": "create", "resource": "pods", "subresource": "log"
+            }},
+            "status": {"allowed": false}
+        })
+    );
+}
+
+#[test]
+fn real_kubectl_drain_delete_options_keep_a_zero_grace_period() {
+    let body = include_bytes!("../../tests/fixtures/protobuf/drain-delete-grace0.bin");
+    assert_eq!(
+        decoded(body),
+        json!({"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0})
+    );
+    let body = include_bytes!("../../tests/fixtures/protobuf/drain-delete.bin");
+    assert_eq!(decoded(body), json!({"apiVersion": "v1", "kind": "DeleteOptions"}));
+}
+
+/// A Deployment with a full pod template, every nested type exercised once.
+fn full_deployment() -> apps::Deployment {
+    let container = core::Container {
+        name: s("app"),
+        image: s("nginx:1.27"),
+        command: strings(&["nginx"]),
+        args: strings(&["-g", "daemon off;"]),
+        working_dir: Some(String::new()),
+        ports: vec![core::ContainerPort {
+            name: s("http"),
+            container_port: Some(80),
+            protocol: s("TCP"),
+            host_port: Some(0),
+            host_ip: Some(String::new()),
+        }],
+        env: vec![
+            core::EnvVar {
+                name: s("A"),
+                value: s("1"),
+                value_from: None,
+            },
+            core::EnvVar {
+                name: s("POD"),
+                value: Some(String::new()),
+                value_from: Some(core::EnvVarSource {
+                    field_ref: Some(core::ObjectFieldSelector {
+                        api_version: s("v1"),
+                        field_path: s("metadata.name"),
+                    }),
+                    ..Default::default()
+                }),
+            },
+            core::EnvVar {
+                name: s("KEY"),
+                value: None,
+                value_from: Some(core::EnvVarSource {
+                    secret_key_ref: Some(core::SecretKeySelector {
+                        local_object_reference: Some(core::LocalObjectReference { name: s("s") }),
+                        key: s("k"),
+                        optional: Some(false),
+                    }),
+                    ..Default::default()
+                }),
+            },
+        ],
+        env_from: vec![core::EnvFromSource {
+            prefix: Some(String::new()),
+            config_map_ref: Some(core::ConfigMapEnvSource {
+                local_object_reference: Some(core::LocalObjectReference { name: s("cm") }),
+                optional: None,
+            }),
+            secret_ref: None,
+        }],
+        resources: Some(core::ResourceRequirements {
+            limits: [("cpu", "500m"), ("memory", "128Mi")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), quantity(v)))
+                .collect(),
+            requests: [("cpu".to_owned(), quantity("250m"))].into_iter().collect(),
+            claims: vec![],
+        }),
+        volume_mounts: vec![core::VolumeMount {
+            name: s("cfg"),
+            read_only: Some(true),
+            mount_path: s("/etc/cfg"),
+            sub_path: Some(String::new()),
+            ..Default::default()
+        }],
+        liveness_probe: Some(core::Probe {
+            handler: Some(core::ProbeHandler {
+                http_get: Some(core::HttpGetAction {
+                    path: s("/healthz"),
+                    port: Some(str_port("http")),
+                    host: Some(String::new()),
+                    scheme: s("HTTP"),
+                    http_headers: vec![core::HttpHeader {
+                        name: s("X-Probe"),
+                        value: Some(String::new()),
+                    }],
+                }),
+                ..Default::default()
+            }),
+            initial_delay_seconds: Some(5),
+            timeout_seconds: Some(0),
+            period_seconds: Some(10),
+            ..Default::default()
+        }),
+        readiness_probe: Some(core::Probe {
+            handler: Some(core::ProbeHandler {
+                exec: Some(core::ExecAction {
+                    command: strings(&["cat", "/tmp/ready"]),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        startup_probe: Some(core::Probe {
+            handler: Some(core::ProbeHandler {
+                tcp_socket: Some(core::TcpSocketAction {
+                    port: Some(int_port(80)),
+                    host: None,
+                }),
+                ..Default::default()
+            }),
+            termination_grace_period_seconds: Some(0),
+            ..Default::default()
+        }),
+        lifecycle: Some(core::Lifecycle {
+            pre_stop: Some(core::LifecycleHandler {
+                sleep: Some(core::SleepAction { seconds: Some(5) }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        termination_message_path: s("/dev/termination-log"),
+        image_pull_policy: s("IfNotPresent"),
+        security_context: Some(core::SecurityContext {
+            capabilities: Some(core::Capabilities {
+                add: vec![],
+                drop: strings(&["ALL"]),
+            }),
+            run_as_user: Some(1000),
+            run_as_non_root: Some(true),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            seccomp_profile: Some(core::SeccompProfile {
+                r#type: s("RuntimeDefault"),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        }),
+        stdin: Some(false),
+        tty: Some(false),
+        ..Default::default()
+    };
+    let volume = |name: &str, source: core::VolumeSource| core::Volume {
+        name: s(name),
+        volume_source: Some(source),
+    };
+    let pod_spec = core::PodSpec {
+        volumes: vec![
+            volume(
+                "cfg",
+                core::VolumeSource {
+                    config_map: Some(core::ConfigMapVolumeSource {
+                        local_object_reference: Some(core::LocalObjectReference { name: s("cm") }),
+                        items: vec![core::KeyToPath {
+                            key: s("a"),
+                            path: s("a.txt"),
+                            mode: Some(0o600),
+                        }],
+                        default_mode: Some(0o644),
+                        optional: None,
+                    }),
+                    ..Default::default()
+                },
+            ),
+            volume(
+                "sec",
+                core::VolumeSource {
+                    secret: Some(core::SecretVolumeSource {
+                        secret_name: s("s"),
+                        optional: Some(true),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ),
+            volume(
+                "tmp",
+                core::VolumeSource {
+                    empty_dir: Some(core::EmptyDirVolumeSource {
+                        medium: s("Memory"),
+                        size_limit: Some(quantity("64Mi")),
+                    }),
+                    ..Default::default()
+                },
+            ),
+            volume(
+                "scratch",
+                core::VolumeSource {
+                    empty_dir: Some(core::EmptyDirVolumeSource {
+                        medium: Some(String::new()),
+                        size_limit: None,
+                    }),
+                    ..Default::default()
+                },
+            ),
+            volume(
+                "host",
+                core::VolumeSource {
+                    host_path: Some(core::HostPathVolumeSource {
+                        path: s("/var/log"),
+                        r#type: s("Directory"),
+                    }),
+                    ..Default::default()
+                },
+            ),
+            volume(
+                "data",
+                core::VolumeSource {
+                    persistent_volume_claim: Some(core::PersistentVolumeClaimVolumeSource {
+                        claim_name: s("pvc"),
+                        read_only: Some(false),
+                    }),
+                    ..Default::default()
+                },
+            ),
+            volume(
+                "proj",
+                core::VolumeSource {
+                    projected: Some(core::ProjectedVolumeSource {
+                        sources: vec![
+                            core::VolumeProjection {
+                                service_account_token: Some(core::ServiceAccountTokenProjection {
+                                    audience: Some(String::new()),
+                                    expiration_seconds: Some(3600),
+                                    path: s("token"),
+                                }),
+                                ..Default::default()
+                            },
+                            core::VolumeProjection {
+                                downward_api: Some(core::DownwardAPIProjection {
+                                    items: vec![core::DownwardAPIVolumeFile {
+                                        path: s("labels"),
+                                        field_ref: Some(core::ObjectFieldSelector {
+                                            api_version: s("v1"),
+                                            field_path: s("metadata.labels"),
+                                        }),
+                                        ..Default::default()
+                                    }],
+                                }),
+                                ..Default::default()
+                            },
+                        ],
+                        default_mode: Some(420),
+                    }),
+                    ..Default::default()
+                },
+            ),
+        ],
+        init_containers: vec![core::Container {
+            name: s("init"),
+            image: s("busybox"),
+            resources: Some(core::ResourceRequirements::default()),
+            ..Default::default()
+        }],
+        containers: vec![container],
+        restart_policy: s("Always"),
+        termination_grace_period_seconds: Some(30),
+        dns_policy: s("ClusterFirst"),
+        node_selector: map(&[("disktype", "ssd")]),
+        service_account_name: s("sa"),
+        host_network: Some(false),
+        security_context: Some(core::PodSecurityContext {
+            fs_group: Some(2000),
+            supplemental_groups: vec![1, 2],
+            sysctls: vec![core::Sysctl {
+                name: s("net.core.somaxconn"),
+                value: s("1024"),
+            }],
+            ..Default::default()
+        }),
+        image_pull_secrets: vec![core::LocalObjectReference { name: s("regcred") }],
+        affinity: Some(core::Affinity {
+            node_affinity: Some(core::NodeAffinity {
+                required_during_scheduling_ignored_during_execution: Some(core::NodeSelector {
+                    node_selector_terms: vec![core::NodeSelectorTerm {
+                        match_expressions: vec![core::NodeSelectorRequirement {
+                            key: s("zone"),
+                            operator: s("In"),
+                            values: strings(&["a", "b"]),
+                        }],
+                        match_fields: vec![],
+                    }],
+                }),
+                preferred_during_scheduling_ignored_during_execution: vec![],
+            }),
+            pod_anti_affinity: Some(core::PodAntiAffinity {
+                preferred_during_scheduling_ignored_during_execution: vec![
+                    core::WeightedPodAffinityTerm {
+                        weight: Some(100),
+                        pod_affinity_term: Some(core::PodAffinityTerm {
+                            label_selector: Some(meta::LabelSelector {
+                                match_labels: map(&[("app", "web")]),
+                                match_expressions: vec![meta::LabelSelectorRequirement {
+                                    key: s("tier"),
+                                    operator: s("Exists"),
+                                    values: vec![],
+                                }],
+                            }),
+                            topology_key: s("kubernetes.io/hostname"),
+                            ..Default::default()
+                        }),
+                    },
+                ],
+                ..Default::default()
+            }),
+            pod_affinity: None,
+        }),
+        scheduler_name: s("default-scheduler"),
+        tolerations: vec![
+            core::Toleration {
+                key: s("node-role.kubernetes.io/control-plane"),
+                operator: s("Exists"),
+                value: Some(String::new()),
+                effect: s("NoSchedule"),
+                toleration_seconds: None,
+            },
+            core::Toleration {
+                key: s("k"),
+                operator: s("Equal"),
+                value: s("v"),
+                effect: s("NoExecute"),
+                toleration_seconds: Some(300),
+            },
+        ],
+        priority: Some(0),
+        enable_service_links: Some(false),
+        topology_spread_constraints: vec![core::TopologySpreadConstraint {
+            max_skew: Some(1),
+            topology_key: s("zone"),
+            when_unsatisfiable: s("DoNotSchedule"),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    apps::Deployment {
+        metadata: Some(meta::ObjectMeta {
+            namespace: s("default"),
+            annotations: map(&[("note", "x")]),
+            ..object_meta("web", &[("app", "web")])
+        }),
+        spec: Some(apps::DeploymentSpec {
+            replicas: Some(3),
+            selector: Some(meta::LabelSelector {
+                match_labels: map(&[("app", "web")]),
+                match_expressions: vec![],
+            }),
+            template: Some(core::PodTemplateSpec {
+                metadata: Some(object_meta("", &[("app", "web")])),
+                spec: Some(pod_spec),
+            }),
+            strategy: Some(apps::DeploymentStrategy {
+                r#type: s("RollingUpdate"),
+                rolling_update: Some(apps::RollingUpdateDeployment {
+                    max_unavailable: Some(str_port("25%")),
+                    max_surge: Some(int_port(1)),
+                }),
+            }),
+            min_ready_seconds: Some(0),
+            revision_history_limit: Some(0),
+            paused: Some(false),
+            progress_deadline_seconds: None,
+        }),
+        status: Some(apps::DeploymentStatus::default()),
+    }
+}
+
+#[test]
+fn deployment_with_full_pod_template_decodes_with_go_json_presence_rules() {
+    let body = envelope("apps/v1", "Deployment", &full_deployment());
+    let expected = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "web",
+            "namespace": "default",
+            "creationTimestamp": null,
+            "labels": {"app": "web"},
+            "annotations": {"note": "x"}
+        },
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"creationTimestamp": null, "labels": {"app": "web"}},
+                "spec": {
+                    "volumes": [
+                        {"name": "cfg", "configMap": {
+                            "name": "cm", "items": [{"key": "a", "path": "a.txt", "mode": 384}],
+                            "defaultMode": 420
+                        }},
+                        {"name": "sec", "secret": {"secretName": "s", "optional": true}},
+                        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+                        {"name": "scratch", "emptyDir": {}},
+                        {"name": "host", "hostPath": {"path": "/var/log", "type": "Directory"}},
+                        {"name": "data", "persistentVolumeClaim": {"claimName": "pvc"}},
+                        {"name": "proj", "projected": {
+                            "sources": [
+                                {"serviceAccountToken": {"expirationSeconds": 3600, "path": "token"}},
+                                {"downwardAPI": {"items": [{
+                                    "path": "labels",
+                                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.labels"}
+                                }]}}
+                            ],
+                            "defaultMode": 420
+                        }}
+                    ],
+                    "initContainers": [{"name": "init", "image": "busybox", "resources": {}}],
+                    "containers": [{
+                        "name": "app",
+                        "image": "nginx:1.27",
+                        "command": ["nginx"],
+                        "args": ["-g", "daemon off;"],
+                        "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}],
+                        "envFrom": [{"configMapRef": {"name": "cm"}}],
+                        "env": [
+                            {"name": "A", "value": "1"},
+                            {"name": "POD", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
+                            {"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k", "optional": false}}}
+                        ],
+                        "resources": {
+                            "limits": {"cpu": "500m", "memory": "128Mi"},
+                            "requests": {"cpu": "250m"}
+                        },
+                        "volumeMounts": [{"name": "cfg", "readOnly": true, "mountPath": "/etc/cfg"}],
+                        "livenessProbe": {
+                            "httpGet": {"path": "/healthz", "port": "http", "scheme": "HTTP",
+                                        "httpHeaders": [{"name": "X-Probe", "value": ""}]},
+                            "initialDelaySeconds": 5,
+                            "periodSeconds": 10
+                        },
+                        "readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]}},
+                        "startupProbe": {"tcpSocket": {"port": 80}, "terminationGracePeriodSeconds": 0},
+                        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
+                        "terminationMessagePath": "/dev/termination-log",
+                        "imagePullPolicy": "IfNotPresent",
+                        "securityContext": {
+                            "capabilities": {"drop": ["ALL"]},
+                            "runAsUser": 1000,
+                            "runAsNonRoot": true,
+                            "readOnlyRootFilesystem": true,
+                            "allowPrivilegeEscalation": false,
+                            "seccompProfile": {"type": "RuntimeDefault"}
+                        }
+                    }],
+                    "restartPolicy": "Always",
+                    "terminationGracePeriodSeconds": 30,
+                    "dnsPolicy": "ClusterFirst",
+                    "nodeSelector": {"disktype": "ssd"},
+                    "serviceAccountName": "sa",
+                    "securityContext": {
+                        "supplementalGroups": [1, 2],
+                        "fsGroup": 2000,
+                        "sysctls": [{"name": "net.core.somaxconn", "value": "1024"}]
+                    },
+                    "imagePullSecrets": [{"name": "regcred"}],
+                    "affinity": {
+                        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [{"matchExpressions": [
+                                {"key": "zone", "operator": "In", "values": ["a", "b"]}
+                            ]}]
+                        }},
+                        "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                            "weight": 100,
+                            "podAffinityTerm": {
+                                "labelSelector": {
+                                    "matchLabels": {"app": "web"},
+                                    "matchExpressions": [{"key": "tier", "operator": "Exists"}]
+                                },
+                                "topologyKey": "kubernetes.io/hostname"
+                            }
+                        }]}
+                    },
+                    "schedulerName": "default-scheduler",
+                    "tolerations": [
+                        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
+                        {"key": "k", "operator": "Equal", "value": "v", "effect": "NoExecute", "tolerationSeconds": 300}
+                    ],
+                    "priority": 0,
+                    "enableServiceLinks": false,
+                    "topologySpreadConstraints": [
+                        {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}
+                    ]
+                }
+            },
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": 1}
+            },
+            "revisionHistoryLimit": 0
+        },
+        "status": {}
+    });
+    assert_eq!(decoded(&body), expected);
 }
