@@ -645,3 +645,323 @@ fn deployment_with_full_pod_template_decodes_with_go_json_presence_rules() {
     });
     assert_eq!(decoded(&body), expected);
 }
+
+fn time(seconds: i64) -> meta::Time {
+    meta::Time {
+        seconds: Some(seconds),
+        nanos: Some(0),
+    }
+}
+
+/// 2024-05-01T10:00:00Z
+const T0: i64 = 1_714_557_600;
+
+#[test]
+fn pod_status_times_ips_and_container_statuses_decode_like_go() {
+    let pod = core::Pod {
+        metadata: Some(meta::ObjectMeta {
+            namespace: s("default"),
+            uid: s("0b1c6c3e-4f3a-4f57-9a35-2f1e3c0d9a11"),
+            resource_version: s("42"),
+            generation: Some(0),
+            creation_timestamp: Some(time(T0)),
+            deletion_timestamp: Some(time(T0 + 60)),
+            deletion_grace_period_seconds: Some(30),
+            owner_references: vec![meta::OwnerReference {
+                api_version: s("apps/v1"),
+                kind: s("ReplicaSet"),
+                name: s("web-6d4b"),
+                uid: s("u1"),
+                controller: Some(true),
+                block_owner_deletion: None,
+            }],
+            finalizers: strings(&["example.com/f"]),
+            managed_fields: vec![meta::ManagedFieldsEntry {
+                manager: s("kubectl-create"),
+                operation: s("Update"),
+                api_version: s("v1"),
+                time: Some(time(T0)),
+                fields_type: s("FieldsV1"),
+                fields_v1: Some(meta::FieldsV1 {
+                    raw: Some(br#"{"f:metadata":{"f:labels":{".":{}}}}"#.to_vec()),
+                }),
+                subresource: Some(String::new()),
+            }],
+            ..object_meta("web-6d4b-x", &[])
+        }),
+        spec: Some(core::PodSpec {
+            containers: vec![core::Container {
+                name: s("c"),
+                image: s("busybox"),
+                ..Default::default()
+            }],
+            node_name: s("n1"),
+            ..Default::default()
+        }),
+        status: Some(core::PodStatus {
+            phase: s("Running"),
+            conditions: vec![core::PodCondition {
+                r#type: s("Ready"),
+                status: s("True"),
+                last_probe_time: Some(meta::Time::default()),
+                last_transition_time: Some(time(T0 + 5)),
+                reason: Some(String::new()),
+                message: Some(String::new()),
+                observed_generation: None,
+            }],
+            host_ip: s("10.0.0.1"),
+            host_ips: vec![core::HostIp { ip: s("10.0.0.1") }],
+            pod_ip: s("10.244.0.5"),
+            pod_ips: vec![core::PodIp { ip: s("10.244.0.5") }],
+            start_time: Some(time(T0 + 1)),
+            container_statuses: vec![core::ContainerStatus {
+                name: s("c"),
+                state: Some(core::ContainerState {
+                    running: Some(core::ContainerStateRunning {
+                        started_at: Some(time(T0 + 3)),
+                    }),
+                    ..Default::default()
+                }),
+                last_state: Some(core::ContainerState::default()),
+                ready: Some(true),
+                restart_count: Some(0),
+                image: s("docker.io/library/busybox:latest"),
+                image_id: s("sha256:abc"),
+                container_id: s("containerd://123"),
+                started: Some(true),
+                ..Default::default()
+            }],
+            qos_class: s("BestEffort"),
+            ..Default::default()
+        }),
+    };
+    let expected = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "web-6d4b-x",
+            "namespace": "default",
+            "uid": "0b1c6c3e-4f3a-4f57-9a35-2f1e3c0d9a11",
+            "resourceVersion": "42",
+            "creationTimestamp": "2024-05-01T10:00:00Z",
+            "deletionTimestamp": "2024-05-01T10:01:00Z",
+            "deletionGracePeriodSeconds": 30,
+            "ownerReferences": [{
+                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-6d4b", "uid": "u1",
+                "controller": true
+            }],
+            "finalizers": ["example.com/f"],
+            "managedFields": [{
+                "manager": "kubectl-create",
+                "operation": "Update",
+                "apiVersion": "v1",
+                "time": "2024-05-01T10:00:00Z",
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:metadata": {"f:labels": {".": {}}}}
+            }]
+        },
+        "spec": {
+            "containers": [{"name": "c", "image": "busybox", "resources": {}}],
+            "nodeName": "n1"
+        },
+        "status": {
+            "phase": "Running",
+            "conditions": [{
+                "type": "Ready", "status": "True", "lastProbeTime": null,
+                "lastTransitionTime": "2024-05-01T10:00:05Z"
+            }],
+            "hostIP": "10.0.0.1",
+            "hostIPs": [{"ip": "10.0.0.1"}],
+            "podIP": "10.244.0.5",
+            "podIPs": [{"ip": "10.244.0.5"}],
+            "startTime": "2024-05-01T10:00:01Z",
+            "containerStatuses": [{
+                "name": "c",
+                "state": {"running": {"startedAt": "2024-05-01T10:00:03Z"}},
+                "lastState": {},
+                "ready": true,
+                "restartCount": 0,
+                "image": "docker.io/library/busybox:latest",
+                "imageID": "sha256:abc",
+                "containerID": "containerd://123",
+                "started": true
+            }],
+            "qosClass": "BestEffort"
+        }
+    });
+    assert_eq!(decoded(&envelope("v1", "Pod", &pod)), expected);
+}
+
+#[test]
+fn pod_spec_without_containers_prints_containers_null() {
+    // PodSpec.containers has no omitempty: a nil slice is `null`, as Go prints it.
+    let pod = core::Pod {
+        metadata: Some(object_meta("p", &[])),
+        spec: Some(core::PodSpec::default()),
+        status: None,
+    };
+    assert_eq!(
+        decoded(&envelope("v1", "Pod", &pod)),
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "creationTimestamp": null},
+            "spec": {"containers": null},
+            "status": {}
+        })
+    );
+}
+
+#[test]
+fn lease_micro_times_keep_six_fractional_digits() {
+    let micro = |seconds: i64, nanos: i32| meta::MicroTime {
+        seconds: Some(seconds),
+        nanos: Some(nanos),
+    };
+    let lease = k8s_pb::api::coordination::v1::Lease {
+        metadata: Some(meta::ObjectMeta {
+            namespace: s("kube-node-lease"),
+            ..object_meta("n1", &[])
+        }),
+        spec: Some(k8s_pb::api::coordination::v1::LeaseSpec {
+            holder_identity: s("n1"),
+            lease_duration_seconds: Some(40),
+            acquire_time: Some(micro(T0, 0)),
+            renew_time: Some(micro(T0 + 10, 123_456_789)),
+            lease_transitions: Some(0),
+            ..Default::default()
+        }),
+    };
+    assert_eq!(
+        decoded(&envelope("coordination.k8s.io/v1", "Lease", &lease)),
+        json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "n1", "namespace": "kube-node-lease", "creationTimestamp": null},
+            "spec": {
+                "holderIdentity": "n1",
+                "leaseDurationSeconds": 40,
+                "acquireTime": "2024-05-01T10:00:00.000000Z",
+                "renewTime": "2024-05-01T10:00:10.123456Z",
+                "leaseTransitions": 0
+            }
+        })
+    );
+}
+
+#[test]
+fn core_event_prints_zero_times_as_null_and_required_strings_as_empty() {
+    let event = core::Event {
+        metadata: Some(meta::ObjectMeta {
+            namespace: s("default"),
+            ..object_meta("web.17c", &[])
+        }),
+        involved_object: Some(core::ObjectReference {
+            kind: s("Pod"),
+            namespace: s("default"),
+            name: s("web"),
+            ..Default::default()
+        }),
+        reason: s("Scheduled"),
+        message: s("Successfully assigned default/web to n1"),
+        source: Some(core::EventSource {
+            component: s("default-scheduler"),
+            host: Some(String::new()),
+        }),
+        first_timestamp: Some(time(T0)),
+        last_timestamp: Some(time(T0)),
+        count: Some(1),
+        r#type: s("Normal"),
+        event_time: Some(meta::MicroTime::default()),
+        ..Default::default()
+    };
+    assert_eq!(
+        decoded(&envelope("v1", "Event", &event)),
+        json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": "web.17c", "namespace": "default", "creationTimestamp": null},
+            "involvedObject": {"kind": "Pod", "namespace": "default", "name": "web"},
+            "reason": "Scheduled",
+            "message": "Successfully assigned default/web to n1",
+            "source": {"component": "default-scheduler"},
+            "firstTimestamp": "2024-05-01T10:00:00Z",
+            "lastTimestamp": "2024-05-01T10:00:00Z",
+            "count": 1,
+            "type": "Normal",
+            "eventTime": null,
+            "reportingComponent": "",
+            "reportingInstance": ""
+        })
+    );
+}
+
+#[test]
+fn node_status_quantity_maps_and_daemon_endpoint_port_decode() {
+    let resources = |cpu: &str, mem: &str| -> BTreeMap<String, Quantity> {
+        [("cpu", cpu), ("memory", mem), ("pods", "110")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), quantity(v)))
+            .collect()
+    };
+    let node = core::Node {
+        metadata: Some(object_meta("n1", &[("kubernetes.io/hostname", "n1")])),
+        spec: Some(core::NodeSpec {
+            pod_cidr: s("10.244.0.0/24"),
+            pod_cid_rs: strings(&["10.244.0.0/24"]),
+            taints: vec![core::Taint {
+                key: s("node.kubernetes.io/not-ready"),
+                value: Some(String::new()),
+                effect: s("NoSchedule"),
+                time_added: None,
+            }],
+            ..Default::default()
+        }),
+        status: Some(core::NodeStatus {
+            capacity: resources("2", "8Gi"),
+            allocatable: resources("1900m", "7Gi"),
+            conditions: vec![core::NodeCondition {
+                r#type: s("Ready"),
+                status: s("True"),
+                last_heartbeat_time: Some(time(T0)),
+                last_transition_time: Some(time(T0)),
+                reason: s("KubeletReady"),
+                message: s("kubelet is posting ready status"),
+            }],
+            addresses: vec![core::NodeAddress {
+                r#type: s("InternalIP"),
+                address: s("10.0.0.1"),
+            }],
+            daemon_endpoints: Some(core::NodeDaemonEndpoints {
+                kubelet_endpoint: Some(core::DaemonEndpoint { port: Some(10250) }),
+            }),
+            ..Default::default()
+        }),
+    };
+    assert_eq!(
+        decoded(&envelope("v1", "Node", &node)),
+        json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "n1", "creationTimestamp": null, "labels": {"kubernetes.io/hostname": "n1"}},
+            "spec": {
+                "podCIDR": "10.244.0.0/24",
+                "podCIDRs": ["10.244.0.0/24"],
+                "taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]
+            },
+            "status": {
+                "capacity": {"cpu": "2", "memory": "8Gi", "pods": "110"},
+                "allocatable": {"cpu": "1900m", "memory": "7Gi", "pods": "110"},
+                "conditions": [{
+                    "type": "Ready", "status": "True",
+                    "lastHeartbeatTime": "2024-05-01T10:00:00Z",
+                    "lastTransitionTime": "2024-05-01T10:00:00Z",
+                    "reason": "KubeletReady", "message": "kubelet is posting ready status"
+                }],
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+                "nodeInfo": {
+                    "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "",
+                    "osImage": "", "containerRuntimeVersion": "", "kubeletVersion": "",
+                    "kubeProxyVersion": "", "operatingSystem": "", "architecture": ""
+                }
+            }
+        })
+    );
+}
