@@ -310,7 +310,8 @@ def main():
             if has_type_meta and pkg["group"] is not None:
                 gv = pkg["version"] if pkg["group"] == "" else f"{pkg['group']}/{pkg['version']}"
                 kinds.append((gv, name, i))
-            elif has_type_meta and pkg["path"] == "pkg/apis/meta/v1":
+            elif pkg["path"] == "pkg/apis/meta/v1" and (has_type_meta or name == "WatchEvent"):
+                # WatchEvent has no TypeMeta but is registered in every group/version too.
                 kinds.append(("meta.k8s.io/v1", name, i))
         elif special is None:
             for label, typ, pname, num in pkg["messages"][name]:

@@ -3612,7 +3612,7 @@ pub(super) static MESSAGES: [Message; 548] = [
 /// Top-level kinds by (apiVersion, kind), sorted for binary search. meta.k8s.io/v1 kinds
 /// (DeleteOptions, Status...) are registered in every group/version, so they are looked up
 /// by kind alone when the apiVersion has no kind of that name.
-pub(super) static KINDS: [Kind; 141] = [
+pub(super) static KINDS: [Kind; 142] = [
     Kind { api_version: "admissionregistration.k8s.io/v1", kind: "MutatingWebhookConfiguration", message: 499 },
     Kind { api_version: "admissionregistration.k8s.io/v1", kind: "MutatingWebhookConfigurationList", message: 500 },
     Kind { api_version: "admissionregistration.k8s.io/v1", kind: "ValidatingAdmissionPolicy", message: 508 },
@@ -3675,6 +3675,7 @@ pub(super) static KINDS: [Kind; 141] = [
     Kind { api_version: "meta.k8s.io/v1", kind: "Status", message: 35 },
     Kind { api_version: "meta.k8s.io/v1", kind: "TableOptions", message: 38 },
     Kind { api_version: "meta.k8s.io/v1", kind: "UpdateOptions", message: 42 },
+    Kind { api_version: "meta.k8s.io/v1", kind: "WatchEvent", message: 44 },
     Kind { api_version: "networking.k8s.io/v1", kind: "IPAddress", message: 393 },
     Kind { api_version: "networking.k8s.io/v1", kind: "IPAddressList", message: 394 },
     Kind { api_version: "networking.k8s.io/v1", kind: "Ingress", message: 397 },

@@ -965,3 +965,362 @@ fn node_status_quantity_maps_and_daemon_endpoint_port_decode() {
         })
     );
 }
+
+fn pod_template(labels: &[(&str, &str)]) -> core::PodTemplateSpec {
+    core::PodTemplateSpec {
+        metadata: Some(object_meta("", labels)),
+        spec: Some(core::PodSpec {
+            containers: vec![core::Container {
+                name: s("c"),
+                image: s("busybox"),
+                resources: Some(core::ResourceRequirements::default()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+    }
+}
+
+fn selector(labels: &[(&str, &str)]) -> meta::LabelSelector {
+    meta::LabelSelector {
+        match_labels: map(labels),
+        match_expressions: vec![],
+    }
+}
+
+const TEMPLATE_JSON: &str = r#"{"metadata":{"creationTimestamp":null,"labels":{"app":"db"}},
+    "spec":{"containers":[{"name":"c","image":"busybox","resources":{}}]}}"#;
+
+fn template_json() -> Value {
+    serde_json::from_str(TEMPLATE_JSON).expect("valid JSON")
+}
+
+#[test]
+fn statefulset_with_claim_templates_prints_required_status_counters() {
+    let claim = core::PersistentVolumeClaim {
+        metadata: Some(object_meta("data", &[])),
+        spec: Some(core::PersistentVolumeClaimSpec {
+            access_modes: strings(&["ReadWriteOnce"]),
+            resources: Some(core::VolumeResourceRequirements {
+                limits: BTreeMap::new(),
+                requests: [("storage".to_owned(), quantity("1Gi"))].into_iter().collect(),
+            }),
+            storage_class_name: s("local-path"),
+            ..Default::default()
+        }),
+        status: Some(core::PersistentVolumeClaimStatus::default()),
+    };
+    let sts = apps::StatefulSet {
+        metadata: Some(object_meta("db", &[])),
+        spec: Some(apps::StatefulSetSpec {
+            replicas: Some(1),
+            selector: Some(selector(&[("app", "db")])),
+            template: Some(pod_template(&[("app", "db")])),
+            volume_claim_templates: vec![claim],
+            service_name: s("db"),
+            persistent_volume_claim_retention_policy: Some(
+                apps::StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: s("Retain"),
+                    when_scaled: s("Delete"),
+                },
+            ),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    assert_eq!(
+        decoded(&envelope("apps/v1", "StatefulSet", &sts)),
+        json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "creationTimestamp": null},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "db"}},
+                "template": template_json(),
+                "volumeClaimTemplates": [{
+                    "metadata": {"name": "data", "creationTimestamp": null},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}},
+                        "storageClassName": "local-path"
+                    },
+                    "status": {}
+                }],
+                "serviceName": "db",
+                "updateStrategy": {},
+                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Delete"}
+            },
+            "status": {"replicas": 0, "availableReplicas": 0}
+        })
+    );
+}
+
+#[test]
+fn daemonset_rolling_update_int_or_string_and_zero_status_counters() {
+    let ds = apps::DaemonSet {
+        metadata: Some(object_meta("agent", &[])),
+        spec: Some(apps::DaemonSetSpec {
+            selector: Some(selector(&[("app", "db")])),
+            template: Some(pod_template(&[("app", "db")])),
+            update_strategy: Some(apps::DaemonSetUpdateStrategy {
+                r#type: s("RollingUpdate"),
+                rolling_update: Some(apps::RollingUpdateDaemonSet {
+                    max_unavailable: Some(int_port(1)),
+                    max_surge: Some(int_port(0)),
+                }),
+            }),
+            revision_history_limit: Some(10),
+            ..Default::default()
+        }),
+        status: Some(apps::DaemonSetStatus::default()),
+    };
+    assert_eq!(
+        decoded(&envelope("apps/v1", "DaemonSet", &ds)),
+        json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent", "creationTimestamp": null},
+            "spec": {
+                "selector": {"matchLabels": {"app": "db"}},
+                "template": template_json(),
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+                "revisionHistoryLimit": 10
+            },
+            "status": {
+                "currentNumberScheduled": 0, "numberMisscheduled": 0,
+                "desiredNumberScheduled": 0, "numberReady": 0
+            }
+        })
+    );
+}
+
+#[test]
+fn replicaset_without_template_prints_the_zero_template() {
+    // ReplicaSetSpec.template is a non-pointer struct: absent on the wire, Go still prints it.
+    let rs = apps::ReplicaSet {
+        metadata: Some(object_meta("rs", &[])),
+        spec: Some(apps::ReplicaSetSpec {
+            replicas: Some(0),
+            selector: Some(selector(&[])),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    assert_eq!(
+        decoded(&envelope("apps/v1", "ReplicaSet", &rs)),
+        json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "rs", "creationTimestamp": null},
+            "spec": {
+                "replicas": 0,
+                "selector": {},
+                "template": {"metadata": {"creationTimestamp": null}, "spec": {"containers": null}}
+            },
+            "status": {"replicas": 0}
+        })
+    );
+}
+
+#[test]
+fn secret_and_configmap_bytes_are_base64() {
+    let secret = core::Secret {
+        metadata: Some(object_meta("s", &[])),
+        immutable: Some(true),
+        data: [
+            ("a".to_owned(), b"b".to_vec()),
+            ("bin".to_owned(), vec![0, 0xff]),
+            ("empty".to_owned(), vec![]),
+        ]
+        .into_iter()
+        .collect(),
+        string_data: BTreeMap::new(),
+        r#type: s("Opaque"),
+    };
+    assert_eq!(
+        decoded(&envelope("v1", "Secret", &secret)),
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s", "creationTimestamp": null},
+            "immutable": true,
+            "data": {"a": "Yg==", "bin": "AP8=", "empty": ""},
+            "type": "Opaque"
+        })
+    );
+    let cm = core::ConfigMap {
+        metadata: Some(object_meta("cm", &[])),
+        immutable: None,
+        data: map(&[("k", "v")]),
+        binary_data: [("blob".to_owned(), b"hello".to_vec())].into_iter().collect(),
+    };
+    assert_eq!(
+        decoded(&envelope("v1", "ConfigMap", &cm)),
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "cm", "creationTimestamp": null},
+            "data": {"k": "v"},
+            "binaryData": {"blob": "aGVsbG8="}
+        })
+    );
+}
+
+#[test]
+fn delete_options_decode_under_any_group_version() {
+    let options = meta::DeleteOptions {
+        grace_period_seconds: Some(0),
+        preconditions: Some(meta::Preconditions {
+            uid: s("3f1e"),
+            resource_version: s("7"),
+        }),
+        orphan_dependents: None,
+        propagation_policy: s("Foreground"),
+        dry_run: strings(&["All"]),
+        ignore_store_read_error_with_cluster_breaking_potential: None,
+    };
+    for api_version in ["v1", "apps/v1", "batch/v1"] {
+        assert_eq!(
+            decoded(&envelope(api_version, "DeleteOptions", &options)),
+            json!({
+                "apiVersion": api_version, "kind": "DeleteOptions",
+                "gracePeriodSeconds": 0,
+                "preconditions": {"uid": "3f1e", "resourceVersion": "7"},
+                "propagationPolicy": "Foreground",
+                "dryRun": ["All"]
+            })
+        );
+    }
+}
+
+#[test]
+fn eviction_carries_nested_delete_options_without_type_meta() {
+    let eviction = k8s_pb::api::policy::v1::Eviction {
+        metadata: Some(meta::ObjectMeta {
+            namespace: s("default"),
+            ..object_meta("web-1", &[])
+        }),
+        delete_options: Some(meta::DeleteOptions {
+            grace_period_seconds: Some(30),
+            ..Default::default()
+        }),
+    };
+    assert_eq!(
+        decoded(&envelope("policy/v1", "Eviction", &eviction)),
+        json!({
+            "apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": "web-1", "namespace": "default", "creationTimestamp": null},
+            "deleteOptions": {"gracePeriodSeconds": 30}
+        })
+    );
+}
+
+#[test]
+fn raw_extension_inlines_json_and_decodes_nested_protobuf() {
+    let revision = apps::ControllerRevision {
+        metadata: Some(object_meta("web-1", &[])),
+        data: Some(RawExtension {
+            raw: Some(br#"{"spec":{"template":{"$patch":"replace"}}}"#.to_vec()),
+        }),
+        revision: Some(2),
+    };
+    assert_eq!(
+        decoded(&envelope("apps/v1", "ControllerRevision", &revision)),
+        json!({
+            "apiVersion": "apps/v1", "kind": "ControllerRevision",
+            "metadata": {"name": "web-1", "creationTimestamp": null},
+            "data": {"spec": {"template": {"$patch": "replace"}}},
+            "revision": 2
+        })
+    );
+    let namespace = core::Namespace {
+        metadata: Some(object_meta("t1", &[])),
+        ..Default::default()
+    };
+    let event = meta::WatchEvent {
+        r#type: s("ADDED"),
+        object: Some(RawExtension {
+            raw: Some(envelope("v1", "Namespace", &namespace)),
+        }),
+    };
+    assert_eq!(
+        decoded(&envelope("v1", "WatchEvent", &event)),
+        json!({
+            "apiVersion": "v1", "kind": "WatchEvent",
+            "type": "ADDED",
+            "object": {
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "t1", "creationTimestamp": null},
+                "spec": {}, "status": {}
+            }
+        })
+    );
+}
+
+#[test]
+fn self_subject_access_review_with_non_resource_attributes() {
+    use k8s_pb::api::authorization::v1 as authz;
+    let review = authz::SelfSubjectAccessReview {
+        metadata: Some(object_meta("", &[])),
+        spec: Some(authz::SelfSubjectAccessReviewSpec {
+            resource_attributes: None,
+            non_resource_attributes: Some(authz::NonResourceAttributes {
+                path: s("/healthz"),
+                verb: s("get"),
+            }),
+        }),
+        status: Some(authz::SubjectAccessReviewStatus {
+            allowed: Some(false),
+            denied: Some(false),
+            reason: Some(String::new()),
+            evaluation_error: Some(String::new()),
+        }),
+    };
+    assert_eq!(
+        decoded(&envelope("authorization.k8s.io/v1", "SelfSubjectAccessReview", &review)),
+        json!({
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+            "metadata": {"creationTimestamp": null},
+            "spec": {"nonResourceAttributes": {"path": "/healthz", "verb": "get"}},
+            "status": {"allowed": false}
+        })
+    );
+}
+
+#[test]
+fn user_extra_values_decode_as_string_arrays() {
+    use k8s_pb::api::authentication::v1 as authn;
+    let review = authn::TokenReview {
+        metadata: Some(object_meta("", &[])),
+        spec: Some(authn::TokenReviewSpec {
+            token: s("abc"),
+            audiences: vec![],
+        }),
+        status: Some(authn::TokenReviewStatus {
+            authenticated: Some(true),
+            user: Some(authn::UserInfo {
+                username: s("alice"),
+                uid: Some(String::new()),
+                groups: strings(&["dev"]),
+                extra: [(
+                    "scopes".to_owned(),
+                    authn::ExtraValue {
+                        items: strings(&["a", "b"]),
+                    },
+                )]
+                .into_iter()
+                .collect(),
+            }),
+            audiences: vec![],
+            error: Some(String::new()),
+        }),
+    };
+    assert_eq!(
+        decoded(&envelope("authentication.k8s.io/v1", "TokenReview", &review)),
+        json!({
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "metadata": {"creationTimestamp": null},
+            "spec": {"token": "abc"},
+            "status": {
+                "authenticated": true,
+                "user": {"username": "alice", "groups": ["dev"], "extra": {"scopes": ["a", "b"]}}
+            }
+        })
+    );
+}
