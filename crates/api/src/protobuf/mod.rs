@@ -93,7 +93,9 @@ pub enum Error {
     #[error("Object 'apiVersion' is missing in protobuf envelope")]
     MissingVersion,
     /// No message is known for the envelope's apiVersion and kind (the server answers 415).
-    #[error("no kind \"{kind}\" is registered for version \"{api_version}\" in the protobuf decoder")]
+    #[error(
+        "no kind \"{kind}\" is registered for version \"{api_version}\" in the protobuf decoder"
+    )]
     UnsupportedKind {
         /// The envelope's apiVersion.
         api_version: String,
@@ -258,7 +260,12 @@ impl Decoder {
     }
 
     /// Write the JSON fields of the Go struct `message`, decoded from `data`, into `out`.
-    fn struct_into(&self, message: &Message, data: &[u8], out: &mut Map<String, Value>) -> Result<()> {
+    fn struct_into(
+        &self,
+        message: &Message,
+        data: &[u8],
+        out: &mut Map<String, Value>,
+    ) -> Result<()> {
         let slots = Self::collect(message, data)?;
         for (field, seen) in message.fields.iter().zip(slots) {
             self.field_into(message, field, &seen, out)?;
@@ -325,7 +332,10 @@ impl Decoder {
                     } else {
                         let bytes = merged(seen).map_err(err)?;
                         let value = self.message_value(target, &bytes)?;
-                        if field.omitempty && target.special == Special::StringList && is_empty_array(&value) {
+                        if field.omitempty
+                            && target.special == Special::StringList
+                            && is_empty_array(&value)
+                        {
                             None
                         } else {
                             Some(value)
@@ -382,7 +392,9 @@ impl Decoder {
                 let mut reader = Reader::new(packed);
                 while !reader.is_empty() {
                     let v = reader.varint().map_err(|r| malformed("packed", r))?;
-                    items.push(scalar(ty, &WireValue::Varint(v)).map_err(|r| malformed("packed", r))?);
+                    items.push(
+                        scalar(ty, &WireValue::Varint(v)).map_err(|r| malformed("packed", r))?,
+                    );
                 }
                 Ok(())
             }
@@ -442,16 +454,24 @@ impl Decoder {
                 match fields.int(1) {
                     0 => Ok(Value::from(fields.int(2) as i32)),
                     1 => Ok(Value::String(fields.string(3).unwrap_or_default())),
-                    other => Err(malformed(message.name, format!("impossible IntOrString.Type {other}"))),
+                    other => Err(malformed(
+                        message.name,
+                        format!("impossible IntOrString.Type {other}"),
+                    )),
                 }
             }
             Special::RawExtension | Special::FieldsV1 => {
                 let fields = special_fields(message, data)?;
                 match fields.bytes(1) {
                     None | Some([]) => Ok(Value::Null),
-                    Some(raw) if raw.starts_with(MAGIC) && message.special == Special::RawExtension => {
+                    Some(raw)
+                        if raw.starts_with(MAGIC) && message.special == Special::RawExtension =>
+                    {
                         if self.depth >= MAX_DEPTH {
-                            return Err(malformed(message.name, "embedded documents nest too deep"));
+                            return Err(malformed(
+                                message.name,
+                                "embedded documents nest too deep",
+                            ));
                         }
                         decode_at_depth(raw, self.depth + 1)
                     }
@@ -463,8 +483,9 @@ impl Decoder {
             Special::StringList => {
                 let mut items = Vec::new();
                 let mut reader = Reader::new(data);
-                while let Some((tag, wire)) =
-                    reader.next_field().map_err(|r| malformed(message.name, r))?
+                while let Some((tag, wire)) = reader
+                    .next_field()
+                    .map_err(|r| malformed(message.name, r))?
                 {
                     match (tag, wire) {
                         (1, WireValue::Len(s)) => items.push(Value::String(utf8(s))),
@@ -484,7 +505,11 @@ fn message_at(index: u16) -> &'static Message {
 
 /// A nil pointer, slice or map: dropped when `omitempty`, else `null`.
 fn nil(field: &Field) -> Option<Value> {
-    if field.omitempty { None } else { Some(Value::Null) }
+    if field.omitempty {
+        None
+    } else {
+        Some(Value::Null)
+    }
 }
 
 /// Proto merges repeated occurrences of a singular message field; concatenation decodes the same.
@@ -545,7 +570,11 @@ struct SpecialFields<'a> {
 
 impl<'a> SpecialFields<'a> {
     fn get(&self, tag: u32) -> Option<&WireValue<'a>> {
-        self.values.iter().rev().find(|(t, _)| *t == tag).map(|(_, v)| v)
+        self.values
+            .iter()
+            .rev()
+            .find(|(t, _)| *t == tag)
+            .map(|(_, v)| v)
     }
 
     fn int(&self, tag: u32) -> i64 {
@@ -570,7 +599,10 @@ impl<'a> SpecialFields<'a> {
 fn special_fields<'a>(message: &Message, data: &'a [u8]) -> Result<SpecialFields<'a>> {
     let mut values = Vec::new();
     let mut reader = Reader::new(data);
-    while let Some(field) = reader.next_field().map_err(|r| malformed(message.name, r))? {
+    while let Some(field) = reader
+        .next_field()
+        .map_err(|r| malformed(message.name, r))?
+    {
         values.push(field);
     }
     Ok(SpecialFields { values })
@@ -611,7 +643,11 @@ fn go_duration(nanos: i64) -> String {
             _ => ("ms", 6),
         };
         let scale = 10u64.pow(precision);
-        return format!("{sign}{}{}{unit}", u / scale, fraction(u % scale, precision));
+        return format!(
+            "{sign}{}{}{unit}",
+            u / scale,
+            fraction(u % scale, precision)
+        );
     }
     let seconds = u / 1_000_000_000;
     let frac = fraction(u % 1_000_000_000, 9);

@@ -39,7 +39,10 @@ fn strings(items: &[&str]) -> Vec<String> {
 }
 
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect()
+    pairs
+        .iter()
+        .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
 fn quantity(text: &str) -> Quantity {
@@ -155,7 +158,10 @@ fn real_kubectl_drain_delete_options_keep_a_zero_grace_period() {
         json!({"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0})
     );
     let body = include_bytes!("../../tests/fixtures/protobuf/drain-delete.bin");
-    assert_eq!(decoded(body), json!({"apiVersion": "v1", "kind": "DeleteOptions"}));
+    assert_eq!(
+        decoded(body),
+        json!({"apiVersion": "v1", "kind": "DeleteOptions"})
+    );
 }
 
 /// A Deployment with a full pod template, every nested type exercised once.
@@ -712,7 +718,9 @@ fn pod_status_times_ips_and_container_statuses_decode_like_go() {
             host_ip: s("10.0.0.1"),
             host_ips: vec![core::HostIp { ip: s("10.0.0.1") }],
             pod_ip: s("10.244.0.5"),
-            pod_ips: vec![core::PodIp { ip: s("10.244.0.5") }],
+            pod_ips: vec![core::PodIp {
+                ip: s("10.244.0.5"),
+            }],
             start_time: Some(time(T0 + 1)),
             container_statuses: vec![core::ContainerStatus {
                 name: s("c"),
@@ -1003,7 +1011,9 @@ fn statefulset_with_claim_templates_prints_required_status_counters() {
             access_modes: strings(&["ReadWriteOnce"]),
             resources: Some(core::VolumeResourceRequirements {
                 limits: BTreeMap::new(),
-                requests: [("storage".to_owned(), quantity("1Gi"))].into_iter().collect(),
+                requests: [("storage".to_owned(), quantity("1Gi"))]
+                    .into_iter()
+                    .collect(),
             }),
             storage_class_name: s("local-path"),
             ..Default::default()
@@ -1149,7 +1159,9 @@ fn secret_and_configmap_bytes_are_base64() {
         metadata: Some(object_meta("cm", &[])),
         immutable: None,
         data: map(&[("k", "v")]),
-        binary_data: [("blob".to_owned(), b"hello".to_vec())].into_iter().collect(),
+        binary_data: [("blob".to_owned(), b"hello".to_vec())]
+            .into_iter()
+            .collect(),
     };
     assert_eq!(
         decoded(&envelope("v1", "ConfigMap", &cm)),
@@ -1273,7 +1285,11 @@ fn self_subject_access_review_with_non_resource_attributes() {
         }),
     };
     assert_eq!(
-        decoded(&envelope("authorization.k8s.io/v1", "SelfSubjectAccessReview", &review)),
+        decoded(&envelope(
+            "authorization.k8s.io/v1",
+            "SelfSubjectAccessReview",
+            &review
+        )),
         json!({
             "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
             "metadata": {"creationTimestamp": null},
@@ -1312,7 +1328,11 @@ fn user_extra_values_decode_as_string_arrays() {
         }),
     };
     assert_eq!(
-        decoded(&envelope("authentication.k8s.io/v1", "TokenReview", &review)),
+        decoded(&envelope(
+            "authentication.k8s.io/v1",
+            "TokenReview",
+            &review
+        )),
         json!({
             "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
             "metadata": {"creationTimestamp": null},
@@ -1323,4 +1343,330 @@ fn user_extra_values_decode_as_string_arrays() {
             }
         })
     );
+}
+
+fn unknown_body(api_version: Option<&str>, kind: Option<&str>, raw: Vec<u8>) -> Vec<u8> {
+    let unknown = Unknown {
+        type_meta: Some(TypeMeta {
+            api_version: api_version.map(str::to_owned),
+            kind: kind.map(str::to_owned),
+        }),
+        raw: Some(raw),
+        content_encoding: None,
+        content_type: None,
+    };
+    let mut body = MAGIC.to_vec();
+    body.extend(unknown.encode_to_vec());
+    body
+}
+
+#[test]
+fn envelope_errors_match_the_upstream_messages() {
+    assert_eq!(decode(b""), Err(Error::EmptyData));
+    assert_eq!(decode(b"{\"kind\":\"Pod\"}"), Err(Error::NotProtobuf));
+    assert_eq!(decode(b"k8s"), Err(Error::NotProtobuf));
+    assert_eq!(decode(b"k8s\0"), Err(Error::EmptyBody));
+    assert_eq!(
+        Error::NotProtobuf.to_string(),
+        "provided data does not appear to be a protobuf message, expected prefix [107 56 115 0]"
+    );
+    assert_eq!(
+        decode(&unknown_body(Some("v1"), None, vec![])),
+        Err(Error::MissingKind)
+    );
+    assert_eq!(
+        decode(&unknown_body(None, Some("Pod"), vec![])),
+        Err(Error::MissingVersion)
+    );
+}
+
+#[test]
+fn unknown_kinds_are_unsupported_with_their_names() {
+    let err = decode(&unknown_body(
+        Some("example.com/v1"),
+        Some("Widget"),
+        vec![],
+    ));
+    assert_eq!(
+        err,
+        Err(Error::UnsupportedKind {
+            api_version: "example.com/v1".into(),
+            kind: "Widget".into()
+        })
+    );
+    // A known kind under the wrong group/version is not guessed.
+    assert!(matches!(
+        decode(&unknown_body(Some("v1"), Some("Deployment"), vec![])),
+        Err(Error::UnsupportedKind { .. })
+    ));
+    assert_eq!(
+        Error::UnsupportedKind {
+            api_version: "example.com/v1".into(),
+            kind: "Widget".into()
+        }
+        .to_string(),
+        "no kind \"Widget\" is registered for version \"example.com/v1\" in the protobuf decoder"
+    );
+}
+
+#[test]
+fn malformed_payloads_are_errors_not_panics() {
+    // Truncated length-delimited field.
+    let body = unknown_body(Some("v1"), Some("Namespace"), vec![0x0a, 0x05, 0x01]);
+    assert!(matches!(decode(&body), Err(Error::Malformed { .. })));
+    // Namespace.metadata (field 1) sent as a varint.
+    let body = unknown_body(Some("v1"), Some("Namespace"), vec![0x08, 0x01]);
+    assert!(matches!(decode(&body), Err(Error::Malformed { .. })));
+    // A RawExtension that is neither JSON nor an envelope.
+    let revision = apps::ControllerRevision {
+        data: Some(RawExtension {
+            raw: Some(b"\x01\x02not json".to_vec()),
+        }),
+        ..Default::default()
+    };
+    let body = envelope("apps/v1", "ControllerRevision", &revision);
+    assert!(matches!(decode(&body), Err(Error::Malformed { .. })));
+    // IntOrString with an impossible type.
+    let service = core::Service {
+        spec: Some(core::ServiceSpec {
+            ports: vec![core::ServicePort {
+                port: Some(80),
+                target_port: Some(IntOrString {
+                    r#type: Some(7),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert!(matches!(
+        decode(&envelope("v1", "Service", &service)),
+        Err(Error::Malformed { .. })
+    ));
+}
+
+#[test]
+fn deeply_nested_raw_extensions_stop_with_an_error() {
+    let mut body = envelope("v1", "Namespace", &core::Namespace::default());
+    for _ in 0..(MAX_DEPTH + 2) {
+        let event = meta::WatchEvent {
+            r#type: s("ADDED"),
+            object: Some(RawExtension { raw: Some(body) }),
+        };
+        body = envelope("v1", "WatchEvent", &event);
+    }
+    assert!(matches!(decode(&body), Err(Error::Malformed { .. })));
+}
+
+#[test]
+fn unknown_field_numbers_are_skipped() {
+    let mut raw = core::Namespace {
+        metadata: Some(object_meta("t1", &[])),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    // Field 99, length-delimited "x"; field 98, varint 1.
+    raw.extend([0x9a, 0x06, 0x01, b'x', 0x90, 0x06, 0x01]);
+    assert_eq!(
+        decoded(&unknown_body(Some("v1"), Some("Namespace"), raw)),
+        json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "t1", "creationTimestamp": null},
+            "spec": {}, "status": {}
+        })
+    );
+}
+
+#[test]
+fn repeated_occurrences_of_a_message_merge_and_scalars_take_the_last() {
+    let first = core::Namespace {
+        metadata: Some(meta::ObjectMeta {
+            name: s("first"),
+            labels: map(&[("a", "1")]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let second = core::Namespace {
+        metadata: Some(meta::ObjectMeta {
+            name: s("second"),
+            labels: map(&[("b", "2")]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut raw = first.encode_to_vec();
+    raw.extend(second.encode_to_vec());
+    assert_eq!(
+        decoded(&unknown_body(Some("v1"), Some("Namespace"), raw)),
+        json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "second", "creationTimestamp": null, "labels": {"a": "1", "b": "2"}},
+            "spec": {}, "status": {}
+        })
+    );
+}
+
+#[test]
+fn packed_repeated_integers_are_accepted() {
+    // Pod.spec (2) { securityContext (14) { supplementalGroups (4) packed [1, 2, 300] } }
+    let groups = [0x22, 0x04, 0x01, 0x02, 0xac, 0x02];
+    let mut security = vec![0x72, groups.len() as u8];
+    security.extend(groups);
+    let mut raw = vec![0x12, security.len() as u8];
+    raw.extend(security);
+    let value = decoded(&unknown_body(Some("v1"), Some("Pod"), raw));
+    assert_eq!(
+        value["spec"]["securityContext"],
+        json!({"supplementalGroups": [1, 2, 300]})
+    );
+}
+
+#[test]
+fn negative_int32_values_survive_sign_extension() {
+    let service = core::Service {
+        spec: Some(core::ServiceSpec {
+            ports: vec![core::ServicePort {
+                port: Some(-1),
+                target_port: Some(int_port(-5)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let value = decoded(&envelope("v1", "Service", &service));
+    assert_eq!(
+        value["spec"]["ports"],
+        json!([{"port": -1, "targetPort": -5}])
+    );
+}
+
+#[test]
+fn time_ignores_nanos_and_formats_epoch_as_a_real_time() {
+    let ns = core::Namespace {
+        metadata: Some(meta::ObjectMeta {
+            creation_timestamp: Some(meta::Time {
+                seconds: Some(0),
+                nanos: Some(999_999_999),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let value = decoded(&envelope("v1", "Namespace", &ns));
+    assert_eq!(
+        value["metadata"]["creationTimestamp"],
+        json!("1970-01-01T00:00:00Z")
+    );
+}
+
+#[test]
+fn go_duration_strings() {
+    let cases = [
+        (0, "0s"),
+        (5, "5ns"),
+        (1_500, "1.5µs"),
+        (300_000_000, "300ms"),
+        (1_500_000_000, "1.5s"),
+        (90_000_000_000, "1m30s"),
+        (3_600_000_000_000, "1h0m0s"),
+        (3_723_004_000_000, "1h2m3.004s"),
+        (-2_000_000_000, "-2s"),
+    ];
+    for (nanos, text) in cases {
+        assert_eq!(go_duration(nanos), text, "{nanos}ns");
+    }
+}
+
+#[test]
+fn protobuf_content_types_are_recognised() {
+    assert!(is_protobuf("application/vnd.kubernetes.protobuf"));
+    assert!(is_protobuf(
+        "application/vnd.kubernetes.protobuf; charset=utf-8"
+    ));
+    assert!(is_protobuf(
+        "Application/VND.Kubernetes.Protobuf;stream=watch"
+    ));
+    assert!(!is_protobuf("application/json"));
+    assert!(!is_protobuf("application/vnd.kubernetes.protobuf+json"));
+    assert!(!is_protobuf(""));
+}
+
+#[test]
+fn every_kind_kubectl_sends_as_protobuf_is_known() {
+    let kinds = [
+        ("v1", "Namespace"),
+        ("v1", "ConfigMap"),
+        ("v1", "Secret"),
+        ("v1", "Service"),
+        ("v1", "ServiceAccount"),
+        ("v1", "ResourceQuota"),
+        ("v1", "Pod"),
+        ("v1", "Node"),
+        ("v1", "Event"),
+        ("v1", "PersistentVolumeClaim"),
+        ("v1", "DeleteOptions"),
+        ("apps/v1", "Deployment"),
+        ("apps/v1", "ReplicaSet"),
+        ("apps/v1", "StatefulSet"),
+        ("apps/v1", "DaemonSet"),
+        ("batch/v1", "Job"),
+        ("batch/v1", "CronJob"),
+        ("rbac.authorization.k8s.io/v1", "Role"),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+        ("scheduling.k8s.io/v1", "PriorityClass"),
+        ("policy/v1", "PodDisruptionBudget"),
+        ("policy/v1", "Eviction"),
+        ("policy/v1", "DeleteOptions"),
+        ("networking.k8s.io/v1", "Ingress"),
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview"),
+        ("coordination.k8s.io/v1", "Lease"),
+        ("events.k8s.io/v1", "Event"),
+        ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ];
+    for (api_version, kind) in kinds {
+        assert!(
+            lookup_kind(api_version, kind).is_some(),
+            "{api_version} {kind}"
+        );
+    }
+}
+
+#[test]
+fn schema_table_is_consistent() {
+    let count = schema::MESSAGES.len();
+    for message in &schema::MESSAGES {
+        for field in message.fields {
+            if let Ty::Msg(index) = field.ty {
+                assert!(
+                    usize::from(index) < count,
+                    "{}.{}",
+                    message.name,
+                    field.json
+                );
+            }
+            if field.card == Card::Inline {
+                assert!(matches!(field.ty, Ty::Msg(_)), "{} inline", message.name);
+                assert!(field.json.is_empty());
+            } else {
+                assert!(
+                    !field.json.is_empty(),
+                    "{} field {}",
+                    message.name,
+                    field.tag
+                );
+            }
+        }
+    }
+    for pair in schema::KINDS.windows(2) {
+        assert!(
+            (pair[0].api_version, pair[0].kind) < (pair[1].api_version, pair[1].kind),
+            "KINDS must be sorted and unique for binary search"
+        );
+    }
 }

@@ -105,7 +105,8 @@ mod tests {
     fn reads_fields_of_every_wire_type() {
         // 1: varint 150, 2: "hi", 3: fixed64 1, 4: fixed32 2
         let data = [
-            0x08, 0x96, 0x01, 0x12, 0x02, b'h', b'i', 0x19, 1, 0, 0, 0, 0, 0, 0, 0, 0x25, 2, 0, 0, 0,
+            0x08, 0x96, 0x01, 0x12, 0x02, b'h', b'i', 0x19, 1, 0, 0, 0, 0, 0, 0, 0, 0x25, 2, 0, 0,
+            0,
         ];
         let mut r = Reader::new(&data);
         assert_eq!(r.next_field(), Ok(Some((1, WireValue::Varint(150)))));
@@ -121,7 +122,9 @@ mod tests {
         assert!(r.next_field().is_err());
         let mut r = Reader::new(&[0x08, 0x80]);
         assert!(r.next_field().is_err());
-        let mut r = Reader::new(&[0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        let mut r = Reader::new(&[
+            0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ]);
         assert!(r.next_field().is_err());
     }
 
