@@ -296,6 +296,8 @@ def main():
                 else:
                     ty = resolve(pkg, typ)
                     if gf["inline"]:
+                        if go_type.startswith("*"):
+                            raise SystemExit(f"{full}.{gf['go_name']}: inline pointer not supported")
                         card = "Inline"
                     elif go_type.startswith("*"):
                         card = "Pointer"

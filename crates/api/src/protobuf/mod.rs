@@ -619,6 +619,10 @@ fn timestamp(message: &Message, data: &[u8], micro: bool) -> Result<Value> {
     let nanos = if micro { fields.int(2) } else { 0 };
     let seconds = seconds.saturating_add(nanos.div_euclid(1_000_000_000));
     let nanos = nanos.rem_euclid(1_000_000_000);
+    if seconds == GO_ZERO_TIME_UNIX && nanos < 1000 {
+        // Go's zero time (0001-01-01T00:00:00Z) is `IsZero`, which marshals as null.
+        return Ok(Value::Null);
+    }
     let time = jiff::Timestamp::from_second(seconds)
         .map_err(|e| malformed(message.name, format!("time out of range: {e}")))?;
     let text = time.strftime("%Y-%m-%dT%H:%M:%S").to_string();
@@ -628,6 +632,9 @@ fn timestamp(message: &Message, data: &[u8], micro: bool) -> Result<Value> {
         format!("{text}Z")
     }))
 }
+
+/// Unix seconds of Go's zero `time.Time`, 0001-01-01T00:00:00Z.
+const GO_ZERO_TIME_UNIX: i64 = -62_135_596_800;
 
 /// Go's `time.Duration.String()`: `1h0m0s`, `1m30s`, `1.5s`, `300ms`, `0s`.
 fn go_duration(nanos: i64) -> String {

@@ -116,6 +116,19 @@ fn real_kubectl_create_bodies_decode_to_the_dry_run_json() {
         fixture!("pdb"),
         fixture!("quota"),
         fixture!("ingress"),
+        fixture!("deploy-multi"),
+        fixture!("svc-lb"),
+        fixture!("svc-ext"),
+        fixture!("svc-headless"),
+        fixture!("secret-file"),
+        fixture!("cm-file"),
+        fixture!("rb-cluster"),
+        fixture!("cr-agg"),
+        fixture!("cr-res"),
+        fixture!("pdb-max"),
+        fixture!("quota-plain"),
+        fixture!("ing-default"),
+        fixture!("pc-global"),
     ];
     let mut failures = Vec::new();
     for (name, body, expected) in fixtures {
@@ -1670,3 +1683,4 @@ fn schema_table_is_consistent() {
         );
     }
 }
+
