@@ -1684,3 +1684,17 @@ fn schema_table_is_consistent() {
     }
 }
 
+#[test]
+fn real_kubectl_create_token_body_prints_nil_required_pointers_as_null() {
+    let body = include_bytes!("../../tests/fixtures/protobuf/token.bin");
+    assert_eq!(
+        decoded(body),
+        json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "metadata": {"creationTimestamp": null},
+            "spec": {"audiences": ["api"], "expirationSeconds": 3600, "boundObjectRef": null},
+            "status": {"token": "", "expirationTimestamp": null}
+        })
+    );
+}
