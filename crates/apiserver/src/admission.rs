@@ -69,6 +69,15 @@ pub async fn admit_create(
     }
     skiff_api::defaults::apply_defaults(spec.group, spec.kind, obj);
     namespace_label(spec, obj);
+    // The uid is the server's; Jobs need theirs now for the controller-uid selector.
+    if let Some(meta) = obj["metadata"].as_object_mut() {
+        meta.remove("uid");
+    }
+    if spec.resource == "jobs" {
+        let uid = uuid::Uuid::new_v4().to_string();
+        obj["metadata"]["uid"] = json!(uid);
+        skiff_api::defaults::job_selector_defaults(obj, &uid);
+    }
     // Names may be generated later; validate with a placeholder so generateName objects pass.
     let generated = obj["metadata"]["name"].as_str().is_none_or(str::is_empty)
         && obj["metadata"]["generateName"]

@@ -526,7 +526,13 @@ impl Objects {
         } else {
             meta.remove("namespace");
         }
-        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        if meta
+            .get("uid")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        }
         meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
         meta.remove("deletionTimestamp");
         meta.remove("deletionGracePeriodSeconds");

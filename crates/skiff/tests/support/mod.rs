@@ -36,7 +36,13 @@ impl Server {
             .open(&stderr_log)
             .expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["server", "--disable-agent", "--https-listen-port", "0", "--data-dir"])
+            .args([
+                "server",
+                "--disable-agent",
+                "--https-listen-port",
+                "0",
+                "--data-dir",
+            ])
             .arg(dir.path())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -44,7 +50,9 @@ impl Server {
             .expect("spawn skiff server");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read ready line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read ready line");
         let port = line
             .split("https://127.0.0.1:")
             .nth(1)
@@ -55,7 +63,13 @@ impl Server {
                 panic!("server did not become ready: {line:?}\n{log}")
             });
         let kubeconfig = dir.path().join("kubeconfig.yaml");
-        Server { child, dir, port, kubeconfig, stderr_log }
+        Server {
+            child,
+            dir,
+            port,
+            kubeconfig,
+            stderr_log,
+        }
     }
 
     /// Stop the server (SIGKILL) and hand back its data dir.
@@ -68,8 +82,15 @@ impl Server {
 
     /// A kubectl of `binary` with a fresh discovery cache.
     pub fn kubectl(&self, binary: &str) -> Kubectl {
-        let cache = self.dir.path().join(format!("cache-{}", binary.rsplit('.').next().unwrap_or("x")));
-        Kubectl { binary: binary.to_string(), kubeconfig: self.kubeconfig.clone(), cache }
+        let cache = self.dir.path().join(format!(
+            "cache-{}",
+            binary.rsplit('.').next().unwrap_or("x")
+        ));
+        Kubectl {
+            binary: binary.to_string(),
+            kubeconfig: self.kubeconfig.clone(),
+            cache,
+        }
     }
 
     pub fn log(&self) -> String {
@@ -116,7 +137,10 @@ impl Kubectl {
             self.binary
         );
         let mut c = Command::new(&self.binary);
-        c.arg("--kubeconfig").arg(&self.kubeconfig).arg("--cache-dir").arg(&self.cache);
+        c.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache);
         c.args(args);
         c
     }
@@ -144,35 +168,56 @@ impl Kubectl {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn kubectl");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
         Run::from(child.wait_with_output().expect("kubectl output"))
     }
 
     /// Run and require success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let r = self.run(args);
-        assert_eq!(r.status, 0, "kubectl {args:?} failed:\nstdout: {}\nstderr: {}", r.stdout, r.stderr);
+        assert_eq!(
+            r.status, 0,
+            "kubectl {args:?} failed:\nstdout: {}\nstderr: {}",
+            r.stdout, r.stderr
+        );
         r.stdout
     }
 
     /// Run with stdin and require success.
     pub fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
         let r = self.run_stdin(args, stdin);
-        assert_eq!(r.status, 0, "kubectl {args:?} failed:\nstdout: {}\nstderr: {}", r.stdout, r.stderr);
+        assert_eq!(
+            r.status, 0,
+            "kubectl {args:?} failed:\nstdout: {}\nstderr: {}",
+            r.stdout, r.stderr
+        );
         r.stdout
     }
 
     /// Run and require failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let r = self.run(args);
-        assert_ne!(r.status, 0, "kubectl {args:?} unexpectedly succeeded:\n{}", r.stdout);
+        assert_ne!(
+            r.status, 0,
+            "kubectl {args:?} unexpectedly succeeded:\n{}",
+            r.stdout
+        );
         r.stderr
     }
 
     /// Spawn a long-running kubectl (e.g. `get -w`), output to files.
     pub fn spawn(&self, args: &[&str], out: &Path) -> Child {
         let f = std::fs::File::create(out).expect("output file");
-        self.command(args).stdout(f).stderr(Stdio::null()).spawn().expect("spawn kubectl")
+        self.command(args)
+            .stdout(f)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn kubectl")
     }
 }
 
@@ -183,7 +228,10 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
