@@ -3,6 +3,10 @@
 //! cache over the store, and the server's own objects (default namespaces, the `kubernetes`
 //! Service) and lifecycles (graceful deletion, namespace termination).
 
+// ApiError carries a whole Status (causes included); it is built once per failed request, so its
+// size is not worth boxing.
+#![allow(clippy::result_large_err)]
+
 pub mod admission;
 pub mod discovery;
 pub mod error;
