@@ -363,7 +363,13 @@ async fn watch(
             }
         }
     };
-    let events = app.watch.watch(&prefix, from).await?;
+    // Once the request is valid, upstream starts the watch and reports a resourceVersion that is
+    // too old as an ERROR event carrying the 410 Expired Status, which reflectors act on.
+    let events = match app.watch.watch(&prefix, from).await {
+        Ok(events) => events,
+        Err(e @ ApiError::Expired(_)) => futures::stream::once(futures::future::ready(Err(e))).boxed(),
+        Err(e) => return Err(e),
+    };
 
     let table_wanted = wanted == Wanted::Table;
     let render = move |obj: Value, first: &mut bool| -> Value {
