@@ -104,9 +104,20 @@ fn generate_name_uid_and_creation_timestamp_are_set() {
     let f = ok(c.send_json("POST", CMS, &forged), 201);
     assert_ne!(f["metadata"]["uid"], "not-a-uid");
     assert_ne!(f["metadata"]["creationTimestamp"], "2000-01-01T00:00:00Z");
-    // And an update cannot change them.
+    // An update may not change the uid (immutable, as upstream validates) and its
+    // creationTimestamp is ignored (upstream's BeforeUpdate keeps the old one).
     let mut upd = f.clone();
     upd["metadata"]["uid"] = json!("changed");
+    let r = c.send_json("PUT", &format!("{CMS}/forged"), &upd);
+    let st = r.status(422, "Invalid");
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("metadata.uid: Invalid value: \"changed\": field is immutable"),
+        "{st}"
+    );
+    let mut upd = f.clone();
     upd["metadata"]["creationTimestamp"] = json!("2000-01-01T00:00:00Z");
     let u = ok(c.send_json("PUT", &format!("{CMS}/forged"), &upd), 200);
     assert_eq!(u["metadata"]["uid"], f["metadata"]["uid"]);
