@@ -186,6 +186,13 @@ impl WatchCache {
         prefix: &str,
         after: Revision,
     ) -> Result<BoxStream<'static, Result<CacheItem>>> {
+        // History the store no longer has is gone for the cache too: the client must re-list.
+        let compacted = self.store.compacted_revision().await?;
+        if after < compacted {
+            return Err(ApiError::Expired(format!(
+                "too old resource version: {after} ({compacted})"
+            )));
+        }
         // One cache per resource; client watches of one namespace filter by key.
         let resource_prefix = resource_prefix(prefix);
         let cache = self.cache_for(&resource_prefix).await?;
