@@ -33,7 +33,9 @@ pub async fn run(store: Arc<dyn Store>, interval: Duration, shutdown: Cancellati
                     Err(e) => tracing::warn!(revision = target, error = %e, "compaction failed"),
                 },
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "compaction: cannot read the compacted revision"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "compaction: cannot read the compacted revision")
+                }
             }
         }
         previous = Some(current);

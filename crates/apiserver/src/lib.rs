@@ -164,7 +164,11 @@ pub async fn start(
         .await
         .map_err(Error::Bootstrap)?;
     tasks.spawn(lifecycle::run(app.clone(), shutdown.clone()));
-    tasks.spawn(compaction::run(store, config.compaction_interval, shutdown.clone()));
+    tasks.spawn(compaction::run(
+        store,
+        config.compaction_interval,
+        shutdown.clone(),
+    ));
     tasks.spawn(accept_loop(
         listener,
         tls,
