@@ -51,6 +51,56 @@ pub fn unknown_and_duplicate_fields(
     }
 }
 
+/// Drop the fields the schema of `group`/`version`/`kind` does not know, as upstream's decoder
+/// does when a request is not validated strictly (`fieldValidation=Ignore|Warn`): what is not
+/// in the type is not stored. Kinds without a built-in schema are left as they are.
+pub fn prune_unknown_fields(group: &str, version: &str, kind: &str, obj: &mut Value) {
+    if let Some(name) = openapi::definition_for_kind(group, version, kind) {
+        prune(Node::Named(name), obj, 0);
+    }
+}
+
+fn prune(node: Node<'_>, value: &mut Value, depth: usize) {
+    if depth > MAX_PRUNE_DEPTH {
+        return;
+    }
+    match shape(node) {
+        Shape::Struct {
+            properties,
+            preserve_unknown,
+        } => {
+            if let Value::Object(map) = value {
+                if !preserve_unknown {
+                    map.retain(|k, _| properties.contains_key(k));
+                }
+                for (k, child) in map.iter_mut() {
+                    if let Some(schema) = properties.get(k) {
+                        prune(Node::Schema(schema), child, depth + 1);
+                    }
+                }
+            }
+        }
+        Shape::Map(inner) => {
+            if let Value::Object(map) = value {
+                for child in map.values_mut() {
+                    prune(inner, child, depth + 1);
+                }
+            }
+        }
+        Shape::Array(inner) => {
+            if let Value::Array(items) = value {
+                for child in items.iter_mut() {
+                    prune(inner, child, depth + 1);
+                }
+            }
+        }
+        Shape::Opaque | Shape::Untyped => {}
+    }
+}
+
+/// Deeper than any built-in type nests; a guard against self-referential schemas.
+const MAX_PRUNE_DEPTH: usize = 64;
+
 /// The duplicate keys anywhere in `body`, with no schema: for bodies that are not whole objects
 /// (strategic-merge and merge patches), whose unknown fields are found by validating the
 /// patched result instead.
@@ -360,6 +410,45 @@ fn check_map_keys<'de, A: MapAccess<'de>>(
         ctx.descend(map, &key, value)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod prune_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_fields_are_dropped_and_known_ones_kept() {
+        let mut d = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"any-key": "kept"}, "bogus": 1},
+            "spec": {
+                "replica": 3,
+                "template": {"spec": {"containers": [{"name": "c", "image": "x", "imagee": "typo"}]}}
+            },
+            "status": {"replicas": 1},
+        });
+        prune_unknown_fields("apps", "v1", "Deployment", &mut d);
+        assert_eq!(
+            d["metadata"],
+            json!({"name": "web", "labels": {"any-key": "kept"}})
+        );
+        assert!(d["spec"].get("replica").is_none());
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0],
+            json!({"name": "c", "image": "x"})
+        );
+        assert_eq!(d["status"], json!({"replicas": 1}));
+        assert_eq!(d["kind"], "Deployment");
+    }
+
+    #[test]
+    fn configmap_data_keys_are_not_fields() {
+        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"x.y": "1"}});
+        let before = cm.clone();
+        prune_unknown_fields("", "v1", "ConfigMap", &mut cm);
+        assert_eq!(cm, before);
+    }
 }
 
 #[cfg(test)]

@@ -552,6 +552,13 @@ fn decode_body(
         BodyFormat::Protobuf => None,
     };
     let warnings = check_fields(spec, query, raw.as_deref())?;
+    let mut obj = obj;
+    skiff_api::field_validation::prune_unknown_fields(
+        spec.group,
+        spec.version,
+        spec.kind,
+        &mut obj,
+    );
     Ok(Admitted { obj, warnings })
 }
 
@@ -698,6 +705,12 @@ async fn patch(
             let raw = serde_json::to_vec(&new).unwrap_or_default();
             let problems = check_fields(spec, query, Some(&raw))?;
             *late.lock().unwrap_or_else(|e| e.into_inner()) = problems;
+            skiff_api::field_validation::prune_unknown_fields(
+                spec.group,
+                spec.version,
+                spec.kind,
+                &mut new,
+            );
             admission::admit_update(spec, old, &mut new, scope)?;
             Ok(new)
         })

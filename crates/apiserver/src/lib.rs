@@ -8,6 +8,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admission;
+pub mod compaction;
 pub mod discovery;
 pub mod error;
 pub mod handlers;
@@ -54,6 +55,8 @@ pub struct Config {
     pub kubeconfig_path: PathBuf,
     /// Extra names for the serving certificate.
     pub tls_sans: Vec<String>,
+    /// How often store history is compacted.
+    pub compaction_interval: std::time::Duration,
 }
 
 /// Why the API server stopped.
@@ -151,7 +154,7 @@ pub async fn start(
 
     let app = Arc::new(App {
         objects: Objects::new(store.clone()),
-        watch: WatchCache::new(store, shutdown.clone()),
+        watch: WatchCache::new(store.clone(), shutdown.clone()),
         allocation: tokio::sync::Mutex::new(()),
         server_address: format!("{host}:{}", local_addr.port()),
         shutdown: shutdown.clone(),
@@ -161,6 +164,11 @@ pub async fn start(
         .await
         .map_err(Error::Bootstrap)?;
     tasks.spawn(lifecycle::run(app.clone(), shutdown.clone()));
+    tasks.spawn(compaction::run(
+        store,
+        config.compaction_interval,
+        shutdown.clone(),
+    ));
     tasks.spawn(accept_loop(
         listener,
         tls,

@@ -132,11 +132,12 @@ async fn reconcile(app: &App, spec: &ResourceSpec, ns: Option<&str>, desired: Va
     }
 }
 
-/// The lifecycle loop: runs until `shutdown`.
+/// The lifecycle loops: graceful pod deletions and namespace termination, until `shutdown`.
 pub async fn run(app: Arc<App>, shutdown: CancellationToken) {
+    tokio::spawn(reap_pods(app.clone(), shutdown.clone()));
     loop {
-        if let Err(e) = sweep(&app).await {
-            tracing::warn!(error = %e, "lifecycle sweep failed; retrying");
+        if let Err(e) = sweep_namespaces(&app).await {
+            tracing::warn!(error = %e, "namespace sweep failed; retrying");
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -150,21 +151,98 @@ fn is_deleting(obj: &Value) -> bool {
     obj["metadata"]["deletionTimestamp"].is_string()
 }
 
-async fn sweep(app: &App) -> Result<()> {
-    // Pods whose grace period is over.
+type PodKey = (Option<String>, String);
+
+fn pod_key(pod: &Value) -> PodKey {
+    (
+        pod["metadata"]["namespace"].as_str().map(str::to_string),
+        pod["metadata"]["name"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+fn deadline_of(pod: &Value) -> Option<jiff::Timestamp> {
+    pod["metadata"]["deletionTimestamp"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+}
+
+/// Removes pods whose grace period has ended. It follows pods through the watch cache and keeps
+/// only the ones being deleted, so its cost does not grow with the number of pods.
+async fn reap_pods(app: Arc<App>, shutdown: CancellationToken) {
     let pods = spec_of("", "pods");
+    loop {
+        if let Err(e) = follow_pods(&app, pods, &shutdown).await {
+            tracing::warn!(error = %e, "pod reaper lost its watch; restarting");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(RESYNC) => {}
+        }
+    }
+}
+
+async fn follow_pods(
+    app: &App,
+    pods: &'static ResourceSpec,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    use futures::StreamExt;
     let page = app
         .objects
         .list(pods, &ListQuery::default(), &is_deleting)
         .await?;
-    for pod in page.items {
-        let ns = pod["metadata"]["namespace"].as_str().map(str::to_string);
-        let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
-        app.objects
-            .finish_deletion(pods, ns.as_deref(), &name)
-            .await?;
+    let mut pending: std::collections::BTreeMap<PodKey, jiff::Timestamp> = page
+        .items
+        .iter()
+        .filter_map(|p| deadline_of(p).map(|d| (pod_key(p), d)))
+        .collect();
+    let mut events = app.watch.watch(&pods.key_prefix(), page.revision).await?;
+    loop {
+        let now = jiff::Timestamp::now();
+        let due: Vec<PodKey> = pending
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            pending.remove(&key);
+            app.objects
+                .finish_deletion(pods, key.0.as_deref(), &key.1)
+                .await?;
+        }
+        let next = pending
+            .values()
+            .min()
+            .map(|d| {
+                let wait = d.as_millisecond() - jiff::Timestamp::now().as_millisecond();
+                Duration::from_millis(wait.clamp(0, 60_000) as u64 + 10)
+            })
+            .unwrap_or(Duration::from_secs(60));
+        let item = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(next) => continue,
+            item = events.next() => item,
+        };
+        match item {
+            None => return Ok(()),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(crate::watch_cache::CacheItem::Progress(_))) => {}
+            Some(Ok(crate::watch_cache::CacheItem::Event(ev))) => {
+                let key = pod_key(&ev.object);
+                match (ev.kind, deadline_of(&ev.object)) {
+                    (skiff_store::EventKind::Put, Some(deadline)) => {
+                        pending.insert(key, deadline);
+                    }
+                    _ => {
+                        pending.remove(&key);
+                    }
+                }
+            }
+        }
     }
-    // Namespaces being terminated.
+}
+
+async fn sweep_namespaces(app: &App) -> Result<()> {
     let namespaces = spec_of("", "namespaces");
     let page = app
         .objects

@@ -186,6 +186,13 @@ impl WatchCache {
         prefix: &str,
         after: Revision,
     ) -> Result<BoxStream<'static, Result<CacheItem>>> {
+        // History the store no longer has is gone for the cache too: the client must re-list.
+        let compacted = self.store.compacted_revision().await?;
+        if after < compacted {
+            return Err(ApiError::Expired(format!(
+                "too old resource version: {after} ({compacted})"
+            )));
+        }
         // One cache per resource; client watches of one namespace filter by key.
         let resource_prefix = resource_prefix(prefix);
         let cache = self.cache_for(&resource_prefix).await?;
@@ -268,6 +275,184 @@ fn resource_prefix(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use futures::future::BoxFuture;
+    use skiff_store::{KeyValue, RangeOptions, RangeResult, RedbStore, WatchStream};
+
+    /// The real store, counting the watches opened on it.
+    struct Counting {
+        inner: RedbStore,
+        watches: AtomicUsize,
+    }
+
+    impl Store for Counting {
+        fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, skiff_store::Result<Option<KeyValue>>> {
+            self.inner.get(key)
+        }
+        fn range<'a>(
+            &'a self,
+            prefix: &'a str,
+            options: RangeOptions,
+        ) -> BoxFuture<'a, skiff_store::Result<RangeResult>> {
+            self.inner.range(prefix, options)
+        }
+        fn create<'a>(
+            &'a self,
+            key: &'a str,
+            value: Bytes,
+        ) -> BoxFuture<'a, skiff_store::Result<KeyValue>> {
+            self.inner.create(key, value)
+        }
+        fn update<'a>(
+            &'a self,
+            key: &'a str,
+            value: Bytes,
+            expected: Option<Revision>,
+        ) -> BoxFuture<'a, skiff_store::Result<KeyValue>> {
+            self.inner.update(key, value, expected)
+        }
+        fn delete<'a>(
+            &'a self,
+            key: &'a str,
+            expected: Option<Revision>,
+        ) -> BoxFuture<'a, skiff_store::Result<KeyValue>> {
+            self.inner.delete(key, expected)
+        }
+        fn watch<'a>(
+            &'a self,
+            prefix: &'a str,
+            from: Revision,
+        ) -> BoxFuture<'a, skiff_store::Result<WatchStream>> {
+            self.watches.fetch_add(1, Ordering::SeqCst);
+            self.inner.watch(prefix, from)
+        }
+        fn current_revision(&self) -> BoxFuture<'_, skiff_store::Result<Revision>> {
+            self.inner.current_revision()
+        }
+        fn compact(&self, revision: Revision) -> BoxFuture<'_, skiff_store::Result<()>> {
+            self.inner.compact(revision)
+        }
+        fn compacted_revision(&self) -> BoxFuture<'_, skiff_store::Result<Revision>> {
+            self.inner.compacted_revision()
+        }
+    }
+
+    fn object(name: &str) -> Bytes {
+        Bytes::from(serde_json::json!({"metadata": {"name": name}}).to_string())
+    }
+
+    async fn next_event(stream: &mut BoxStream<'static, Result<CacheItem>>) -> Arc<CachedEvent> {
+        loop {
+            let item = tokio::time::timeout(Duration::from_secs(5), stream.next())
+                .await
+                .expect("an event within 5s")
+                .expect("stream open")
+                .expect("no error");
+            if let CacheItem::Event(e) = item {
+                return e;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn one_store_watch_fans_out_to_every_client_watch_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Counting {
+            inner: RedbStore::open(dir.path().join("db")).expect("open"),
+            watches: AtomicUsize::new(0),
+        });
+        let cache = WatchCache::new(store.clone(), CancellationToken::new());
+        let start = store.current_revision().await.expect("rev");
+        let mut watchers = Vec::new();
+        for ns in ["a", "a", "b"] {
+            watchers.push(
+                cache
+                    .watch(&format!("/registry/core/configmaps/{ns}/"), start)
+                    .await
+                    .expect("watch"),
+            );
+        }
+        let mut all = cache
+            .watch("/registry/core/configmaps/", start)
+            .await
+            .expect("watch");
+        for i in 0..5 {
+            store
+                .create(&format!("/registry/core/configmaps/a/cm{i}"), object("x"))
+                .await
+                .expect("create");
+            store
+                .create(&format!("/registry/core/configmaps/b/cm{i}"), object("y"))
+                .await
+                .expect("create");
+        }
+        assert_eq!(
+            store.watches.load(Ordering::SeqCst),
+            1,
+            "one store watch for the resource"
+        );
+        for w in watchers.iter_mut().take(2) {
+            let mut last = start;
+            for i in 0..5 {
+                let e = next_event(w).await;
+                assert_eq!(e.key, format!("/registry/core/configmaps/a/cm{i}"));
+                assert!(e.revision > last, "ordered");
+                last = e.revision;
+            }
+        }
+        let e = next_event(&mut watchers[2]).await;
+        assert_eq!(e.key, "/registry/core/configmaps/b/cm0");
+        let mut revisions = Vec::new();
+        for _ in 0..10 {
+            revisions.push(next_event(&mut all).await.revision);
+        }
+        assert!(
+            revisions.windows(2).all(|w| w[0] < w[1]),
+            "unique and ordered: {revisions:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_watch_resumes_from_the_window_without_gaps_or_duplicates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(dir.path().join("db")).expect("open"));
+        let cache = WatchCache::new(store.clone(), CancellationToken::new());
+        let start = store.current_revision().await.expect("rev");
+        let mut first = cache
+            .watch("/registry/core/pods/", start)
+            .await
+            .expect("watch");
+        let mut revs = Vec::new();
+        for i in 0..6 {
+            revs.push(
+                store
+                    .create(&format!("/registry/core/pods/ns/p{i}"), object("p"))
+                    .await
+                    .expect("create")
+                    .mod_revision,
+            );
+        }
+        for _ in 0..6 {
+            next_event(&mut first).await;
+        }
+        // Resume after the third event: exactly the last three, in order.
+        let mut resumed = cache
+            .watch("/registry/core/pods/", revs[2])
+            .await
+            .expect("resume");
+        for expected in &revs[3..] {
+            assert_eq!(next_event(&mut resumed).await.revision, *expected);
+        }
+        store.compact(revs[4]).await.expect("compact");
+        let err = cache
+            .watch("/registry/core/pods/", revs[1])
+            .await
+            .err()
+            .expect("compacted");
+        assert!(matches!(err, ApiError::Expired(_)), "{err:?}");
+    }
 
     #[test]
     fn resource_prefix_strips_the_namespace() {

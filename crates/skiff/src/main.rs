@@ -46,6 +46,10 @@ struct ServerArgs {
     /// Where to write the admin kubeconfig (default: `<data-dir>/kubeconfig.yaml`).
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
+    /// Seconds between compactions of the store's history (resourceVersions older than one to
+    /// two intervals answer 410 Gone).
+    #[arg(long, default_value_t = 300)]
+    compaction_interval: u64,
     /// Log filter, as `RUST_LOG` (e.g. `info`, `skiff_apiserver=debug`).
     #[arg(long, env = "SKIFF_LOG", default_value = "info")]
     log: String,
@@ -87,6 +91,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         port: args.https_listen_port,
         kubeconfig_path: kubeconfig.clone(),
         tls_sans: args.tls_sans.clone(),
+        compaction_interval: Duration::from_secs(args.compaction_interval.max(1)),
     };
     let server = skiff_apiserver::start(config, store, shutdown.clone(), &tasks)
         .await
