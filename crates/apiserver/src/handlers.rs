@@ -600,6 +600,7 @@ async fn update(
     body: &Bytes,
 ) -> Result<Response> {
     let Admitted { obj, warnings } = decode_body(spec, query, content_type, body)?;
+    check_name(&obj, name, ns)?;
     let opts = WriteOptions {
         dry_run: query.dry_run()?,
     };
@@ -610,7 +611,11 @@ async fn update(
     let updated = app
         .objects
         .update_with(spec, ns, name, scope, opts, expected, |old| {
-            let mut new = obj.clone();
+            // Validation sees the object with its server-owned fields carried over, as upstream's
+            // BeforeUpdate prepares it.
+            let mut new = app
+                .objects
+                .prepare_update(spec, name, old, obj.clone(), scope)?;
             admission::admit_update(spec, old, &mut new, scope)?;
             Ok(new)
         })
@@ -619,6 +624,28 @@ async fn update(
         json_response(StatusCode::OK, &updated),
         &warnings,
     ))
+}
+
+/// Upstream's `checkName` for updates: the body names the URL's object (an empty name does not),
+/// and a namespace in the body is the URL's.
+fn check_name(obj: &Value, name: &str, ns: Option<&str>) -> Result<()> {
+    let obj_name = objects::name_of(obj);
+    if obj_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({obj_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    if let Some(ns) = ns
+        && let Some(obj_ns) = obj["metadata"]["namespace"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+        && obj_ns != ns
+    {
+        return Err(ApiError::bad_request(format!(
+            "the namespace of the object ({obj_ns}) does not match the namespace on the URL ({ns})"
+        )));
+    }
+    Ok(())
 }
 
 fn patch_error(spec: &ResourceSpec, old: &Value, e: &skiff_api::patch::Error) -> ApiError {
@@ -711,6 +738,7 @@ async fn patch(
                 spec.kind,
                 &mut new,
             );
+            let mut new = app.objects.prepare_update(spec, name, old, new, scope)?;
             admission::admit_update(spec, old, &mut new, scope)?;
             Ok(new)
         })

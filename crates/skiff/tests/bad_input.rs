@@ -107,6 +107,20 @@ fn name_mismatch_on_put_is_400_and_changes_nothing() {
     );
     assert_eq!(c.get(&format!("{CMS}/b")).json()["data"]["v"], "1");
     no_configmap(&c, "a");
+    // The name is checked before the object is looked up, as upstream does.
+    let s = c
+        .send_json("PUT", &format!("{CMS}/missing"), &wrong)
+        .status(400, "BadRequest");
+    assert_eq!(
+        message(&s),
+        "the name of the object (a) does not match the name on the URL (missing)"
+    );
+    // A matching PUT without uid or namespace is filled in from the stored object.
+    let minimal = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}, "data": {"v": "3"}});
+    let r = c.send_json("PUT", &format!("{CMS}/b"), &minimal);
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_eq!(r.json()["data"]["v"], "3");
+    assert_eq!(r.json()["metadata"]["namespace"], "default");
     still_serving(&c);
 }
 
@@ -129,13 +143,23 @@ fn invalid_name_is_422_with_the_rfc1123_message() {
     );
     assert_eq!(s["details"]["name"], "Foo_Bar");
     assert_eq!(s["details"]["kind"], "ConfigMap");
-    // Namespaces use RFC 1123 labels: no dots.
+    // Namespaces use RFC 1123 labels: a valid subdomain with dots is told so, anything else
+    // gets the label message.
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a.b"}});
     let s = c
         .send_json("POST", "/api/v1/namespaces", &ns)
         .status(422, "Invalid");
-    assert!(message(&s).contains("RFC 1123 label"), "{s}");
+    assert!(
+        message(&s).ends_with(r#"metadata.name: Invalid value: "a.b": must not contain dots"#),
+        "{s}"
+    );
     assert_eq!(c.get("/api/v1/namespaces/a.b").code, 404);
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "Bad_NS"}});
+    let s = c
+        .send_json("POST", "/api/v1/namespaces", &ns)
+        .status(422, "Invalid");
+    assert!(message(&s).contains("a lowercase RFC 1123 label must consist of"), "{s}");
+    assert_eq!(c.get("/api/v1/namespaces/Bad_NS").code, 404);
     no_configmap(&c, "Foo_Bar");
     still_serving(&c);
 }

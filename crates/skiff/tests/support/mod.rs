@@ -386,7 +386,10 @@ impl Credentials {
         let header_file = dir.path().join("headers");
         let body_file = dir.path().join("body");
         let mut c = Command::new("curl");
-        c.args(["-s", "-S", "--max-time", "60", "-o"])
+        // HTTP/1.1: curl 7.88 fails a transfer whose HTTP/2 stream the server resets after a
+        // complete early response (an error before the body was read, RFC 9113 §8.1), which Go
+        // clients accept; kubectl covers HTTP/2.
+        c.args(["-s", "-S", "--http1.1", "--max-time", "60", "-o"])
             .arg(&body_file)
             .arg("-D")
             .arg(&header_file)
@@ -406,12 +409,16 @@ impl Credentials {
         c.arg(format!("{}{path}", self.base));
         let out = c.output().expect("run curl (is it installed?)");
         let code_text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let code = code_text.parse().unwrap_or_else(|_| {
-            panic!(
-                "curl {method} {path}: no HTTP code ({code_text:?}): {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+        let code = code_text
+            .parse()
+            .ok()
+            .filter(|c| *c != 0)
+            .unwrap_or_else(|| {
+                panic!(
+                    "curl {method} {path}: no HTTP response ({code_text:?}): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
         HttpReply {
             code,
             headers: std::fs::read_to_string(&header_file).unwrap_or_default(),
