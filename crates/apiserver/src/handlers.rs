@@ -367,7 +367,9 @@ async fn watch(
     // too old as an ERROR event carrying the 410 Expired Status, which reflectors act on.
     let events = match app.watch.watch(&prefix, from).await {
         Ok(events) => events,
-        Err(e @ ApiError::Expired(_)) => futures::stream::once(futures::future::ready(Err(e))).boxed(),
+        Err(e @ ApiError::Expired(_)) => {
+            futures::stream::once(futures::future::ready(Err(e))).boxed()
+        }
         Err(e) => return Err(e),
     };
 

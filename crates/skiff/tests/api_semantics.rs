@@ -76,7 +76,8 @@ fn summary(evs: &[Value]) -> Vec<(String, String)> {
 #[test]
 fn generate_name_uid_and_creation_timestamp_are_set() {
     let (_s, c) = server();
-    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-"}});
+    let body =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-"}});
     let a = ok(c.send_json("POST", CMS, &body), 201);
     let b = ok(c.send_json("POST", CMS, &body), 201);
     let (na, nb) = (
@@ -269,7 +270,10 @@ fn resource_version_zero_and_exact_lists() {
         .iter()
         .filter_map(|i| i["metadata"]["name"].as_str())
         .collect();
-    assert!(names.contains(&"c") && names.contains(&"later"), "{names:?}");
+    assert!(
+        names.contains(&"c") && names.contains(&"later"),
+        "{names:?}"
+    );
 
     // Exact at the old revision: the old state, and the list says which revision it is.
     let l = ok(
@@ -301,11 +305,16 @@ fn resource_version_zero_and_exact_lists() {
     assert_eq!(cm["data"]["v"], "2");
     // Exact with 0 and a match without a version are refused.
     assert_eq!(
-        c.get(&format!("{CMS}?resourceVersion=0&resourceVersionMatch=Exact"))
-            .code,
+        c.get(&format!(
+            "{CMS}?resourceVersion=0&resourceVersionMatch=Exact"
+        ))
+        .code,
         400
     );
-    assert_eq!(c.get(&format!("{CMS}?resourceVersionMatch=Exact")).code, 400);
+    assert_eq!(
+        c.get(&format!("{CMS}?resourceVersionMatch=Exact")).code,
+        400
+    );
 }
 
 #[test]
@@ -366,9 +375,11 @@ fn scheduled_pod_deletion_waits_for_its_grace_period() {
     assert_eq!(d["metadata"]["deletionGracePeriodSeconds"], 2, "{d}");
     let got = ok(c.get(&url), 200);
     assert!(got["metadata"]["deletionTimestamp"].is_string());
-    eventually(Duration::from_secs(15), "pod p gone after its grace", || {
-        (c.get(&url).code == 404).then_some(())
-    });
+    eventually(
+        Duration::from_secs(15),
+        "pod p gone after its grace",
+        || (c.get(&url).code == 404).then_some(()),
+    );
     assert!(
         started.elapsed() >= Duration::from_millis(900),
         "pod went before its grace period: {:?}",
@@ -395,7 +406,11 @@ fn label_selector_watch_sees_deleted_when_an_object_stops_matching() {
         201,
     );
     ok(
-        c.send_json("POST", CMS, &configmap("other", json!({"app": "y"}), json!({}))),
+        c.send_json(
+            "POST",
+            CMS,
+            &configmap("other", json!({"app": "y"}), json!({})),
+        ),
         201,
     );
     ok(
@@ -499,8 +514,7 @@ fn bookmarks_have_the_right_shape() {
     assert_eq!(b["kind"], "ConfigMap", "{b}");
     assert_eq!(b["apiVersion"], "v1", "{b}");
     assert_eq!(
-        b["metadata"]["annotations"]["k8s.io/initial-events-end"],
-        "true",
+        b["metadata"]["annotations"]["k8s.io/initial-events-end"], "true",
         "{b}"
     );
     assert!(rv(b) > 0);

@@ -85,7 +85,8 @@ fn wrong_kind_for_the_url_is_400() {
     );
     no_configmap(&c, "wrongkind");
     // A wrong apiVersion for the URL's group is refused the same way.
-    let body = json!({"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "wrongkind"}});
+    let body =
+        json!({"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "wrongkind"}});
     let s = c.send_json("POST", CMS, &body).status(400, "BadRequest");
     assert!(message(&s).contains("apps/v1"), "{s}");
     no_configmap(&c, "wrongkind");
@@ -158,7 +159,10 @@ fn invalid_name_is_422_with_the_rfc1123_message() {
     let s = c
         .send_json("POST", "/api/v1/namespaces", &ns)
         .status(422, "Invalid");
-    assert!(message(&s).contains("a lowercase RFC 1123 label must consist of"), "{s}");
+    assert!(
+        message(&s).contains("a lowercase RFC 1123 label must consist of"),
+        "{s}"
+    );
     assert_eq!(c.get("/api/v1/namespaces/Bad_NS").code, 404);
     no_configmap(&c, "Foo_Bar");
     still_serving(&c);

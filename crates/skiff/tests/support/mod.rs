@@ -404,7 +404,8 @@ impl Credentials {
         if let Some(b) = body {
             let in_file = dir.path().join("in");
             std::fs::write(&in_file, b).expect("write request body");
-            c.arg("--data-binary").arg(format!("@{}", in_file.display()));
+            c.arg("--data-binary")
+                .arg(format!("@{}", in_file.display()));
         }
         c.arg(format!("{}{path}", self.base));
         let out = c.output().expect("run curl (is it installed?)");
