@@ -166,12 +166,7 @@ impl Report {
 
     fn print(&self, args: &Args) {
         let cell = |s: Option<&Summary>| match s {
-            Some(s) => format!(
-                "{:>9.0} {:>9.3} {:>9.3}",
-                s.per_sec(),
-                ms(s.p50),
-                ms(s.p99)
-            ),
+            Some(s) => format!("{:>9.0} {:>9.3} {:>9.3}", s.per_sec(), ms(s.p50), ms(s.p99)),
             None => format!("{:>9} {:>9} {:>9}", "-", "-", "-"),
         };
         let n = args.objects;
@@ -206,6 +201,11 @@ impl Report {
                 format!("watch: events to {} watchers", args.watchers),
                 "",
                 "api.watch_event",
+            ),
+            (
+                "  (event latency from write sent)".to_string(),
+                "",
+                "api.watch_event_from_send",
             ),
             (
                 format!("spawned binary: create to {n}"),
@@ -463,12 +463,13 @@ fn kubeconfig_field(text: &str, field: &str) -> anyhow::Result<String> {
 impl Target {
     fn from_kubeconfig(path: &Path, http1: bool) -> anyhow::Result<Target> {
         use base64::Engine;
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let pem = |field: &str| -> anyhow::Result<Vec<u8>> {
-            Ok(base64::engine::general_purpose::STANDARD
-                .decode(kubeconfig_field(&text, field)?)?)
-        };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let pem =
+            |field: &str| -> anyhow::Result<Vec<u8>> {
+                Ok(base64::engine::general_purpose::STANDARD
+                    .decode(kubeconfig_field(&text, field)?)?)
+            };
         let server = kubeconfig_field(&text, "server")?;
         let addr: SocketAddr = server
             .strip_prefix("https://")
@@ -527,8 +528,8 @@ impl Client {
                 tokio::spawn(conn);
                 conns.push(Conn::H1(tokio::sync::Mutex::new(send)));
             } else {
-                let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                    .await?;
+                let (send, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
                 tokio::spawn(conn);
                 conns.push(Conn::H2(send));
             }
@@ -552,8 +553,7 @@ impl Client {
             .method(method)
             .header("accept", "application/json");
         req = if self.target.http1 {
-            req.uri(path)
-                .header("host", self.target.addr.to_string())
+            req.uri(path).header("host", self.target.addr.to_string())
         } else {
             req.uri(format!("https://{}{path}", self.target.addr))
         };
@@ -834,11 +834,7 @@ async fn watcher(
     Ok(out)
 }
 
-async fn api_watch(
-    client: &Arc<Client>,
-    args: &Args,
-    report: &mut Report,
-) -> anyhow::Result<()> {
+async fn api_watch(client: &Arc<Client>, args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let head = client
         .expect(
             0,
@@ -909,20 +905,23 @@ async fn api_watch(
                     (false, name)
                 };
                 let acked = Instant::now();
-                Ok((added, name, t.elapsed(), acked))
+                Ok((added, name, t, acked))
             }
         })
         .await?
     };
     let mut ack_at = HashMap::with_capacity(acks.len());
     let mut write_latencies = Vec::with_capacity(acks.len());
-    for (added, name, latency, acked) in acks {
-        write_latencies.push(latency);
-        ack_at.insert((added, name), acked);
+    for (added, name, sent, acked) in acks {
+        write_latencies.push(acked - sent);
+        ack_at.insert((added, name), (sent, acked));
     }
     report.row("api.watch_write", Summary::of(write_latencies, wall));
 
     let mut latencies = Vec::new();
+    // An event often overtakes the write's own response, so the ack-based latency is clamped at
+    // zero; the latency from sending the write is reported beside it.
+    let mut from_send = Vec::new();
     let mut before_ack = 0usize;
     let mut unknown = 0usize;
     let mut last = started;
@@ -933,11 +932,13 @@ async fn api_watch(
                 for (added, name, at) in arrivals {
                     last = last.max(at);
                     match ack_at.get(&(added, name)) {
-                        Some(acked) if at < *acked => {
-                            before_ack += 1;
-                            latencies.push(Duration::ZERO);
+                        Some((sent, acked)) => {
+                            from_send.push(at.saturating_duration_since(*sent));
+                            if at < *acked {
+                                before_ack += 1;
+                            }
+                            latencies.push(at.saturating_duration_since(*acked));
                         }
-                        Some(acked) => latencies.push(at - *acked),
                         None => unknown += 1,
                     }
                 }
@@ -947,10 +948,9 @@ async fn api_watch(
     }
     let expected = writes * args.watchers;
     let received = latencies.len() + unknown;
-    report.row(
-        "api.watch_event",
-        Summary::of(latencies, last.duration_since(started)),
-    );
+    let wall = last.duration_since(started);
+    report.row("api.watch_event", Summary::of(latencies, wall));
+    report.row("api.watch_event_from_send", Summary::of(from_send, wall));
     report.scalar("api.watch.watchers", args.watchers);
     report.scalar("api.watch.events_expected", expected);
     report.scalar("api.watch.events_received", received);
@@ -1091,9 +1091,19 @@ fn bench_binary(
             bin.display()
         );
     }
-    eprintln!("[binary] {} server, data in {}", bin.display(), dir.display());
+    eprintln!(
+        "[binary] {} server, data in {}",
+        bin.display(),
+        dir.display()
+    );
     let mut child = Command::new(&bin)
-        .args(["server", "--disable-agent", "--https-listen-port", "0", "--data-dir"])
+        .args([
+            "server",
+            "--disable-agent",
+            "--https-listen-port",
+            "0",
+            "--data-dir",
+        ])
         .arg(dir)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.join("server.log"))?)
@@ -1130,6 +1140,8 @@ fn bench_binary(
     client_rt.block_on(async {
         let client = Arc::new(Client::connect(&target, connections).await?);
         api_load(&client, args, "binary.create", report).await?;
+        let (rss, _) = server.rss_mib()?;
+        report.scalar("binary.rss_after_creates_mib", format!("{rss:.1}"));
         // A few full lists too, the biggest responses a client can ask for.
         for _ in 0..3 {
             client
