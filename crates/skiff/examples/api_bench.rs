@@ -998,6 +998,7 @@ fn bench_api(
         port: 0,
         kubeconfig_path: kubeconfig.clone(),
         tls_sans: Vec::new(),
+        compaction_interval: skiff_apiserver::compaction::DEFAULT_INTERVAL,
     };
     let server = server_rt.block_on(skiff_apiserver::start(
         config,
