@@ -428,22 +428,28 @@ async fn watch(
                     let now_matches =
                         ev.kind == EventKind::Put && selection.matches(spec, &ev.object);
                     let was_matching = ev.prev.as_ref().is_some_and(|p| selection.matches(spec, p));
-                    let (kind, obj) = match (ev.kind, was_matching, now_matches) {
-                        (EventKind::Put, false, true) => ("ADDED", ev.object.clone()),
-                        (EventKind::Put, true, true) => ("MODIFIED", ev.object.clone()),
-                        (EventKind::Put, true, false) => {
-                            // Left the selection: upstream reports the new state as DELETED.
-                            ("DELETED", ev.object.clone())
-                        }
-                        (EventKind::Delete, true, _) => ("DELETED", ev.object.clone()),
+                    let kind = match (ev.kind, was_matching, now_matches) {
+                        (EventKind::Put, false, true) => "ADDED",
+                        (EventKind::Put, true, true) => "MODIFIED",
+                        // Left the selection: upstream reports the new state as DELETED.
+                        (EventKind::Put, true, false) => "DELETED",
+                        (EventKind::Delete, true, _) => "DELETED",
                         (EventKind::Delete, false, _)
                             if ev.prev.is_none() && selection.matches(spec, &ev.object) =>
                         {
-                            ("DELETED", ev.object.clone())
+                            "DELETED"
                         }
                         _ => continue,
                     };
-                    watch_event(kind, render(obj, &mut first))
+                    if table_wanted {
+                        watch_event(kind, render(ev.object.clone(), &mut first))
+                    } else {
+                        // Encoded once per event, shared by every watcher.
+                        let mut line = format!("{{\"type\":\"{kind}\",\"object\":");
+                        line.push_str(ev.json());
+                        line.push_str("}\n");
+                        Bytes::from(line)
+                    }
                 }
                 Ok(CacheItem::Progress(rev)) => {
                     if !bookmarks

@@ -160,6 +160,10 @@ pub async fn start(
         shutdown: shutdown.clone(),
         reaper: tokio::sync::Notify::new(),
     });
+    // The OpenAPI catalog backs field validation; build it now rather than in the first request.
+    tasks.spawn_blocking(|| {
+        skiff_api::openapi::definitions();
+    });
     lifecycle::bootstrap(&app, &host, local_addr.port())
         .await
         .map_err(Error::Bootstrap)?;

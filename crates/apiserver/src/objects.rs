@@ -381,7 +381,7 @@ impl Objects {
                     &prefix,
                     RangeOptions {
                         revision,
-                        limit: limit.map(|l| (l - items.len()).max(1) * 2),
+                        limit: limit.map(|l| (l - items.len()).max(1) + 1),
                         start_after: start_after.clone(),
                     },
                 )
@@ -399,7 +399,7 @@ impl Objects {
             let mut last_key = None;
             for kv in &page.kvs {
                 last_key = Some(kv.key.clone());
-                let obj = decode(&kv.clone())?;
+                let obj = decode(kv)?;
                 if keep(&obj) {
                     items.push(obj);
                     if limit.is_some_and(|l| items.len() >= l) {

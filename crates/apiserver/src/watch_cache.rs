@@ -38,6 +38,15 @@ pub struct CachedEvent {
     pub object: Value,
     /// The object before the change, if it existed.
     pub prev: Option<Value>,
+    /// `object` as JSON, encoded once for all watchers that want it.
+    json: std::sync::OnceLock<String>,
+}
+
+impl CachedEvent {
+    /// The object as JSON text.
+    pub fn json(&self) -> &str {
+        self.json.get_or_init(|| self.object.to_string())
+    }
 }
 
 /// What a client watch receives.
@@ -79,6 +88,7 @@ fn to_cached(ev: &skiff_store::WatchEvent) -> Result<CachedEvent> {
         revision: ev.revision(),
         object,
         prev,
+        json: std::sync::OnceLock::new(),
     })
 }
 
