@@ -566,7 +566,7 @@ impl Framework {
                 ties = 1;
             } else if t == totals[best] {
                 ties += 1;
-                if self.next_random() % ties == 0 {
+                if self.next_random().is_multiple_of(ties) {
                     best = i;
                 }
             }
@@ -615,10 +615,10 @@ mod tests {
     #[test]
     fn adaptive_percentage_matches_upstream() {
         assert_eq!(num_feasible_nodes_to_find(0, 50), 50);
-        assert_eq!(num_feasible_nodes_to_find(0, 100), 50.max(100));
+        assert_eq!(num_feasible_nodes_to_find(0, 100), 100);
         assert_eq!(num_feasible_nodes_to_find(0, 1000), 420);
         assert_eq!(num_feasible_nodes_to_find(0, 5000), 500);
-        assert_eq!(num_feasible_nodes_to_find(0, 6000), 300.max(300));
+        assert_eq!(num_feasible_nodes_to_find(0, 6000), 300);
         assert_eq!(num_feasible_nodes_to_find(0, 10_000), 500);
         assert_eq!(num_feasible_nodes_to_find(30, 1000), 300);
         assert_eq!(num_feasible_nodes_to_find(1, 1000), 100);

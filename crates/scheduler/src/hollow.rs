@@ -541,11 +541,11 @@ mod tests {
 
     #[test]
     fn labels_and_taints_parse() {
-        let l = parse_labels("zone=a, disk=ssd").unwrap();
+        let l = parse_labels("zone=a, disk=ssd").expect("labels");
         assert_eq!(l.get("zone").map(String::as_str), Some("a"));
         assert_eq!(l.len(), 2);
         assert!(parse_labels("novalue").is_err());
-        let t = parse_taints("dedicated=gpu:NoSchedule,spot:PreferNoSchedule").unwrap();
+        let t = parse_taints("dedicated=gpu:NoSchedule,spot:PreferNoSchedule").expect("taints");
         assert_eq!(t[0].key, "dedicated");
         assert_eq!(t[0].value.as_deref(), Some("gpu"));
         assert_eq!(t[0].effect, "NoSchedule");

@@ -661,6 +661,7 @@ fn object_ref(pod: &Pod) -> ObjectReference {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn new_event(
     pod: &Pod,
     name: &str,

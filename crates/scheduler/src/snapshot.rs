@@ -40,7 +40,7 @@ pub struct AffinityTerm {
 impl AffinityTerm {
     /// Whether `pod` is selected by this term (namespace and labels).
     pub fn matches(&self, pod: &PodInfo, ns_labels: &HashMap<String, Labels>) -> bool {
-        let ns_ok = self.namespaces.iter().any(|n| *n == pod.namespace)
+        let ns_ok = self.namespaces.contains(&pod.namespace)
             || self.namespace_selector.as_ref().is_some_and(|s| {
                 s.is_empty() || ns_labels.get(&pod.namespace).is_some_and(|l| s.matches(l))
             });

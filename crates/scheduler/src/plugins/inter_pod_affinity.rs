@@ -118,9 +118,9 @@ impl Plugin for InterPodAffinity {
                 pods_exist = false;
             }
         }
-        if !pods_exist
-            && !(st.affinity.is_empty() && matches_all(&pod.required_affinity, pod, snap))
-        {
+        let first_of_group =
+            st.affinity.is_empty() && matches_all(&pod.required_affinity, pod, snap);
+        if !pods_exist && !first_of_group {
             return Status::unresolvable(ERR_REASON_AFFINITY);
         }
         if !st.anti.is_empty() {
