@@ -91,6 +91,17 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let server = skiff_apiserver::start(config, store, shutdown.clone(), &tasks)
         .await
         .context("starting the API server")?;
+    // The controllers are API clients of the server that just started (DESIGN.md §1).
+    let kubeconfig_yaml =
+        kube::config::Kubeconfig::read_from(&kubeconfig).context("reading the admin kubeconfig")?;
+    let client_config = kube::Config::from_custom_kubeconfig(
+        kubeconfig_yaml,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .context("loading the admin kubeconfig")?;
+    let client = kube::Client::try_from(client_config).context("building the API client")?;
+    tasks.spawn(skiff_controllers::run(client, shutdown.clone()));
     if !args.disable_agent {
         tracing::warn!(
             "the node agent is not part of this build yet; running the control plane only"
