@@ -4,6 +4,7 @@
 pub mod control;
 pub mod deployment;
 pub mod expectations;
+pub mod gc;
 pub mod informer;
 pub mod owner;
 pub mod pod_state;
@@ -256,6 +257,14 @@ pub async fn start(client: kube::Client, shutdown: CancellationToken, tasks: &Ta
             async move { rsc.reconcile(&key).await }
         },
     );
+    let gc_client = client.clone();
+    let gc_shutdown = shutdown.clone();
+    let gc_tasks = tasks.clone();
+    tasks.spawn(async move {
+        if let Err(e) = gc::start(gc_client, gc_shutdown, &gc_tasks).await {
+            tracing::error!(controller = gc::NAME, error = %e, "garbage collector not started");
+        }
+    });
     spawn_resync(tasks, d_store, d_queue.clone(), shutdown.clone());
     spawn_workers(
         tasks,
