@@ -205,6 +205,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             tracing::error!(error = %e, "scheduler stopped");
         }
     });
+    // The controllers are API clients of the server that just started (DESIGN.md §1).
+    let controller_client = skiff_scheduler::client_from_kubeconfig(&kubeconfig)
+        .await
+        .context("building the controllers' client")?;
+    tasks.spawn(skiff_controllers::run(controller_client, shutdown.clone()));
     if !args.disable_agent {
         tracing::warn!(
             "the node agent is not part of this build yet; running the control plane only"
