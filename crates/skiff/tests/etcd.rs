@@ -1,6 +1,7 @@
 //! `skiff server --datastore-endpoint` on a real etcd: kubectl create/get/watch/delete through
 //! one server, a second server on the same etcd sees the objects and its writes reach the first
-//! server's watchers, and a dead etcd gives kubectl a clear 503 rather than a hang.
+//! server's watchers, a dead etcd gives kubectl a clear 503 rather than a hang, and killing the
+//! etcd leader (SIGKILL) during writes through the API loses no acknowledged write.
 
 mod support;
 
@@ -95,10 +96,7 @@ fn two_servers_share_objects_and_watches_through_etcd() {
     assert_eq!(got, "v1");
 
     let watch_out = a.dir.path().join("watch.txt");
-    let _watch = Spawned(ka.spawn(
-        &["get", "configmaps", "--watch", "-o", "name"],
-        &watch_out,
-    ));
+    let _watch = Spawned(ka.spawn(&["get", "configmaps", "--watch", "-o", "name"], &watch_out));
     let seen = |name: &str| {
         std::fs::read_to_string(&watch_out)
             .unwrap_or_default()
@@ -114,7 +112,10 @@ fn two_servers_share_objects_and_watches_through_etcd() {
     });
     ka.ok(&["delete", "configmap", "one"]);
     let stderr = ka.fails(&["get", "configmap", "one"]);
-    assert!(stderr.contains("NotFound") || stderr.contains("not found"), "{stderr}");
+    assert!(
+        stderr.contains("NotFound") || stderr.contains("not found"),
+        "{stderr}"
+    );
 
     // A second server with its own data dir on the same etcd sees the same objects...
     let b = EtcdServer::start(&etcd.endpoints());
@@ -122,8 +123,20 @@ fn two_servers_share_objects_and_watches_through_etcd() {
     let names = kb.ok(&["get", "configmaps", "-o", "name"]);
     assert!(names.contains("configmap/two"), "{names}\n{}", b.log());
     assert!(!names.contains("configmap/one"), "{names}");
-    let rv_a = ka.ok(&["get", "configmap", "two", "-o", "jsonpath={.metadata.resourceVersion}"]);
-    let rv_b = kb.ok(&["get", "configmap", "two", "-o", "jsonpath={.metadata.resourceVersion}"]);
+    let rv_a = ka.ok(&[
+        "get",
+        "configmap",
+        "two",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    let rv_b = kb.ok(&[
+        "get",
+        "configmap",
+        "two",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
     assert_eq!(rv_a, rv_b, "both servers report etcd's revision");
     // ...and its writes reach the first server's watchers.
     kb.ok(&["create", "configmap", "three", "--from-literal=k=v3"]);
@@ -156,4 +169,56 @@ fn dead_etcd_gives_a_503_naming_the_datastore_not_a_hang() {
     );
     // kubectl retries 503s a few times itself; each try is bounded by the store's 10 s.
     assert!(took < Duration::from_secs(60), "took {took:?}");
+    eprintln!("kubectl failed after {took:?}: {}", run.stderr.trim());
+}
+
+#[test]
+fn killing_the_etcd_leader_during_api_writes_loses_no_acknowledged_write() {
+    let mut etcd = Etcd::cluster(3);
+    let server = EtcdServer::start(&etcd.all_endpoints());
+    let kubectl = server.kubectl();
+    let mut acked = Vec::new();
+    let mut failed = Vec::new();
+    let mut killed_at = None;
+    let mut resumed_after = None;
+    for i in 0..40 {
+        if i == 15 {
+            let leader = etcd.leader().expect("the cluster has a leader");
+            etcd.kill9(leader);
+            killed_at = Some(Instant::now());
+        }
+        let name = format!("cm-{i:03}");
+        let run = kubectl.run(&["create", "configmap", &name, "--from-literal=k=v"]);
+        if run.status == 0 {
+            if let (Some(at), None) = (killed_at, resumed_after) {
+                resumed_after = Some(at.elapsed());
+            }
+            acked.push(name);
+        } else {
+            failed.push((name, run.stderr));
+        }
+    }
+    let listed = kubectl.ok(&["get", "configmaps", "-o", "name"]);
+    for name in &acked {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.trim() == format!("configmap/{name}")),
+            "acknowledged {name} is missing\n{listed}\n{}",
+            server.log()
+        );
+    }
+    let resumed_after = resumed_after.expect("writes resumed after the leader died");
+    assert!(
+        resumed_after < Duration::from_secs(10),
+        "writes resumed only after {resumed_after:?}"
+    );
+    eprintln!(
+        "{} writes acknowledged, {} failed {:?}; first success {resumed_after:?} after the kill",
+        acked.len(),
+        failed.len(),
+        failed
+    );
+    drop(server);
+    drop(etcd);
 }

@@ -97,14 +97,23 @@ async fn key_prefixes_isolate_stores_and_compaction_is_seen_by_every_client() {
         .create("/registry/x", Bytes::from_static(b"1"))
         .await
         .expect("create in a");
-    assert_eq!(kv.key, "/registry/x", "the prefix is not visible to callers");
+    assert_eq!(
+        kv.key, "/registry/x",
+        "the prefix is not visible to callers"
+    );
     b.create("/registry/y", Bytes::from_static(b"2"))
         .await
         .expect("create in b");
-    let in_a = a.range("/registry/", Default::default()).await.expect("range a");
+    let in_a = a
+        .range("/registry/", Default::default())
+        .await
+        .expect("range a");
     let keys: Vec<&str> = in_a.kvs.iter().map(|kv| kv.key.as_str()).collect();
     assert_eq!(keys, ["/registry/x"]);
-    let everything = a.range("", Default::default()).await.expect("range all of a");
+    let everything = a
+        .range("", Default::default())
+        .await
+        .expect("range all of a");
     assert_eq!(everything.kvs.len(), 1);
 
     // `b` never compacted, yet learns the compacted revision `a` set, exactly.
@@ -149,7 +158,10 @@ async fn a_dead_etcd_fails_calls_with_unavailable_within_the_bound() {
         ("get", store.get("/k").await.map(|_| ())),
         (
             "create",
-            store.create("/k2", Bytes::from_static(b"v")).await.map(|_| ()),
+            store
+                .create("/k2", Bytes::from_static(b"v"))
+                .await
+                .map(|_| ()),
         ),
     ] {
         let started = Instant::now();
@@ -255,11 +267,18 @@ async fn watch_survives_each_member_dying_without_gap_or_duplicate() {
     for pair in seen.windows(2) {
         assert!(pair[0].0 < pair[1].0, "out of order or duplicate: {pair:?}");
     }
-    let seen: History = seen.into_iter().map(|(r, k, kind)| (r, (k, kind))).collect();
+    let seen: History = seen
+        .into_iter()
+        .map(|(r, k, kind)| (r, (k, kind)))
+        .collect();
     // Writes whose outcome was unknown (503) may have committed: they may appear in the watch,
     // but every acknowledged one must.
     for (revision, write) in &acked {
-        assert_eq!(seen.get(revision), Some(write), "acknowledged write at {revision}");
+        assert_eq!(
+            seen.get(revision),
+            Some(write),
+            "acknowledged write at {revision}"
+        );
     }
     let present = store.range("/w/", Default::default()).await.expect("range");
     assert!(present.kvs.len() >= acked.len());

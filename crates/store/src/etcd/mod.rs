@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions,
-    Txn, TxnOp, TxnOpResponse,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn,
+    TxnOp, TxnOpResponse,
 };
 use futures::future::BoxFuture;
 
@@ -322,10 +322,7 @@ impl EtcdStore {
         let response = self
             .call(true, |mut kv| {
                 let key = key.clone();
-                async move {
-                    kv.get(key, Some(GetOptions::new().with_count_only()))
-                        .await
-                }
+                async move { kv.get(key, Some(GetOptions::new().with_count_only())).await }
             })
             .await
             .map_err(|e| e.into_error(0))?;
@@ -486,7 +483,11 @@ impl Store for EtcdStore {
                 })
                 .await
                 .map_err(|e| e.into_error(0))?;
-            response.kvs().first().map(|kv| self.convert(kv)).transpose()
+            response
+                .kvs()
+                .first()
+                .map(|kv| self.convert(kv))
+                .transpose()
         })
     }
 
@@ -629,7 +630,10 @@ impl Store for EtcdStore {
     ) -> BoxFuture<'a, Result<KeyValue>> {
         Box::pin(async move {
             let full = self.full_key(key)?;
-            let delete = TxnOp::delete(full, Some(etcd_client::DeleteOptions::new().with_prev_key()));
+            let delete = TxnOp::delete(
+                full,
+                Some(etcd_client::DeleteOptions::new().with_prev_key()),
+            );
             match self.guarded(key, expected_mod_revision, delete).await? {
                 Ok((TxnOpResponse::Delete(deleted), revision)) => {
                     let prev = deleted
@@ -661,7 +665,10 @@ impl Store for EtcdStore {
     fn compact(&self, revision: Revision) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             let result = self
-                .call(true, |mut kv| async move { kv.compact(revision, None).await })
+                .call(
+                    true,
+                    |mut kv| async move { kv.compact(revision, None).await },
+                )
                 .await;
             match result {
                 Ok(_) => {

@@ -56,14 +56,7 @@ pub(super) async fn watch(
     };
     let (tx, rx) = mpsc::channel(BUFFER);
     let progress = ProgressRequester::new();
-    tokio::spawn(run(
-        target,
-        start,
-        sender,
-        responses,
-        tx,
-        progress.clone(),
-    ));
+    tokio::spawn(run(target, start, sender, responses, tx, progress.clone()));
     let stream = tokio_stream_from(rx);
     Ok(WatchStream::new(stream, progress))
 }
@@ -85,9 +78,8 @@ pub(super) async fn probe_compacted(store: &EtcdStore) -> Result<Revision> {
     };
     match target.open(1).await? {
         Opened::Compacted(revision) => Ok(revision),
-        Opened::Watching(..) => Err(store.unavailable(
-            "etcd did not report its compacted revision to a watch from revision 1",
-        )),
+        Opened::Watching(..) => Err(store
+            .unavailable("etcd did not report its compacted revision to a watch from revision 1")),
     }
 }
 
@@ -99,7 +91,7 @@ struct Target {
 }
 
 enum Opened {
-    Watching(WatchRequestSender, WatchResponseStream),
+    Watching(WatchRequestSender, Box<WatchResponseStream>),
     Compacted(Revision),
 }
 
@@ -135,7 +127,7 @@ impl Target {
                     // period; give it a generous bound.
                     match tokio::time::timeout(Duration::from_secs(3), responses.message()).await {
                         Ok(message) => message,
-                        Err(_) => return Ok(Opened::Watching(sender, responses)),
+                        Err(_) => return Ok(Opened::Watching(sender, Box::new(responses))),
                     }
                 } else {
                     responses.message().await
@@ -157,7 +149,7 @@ impl Target {
                 if response.created() {
                     created = true;
                     if !probe {
-                        return Ok(Opened::Watching(sender, responses));
+                        return Ok(Opened::Watching(sender, Box::new(responses)));
                     }
                 }
             }
@@ -259,7 +251,7 @@ async fn run(
     target: Target,
     mut next: Revision,
     mut sender: WatchRequestSender,
-    mut responses: WatchResponseStream,
+    mut responses: Box<WatchResponseStream>,
     tx: mpsc::Sender<Result<WatchResponse>>,
     progress: ProgressRequester,
 ) {
