@@ -98,6 +98,18 @@ struct ServerArgs {
     /// two intervals answer 410 Gone).
     #[arg(long, default_value_t = 300)]
     compaction_interval: u64,
+    /// Keep the state in etcd at these comma-separated client URLs instead of the embedded store.
+    #[arg(long, env = "SKIFF_DATASTORE_ENDPOINT", value_delimiter = ',')]
+    datastore_endpoint: Vec<String>,
+    /// CA certificate (PEM) of the etcd servers; use with `https://` endpoints.
+    #[arg(long)]
+    datastore_cafile: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd.
+    #[arg(long)]
+    datastore_certfile: Option<PathBuf>,
+    /// Key of the etcd client certificate (PEM).
+    #[arg(long)]
+    datastore_keyfile: Option<PathBuf>,
     /// Log filter, as `RUST_LOG` (e.g. `info`, `skiff_apiserver=debug`).
     #[arg(long, env = "SKIFF_LOG", default_value = "info")]
     log: String,
@@ -174,9 +186,22 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let server_dir = args.data_dir.join("server");
     std::fs::create_dir_all(&server_dir)
         .with_context(|| format!("creating data directory {}", server_dir.display()))?;
-    let store = skiff_store::RedbStore::open(server_dir.join("state.redb"))
-        .with_context(|| format!("opening the store in {}", server_dir.display()))?;
-    let store: Arc<dyn skiff_store::Store> = Arc::new(store);
+    let store: Arc<dyn skiff_store::Store> = if args.datastore_endpoint.is_empty() {
+        Arc::new(
+            skiff_store::RedbStore::open(server_dir.join("state.redb"))
+                .with_context(|| format!("opening the store in {}", server_dir.display()))?,
+        )
+    } else {
+        let mut options = skiff_store::EtcdOptions::new(args.datastore_endpoint.clone());
+        options.ca_file = args.datastore_cafile.clone();
+        options.cert_file = args.datastore_certfile.clone();
+        options.key_file = args.datastore_keyfile.clone();
+        Arc::new(
+            skiff_store::EtcdStore::connect(options)
+                .await
+                .context("connecting to the datastore")?,
+        )
+    };
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let kubeconfig = args
