@@ -88,6 +88,12 @@ struct ServerArgs {
     /// this build yet, so the server runs the control plane only either way.
     #[arg(long)]
     disable_agent: bool,
+    /// Do not run the scheduler in this server (as k3s's `--disable-scheduler`).
+    #[arg(long)]
+    disable_scheduler: bool,
+    /// Do not run the controllers in this server (as k3s's `--disable-controller-manager`).
+    #[arg(long)]
+    disable_controller_manager: bool,
     /// Extra host names or IP addresses for the API server's certificate (repeatable).
     #[arg(long = "tls-san")]
     tls_sans: Vec<String>,
@@ -221,20 +227,24 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         .context("starting the API server")?;
     // The scheduler (DESIGN.md §5) talks to the API server like any client, through the
     // admin kubeconfig just written.
-    let client = skiff_scheduler::client_from_kubeconfig(&kubeconfig)
-        .await
-        .context("building the scheduler's client")?;
-    let scheduler_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        if let Err(e) = skiff_scheduler::run(client, scheduler_shutdown).await {
-            tracing::error!(error = %e, "scheduler stopped");
-        }
-    });
+    if !args.disable_scheduler {
+        let client = skiff_scheduler::client_from_kubeconfig(&kubeconfig)
+            .await
+            .context("building the scheduler's client")?;
+        let scheduler_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = skiff_scheduler::run(client, scheduler_shutdown).await {
+                tracing::error!(error = %e, "scheduler stopped");
+            }
+        });
+    }
     // The controllers are API clients of the server that just started (DESIGN.md §1).
-    let controller_client = skiff_scheduler::client_from_kubeconfig(&kubeconfig)
-        .await
-        .context("building the controllers' client")?;
-    tasks.spawn(skiff_controllers::run(controller_client, shutdown.clone()));
+    if !args.disable_controller_manager {
+        let controller_client = skiff_scheduler::client_from_kubeconfig(&kubeconfig)
+            .await
+            .context("building the controllers' client")?;
+        tasks.spawn(skiff_controllers::run(controller_client, shutdown.clone()));
+    }
     if !args.disable_agent {
         tracing::warn!(
             "the node agent is not part of this build yet; running the control plane only"
