@@ -58,9 +58,16 @@ assert dep.spec.strategy.type == "RollingUpdate", dep.spec.strategy
 assert dep.spec.revision_history_limit == 10
 assert dep.spec.template.spec.restart_policy == "Always"
 assert dep.spec.template.spec.containers[0].image_pull_policy == "IfNotPresent"
-dep = apps.read_namespaced_deployment("web", NS)
-dep.spec.replicas = 3
-dep2 = apps.replace_namespaced_deployment("web", NS, dep)
+# Read-modify-write, retried on 409 as clients do: the deployment controller writes too.
+for attempt in range(20):
+    dep = apps.read_namespaced_deployment("web", NS)
+    dep.spec.replicas = 3
+    try:
+        dep2 = apps.replace_namespaced_deployment("web", NS, dep)
+        break
+    except client.rest.ApiException as e:
+        if e.status != 409:
+            raise
 assert dep2.spec.replicas == 3
 assert dep2.metadata.generation == 2, dep2.metadata
 assert [d.metadata.name for d in apps.list_namespaced_deployment(NS).items] == ["web"]
