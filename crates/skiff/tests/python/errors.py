@@ -62,6 +62,8 @@ expect_api_error(404, "NotFound", core.read_namespaced_pod, "empty", NS)
 # An invalid update is refused and leaves the object as it was.
 dep = apps.read_namespaced_deployment("d", NS)
 dep.spec.replicas = -1
+# Unconditional (no resourceVersion): the deployment controller may have written since the read.
+dep.metadata.resource_version = None
 body = expect_api_error(422, "Invalid", apps.replace_namespaced_deployment, "d", NS, dep)
 assert any(c["field"] == "spec.replicas" for c in body["details"]["causes"]), body
 assert apps.read_namespaced_deployment("d", NS).spec.replicas == 1
