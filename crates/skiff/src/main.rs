@@ -22,6 +22,42 @@ struct Cli {
 enum Command {
     /// Run the control plane (API server on an embedded store) and write an admin kubeconfig.
     Server(ServerArgs),
+    /// Run a node agent: register this host as a Node and run the pods bound to it.
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AgentArgs {
+    /// Directory for the agent's state (`agent/`: containerd, CNI, pod logs, `images/*.tar`).
+    #[arg(long, env = "SKIFF_DATA_DIR", default_value = "/var/lib/skiff")]
+    data_dir: PathBuf,
+    /// API server URL (default: the kubeconfig's).
+    #[arg(long)]
+    server: Option<String>,
+    /// Join token file. Not supported yet: the server hands out no join tokens; use --kubeconfig.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Kubeconfig to reach the API server with (for now the server's admin kubeconfig).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Node name (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// An existing CRI socket (`unix:///...`); without it the agent runs its own containerd.
+    #[arg(long)]
+    container_runtime_endpoint: Option<String>,
+    /// podCIDR used when the Node has none in spec.podCIDR.
+    #[arg(long, default_value = "10.244.0.0/24")]
+    pod_cidr: String,
+    /// The node's address (default: the source address of the route to the API server).
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// Parent cgroup of every pod.
+    #[arg(long, default_value = "/kubepods")]
+    cgroup_root: String,
+    /// Log filter, as `RUST_LOG`.
+    #[arg(long, env = "SKIFF_LOG", default_value = "info")]
+    log: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,6 +104,51 @@ fn main() -> anyhow::Result<()> {
                 .build()
                 .context("starting the async runtime")?;
             runtime.block_on(server(args))
+        }
+        Command::Agent(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
+                .with_writer(std::io::stderr)
+                .init();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(agent(args))
+        }
+    }
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let kube = skiff_agent::client_config(
+        args.kubeconfig.as_deref(),
+        args.server.as_deref(),
+        args.token_file.as_deref(),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let name = args
+        .node_name
+        .unwrap_or_else(skiff_agent::default_node_name);
+    let mut config = skiff_agent::Config::new(args.data_dir, name, kube);
+    config.runtime_endpoint = args.container_runtime_endpoint;
+    config.pod_cidr = args.pod_cidr;
+    config.node_ip = args.node_ip;
+    config.cgroup_root = args.cgroup_root;
+    let shutdown = CancellationToken::new();
+    let mut run = tokio::spawn(skiff_agent::run(config, shutdown.clone()));
+    tokio::select! {
+        r = &mut run => return r.context("agent task")?.context("node agent"),
+        _ = wait_for_signal() => {}
+    }
+    tracing::info!("agent shutting down; pods keep running");
+    shutdown.cancel();
+    // containerd gets its SIGTERM (and SIGKILL after 10 s) before the process exits.
+    match tokio::time::timeout(Duration::from_secs(15), run).await {
+        Ok(r) => r.context("agent task")?.context("node agent"),
+        Err(_) => {
+            tracing::warn!("agent did not stop within 15s");
+            Ok(())
         }
     }
 }
