@@ -308,7 +308,7 @@ async fn sync(agent: &Agent, pod: &Pod, st: &mut PodState) -> Result<Duration, S
                             start(agent, pod, c, attempt_of(s) + 1, &obs, st).await;
                             changed = true;
                         }
-                        Some(d) => next = next.max(d.min(next)),
+                        Some(d) => next = next.min(d),
                     }
                 }
                 break;
@@ -995,9 +995,9 @@ fn container_status(
                 .waiting
                 .get(&c.name)
                 .map(|(r, m, until)| {
-                    let r = if r == "ErrImagePull" && Instant::now() < *until && previous.is_none() {
-                        r.clone()
-                    } else if r == "ErrImagePull" {
+                    // ErrImagePull right after the failure, ImagePullBackOff while waiting.
+                    let failed_ago = BACKOFF_INITIAL.saturating_sub(until.saturating_duration_since(Instant::now()));
+                    let r = if r == "ErrImagePull" && failed_ago > Duration::from_secs(2) {
                         "ImagePullBackOff".to_string()
                     } else {
                         r.clone()
