@@ -94,6 +94,9 @@ pub struct Agent {
     pub cgroup_root: String,
     pub cluster_dns: String,
     pub cluster_domain: String,
+    /// Whether the runtime is the agent's own containerd: only then are sandboxes of unknown
+    /// pods torn down as orphans (a shared runtime may run another kubelet's pods).
+    pub owns_runtime: bool,
 }
 
 /// The source address the kernel picks to reach `url`'s host (no packet is sent).
@@ -207,6 +210,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         cgroup_root: config.cgroup_root.clone(),
         cluster_dns: config.cluster_dns.clone(),
         cluster_domain: config.cluster_domain.clone(),
+        owns_runtime: config.runtime_endpoint.is_none(),
     });
     pods::run(agent, shutdown.clone()).await;
     if let Some(mut s) = supervisor {

@@ -137,6 +137,9 @@ fn upsert(
 
 /// Sandboxes whose pod this agent does not know are torn down (pods deleted while it was away).
 async fn sweep_orphans(agent: &Agent, workers: &HashMap<String, Worker>) {
+    if !agent.owns_runtime {
+        return;
+    }
     let Ok(list) = agent
         .cri
         .rt
