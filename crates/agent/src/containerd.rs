@@ -159,6 +159,7 @@ pub async fn start(
         let _ = child.kill().await;
         return Err(e);
     }
+    adopt_shims(shutdown.clone());
     let (tx, rx) = watch::channel(false);
     let task_paths = paths.clone();
     let task_pid = pid.clone();
@@ -273,6 +274,55 @@ async fn supervise(
                 pid.store(0, Ordering::SeqCst);
                 return;
             }
+        }
+    }
+}
+
+/// containerd's shims daemonize, so they are re-parented when they exit — to PID 1, which on
+/// these microVMs never reaps them, leaving one zombie per pod. The agent makes itself the
+/// child subreaper and reaps exited shims every few seconds. It waits only for zombies named
+/// `containerd-shim*`: the processes the agent spawned itself are tokio's to reap.
+fn adopt_shims(shutdown: CancellationToken) {
+    if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+        tracing::warn!(error = %e, "cannot become the child subreaper; exited shims may linger");
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            reap_shims();
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = shutdown.cancelled() => {
+                    reap_shims();
+                    return;
+                }
+            }
+        }
+    });
+}
+
+/// Wait for every exited `containerd-shim*` child of this process.
+pub fn reap_shims() {
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ..."; comm may contain spaces, so split after the last ')'.
+        let Some((head, tail)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head.split_once('(').map(|(_, c)| c).unwrap_or("");
+        let mut fields = tail.split_whitespace();
+        let state = fields.next();
+        let ppid = fields.next().and_then(|p| p.parse::<i32>().ok());
+        if state == Some("Z") && ppid == Some(me) && comm.starts_with("containerd-shim")
+            && let Some(pid) = rustix::process::Pid::from_raw(pid)
+        {
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
         }
     }
 }

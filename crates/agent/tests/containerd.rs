@@ -81,6 +81,9 @@ impl Drop for Guard {
                 let _ = Command::new("kill").args(["-9", &name]).output();
             }
         }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // This process became the shims' subreaper: collect them so no zombie is left.
+        containerd::reap_shims();
         let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
             .unwrap_or_default()
             .lines()
