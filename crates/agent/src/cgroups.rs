@@ -63,7 +63,10 @@ mod tests {
 
     #[test]
     fn pod_parents_follow_qos() {
-        assert_eq!(pod_parent("/kubepods", "Guaranteed", "u1"), "/kubepods/podu1");
+        assert_eq!(
+            pod_parent("/kubepods", "Guaranteed", "u1"),
+            "/kubepods/podu1"
+        );
         assert_eq!(
             pod_parent("/kubepods/", "Burstable", "u1"),
             "/kubepods/burstable/podu1"

@@ -76,10 +76,16 @@ mod tests {
     fn write_is_idempotent() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = write(&dir.path().join("net.d"), "10.244.0.0/24", dir.path()).expect("write");
-        let before = std::fs::metadata(&p).expect("meta").modified().expect("mtime");
+        let before = std::fs::metadata(&p)
+            .expect("meta")
+            .modified()
+            .expect("mtime");
         std::thread::sleep(std::time::Duration::from_millis(20));
         write(&dir.path().join("net.d"), "10.244.0.0/24", dir.path()).expect("write");
-        let after = std::fs::metadata(&p).expect("meta").modified().expect("mtime");
+        let after = std::fs::metadata(&p)
+            .expect("meta")
+            .modified()
+            .expect("mtime");
         assert_eq!(before, after);
     }
 }

@@ -216,7 +216,10 @@ async fn wait_ready(paths: &Paths, child: &mut Child) -> Result<(), Error> {
     let started = Instant::now();
     while started.elapsed() < READY_TIMEOUT {
         if tokio::net::UnixStream::connect(&paths.socket).await.is_ok() {
-            tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "containerd ready");
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "containerd ready"
+            );
             return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -319,7 +322,9 @@ pub fn reap_shims() {
         let mut fields = tail.split_whitespace();
         let state = fields.next();
         let ppid = fields.next().and_then(|p| p.parse::<i32>().ok());
-        if state == Some("Z") && ppid == Some(me) && comm.starts_with("containerd-shim")
+        if state == Some("Z")
+            && ppid == Some(me)
+            && comm.starts_with("containerd-shim")
             && let Some(pid) = rustix::process::Pid::from_raw(pid)
         {
             let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);

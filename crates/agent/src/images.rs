@@ -130,10 +130,9 @@ mod tests {
         let listing = String::from_utf8_lossy(&layer.stdout);
         assert!(listing.contains("bin/busybox"), "{listing}");
         assert!(listing.contains("-rwxr-xr-x"), "{listing}");
-        let manifest: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(dir.path().join("manifest.json")).expect("read"),
-        )
-        .expect("json");
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).expect("read"))
+                .expect("json");
         assert_eq!(manifest[0]["RepoTags"][0], PAUSE_IMAGE);
     }
 }

@@ -105,7 +105,11 @@ fn route_source(url: &http::Uri) -> Option<IpAddr> {
     let host = url.host()?.trim_start_matches('[').trim_end_matches(']');
     let port = url.port_u16().unwrap_or(443);
     let target = (host, port).to_socket_addrs().ok()?.next()?;
-    let bind = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let bind = if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
     let socket = std::net::UdpSocket::bind(bind).ok()?;
     socket.connect(target).ok()?;
     socket.local_addr().ok().map(|a| a.ip())
@@ -149,16 +153,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         Some(endpoint) => cri::socket_of(endpoint),
         None => {
             let paths = containerd::Paths::new(&agent_dir);
-            cni::write(&paths.cni_conf_dir, &pod_cidr, &agent_dir.join("cni").join("ipam"))
-                .map_err(Error::Cni)?;
+            cni::write(
+                &paths.cni_conf_dir,
+                &pod_cidr,
+                &agent_dir.join("cni").join("ipam"),
+            )
+            .map_err(Error::Cni)?;
             mkdir(&paths.dir)?;
             let pause = paths.dir.join("pause.tar");
-            std::fs::write(&pause, images::pause_archive(&config.busybox)?).map_err(
-                |source| Error::Dir {
+            std::fs::write(&pause, images::pause_archive(&config.busybox)?).map_err(|source| {
+                Error::Dir {
                     path: pause.clone(),
                     source,
-                },
-            )?;
+                }
+            })?;
             let sup = containerd::start(
                 paths.clone(),
                 images::PAUSE_IMAGE,
@@ -243,9 +251,7 @@ pub async fn client_config(
         .await
         .map_err(|e| format!("loading {}: {e}", path.display()))?;
     if let Some(url) = server {
-        config.cluster_url = url
-            .parse()
-            .map_err(|e| format!("--server {url}: {e}"))?;
+        config.cluster_url = url.parse().map_err(|e| format!("--server {url}: {e}"))?;
     }
     Ok(config)
 }

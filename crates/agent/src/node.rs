@@ -57,7 +57,11 @@ pub async fn facts(name: &str, ip: IpAddr, data_dir: &Path, cri: &Cri) -> Facts 
     let mem_kib = read_trim("/proc/meminfo")
         .lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+        .and_then(|v| {
+            v.split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+        })
         .unwrap_or(0);
     let storage = rustix::fs::statvfs(data_dir)
         .map(|s| s.f_blocks * s.f_frsize)
@@ -138,10 +142,30 @@ fn conditions(now: &str, since: &str) -> Value {
                "lastHeartbeatTime": now, "lastTransitionTime": since})
     };
     json!([
-        c("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-        c("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-        c("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-        c("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        c(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available"
+        ),
+        c(
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure"
+        ),
+        c(
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available"
+        ),
+        c(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status"
+        ),
     ])
 }
 
@@ -256,7 +280,10 @@ async fn renew(leases: &Api<Lease>, name: &str, node_uid: &str) -> Result<(), ku
                 "spec": spec,
             }))
             .map_err(kube::Error::SerdeError)?;
-            leases.create(&PostParams::default(), &lease).await.map(|_| ())
+            leases
+                .create(&PostParams::default(), &lease)
+                .await
+                .map(|_| ())
         }
         Err(e) => Err(e),
     }

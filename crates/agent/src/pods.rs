@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -62,8 +62,7 @@ struct Worker {
 /// running when the agent stops.
 pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken) {
     let api: Api<Pod> = Api::all(agent.client.clone());
-    let cfg =
-        watcher::Config::default().fields(&format!("spec.nodeName={}", agent.node_name));
+    let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", agent.node_name));
     let mut events = watcher::watcher(api, cfg).default_backoff().boxed();
     let mut workers: HashMap<String, Worker> = HashMap::new();
     let mut listing: Option<HashSet<String>> = None;
@@ -123,6 +122,12 @@ fn upsert(
     let Some(uid) = pod.metadata.uid.clone() else {
         return;
     };
+    tracing::debug!(
+        pod = %full_name(&pod),
+        rv = pod.metadata.resource_version.as_deref().unwrap_or(""),
+        deleting = pod.metadata.deletion_timestamp.is_some(),
+        "pod event"
+    );
     let pod = Arc::new(pod);
     if let Some(w) = workers.get(&uid)
         && !w.handle.is_finished()
@@ -542,7 +547,10 @@ async fn containers_of(
 fn pod_labels(pod: &Pod) -> BTreeMap<String, String> {
     [
         (LABEL_POD_UID, pod.metadata.uid.clone().unwrap_or_default()),
-        (LABEL_POD_NAME, pod.metadata.name.clone().unwrap_or_default()),
+        (
+            LABEL_POD_NAME,
+            pod.metadata.name.clone().unwrap_or_default(),
+        ),
         (
             LABEL_POD_NAMESPACE,
             pod.metadata.namespace.clone().unwrap_or_default(),
@@ -649,7 +657,10 @@ pub fn sandbox_config(agent: &Agent, pod: &Pod, attempt: u32) -> api::PodSandbox
         hostname,
         log_directory: agent
             .pods_dir
-            .join(format!("{ns}_{}_{uid}", pod.metadata.name.as_deref().unwrap_or("")))
+            .join(format!(
+                "{ns}_{}_{uid}",
+                pod.metadata.name.as_deref().unwrap_or("")
+            ))
             .display()
             .to_string(),
         dns_config,
@@ -761,10 +772,8 @@ async fn start(
         } else {
             RETRY
         };
-        st.waiting.insert(
-            c.name.clone(),
-            (reason, message, Instant::now() + backoff),
-        );
+        st.waiting
+            .insert(c.name.clone(), (reason, message, Instant::now() + backoff));
         return;
     }
     match create_and_start(agent, pod, c, attempt, obs).await {
@@ -875,14 +884,16 @@ async fn create_and_start(
             .and_then(|s| s.run_as_group)
             .or(pod_sc.and_then(|s| s.run_as_group))
             .map(|value| api::Int64Value { value }),
-        readonly_rootfs: sc.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
-        capabilities: sc.and_then(|s| s.capabilities.as_ref()).map(|caps| {
-            api::Capability {
+        readonly_rootfs: sc
+            .and_then(|s| s.read_only_root_filesystem)
+            .unwrap_or(false),
+        capabilities: sc
+            .and_then(|s| s.capabilities.as_ref())
+            .map(|caps| api::Capability {
                 add_capabilities: caps.add.clone().unwrap_or_default(),
                 drop_capabilities: caps.drop.clone().unwrap_or_default(),
                 ..Default::default()
-            }
-        }),
+            }),
         namespace_options: Some(namespace_options(pod)),
         ..Default::default()
     };
@@ -999,7 +1010,8 @@ fn container_status(
                 .get(&c.name)
                 .map(|(r, m, until)| {
                     // ErrImagePull right after the failure, ImagePullBackOff while waiting.
-                    let failed_ago = BACKOFF_INITIAL.saturating_sub(until.saturating_duration_since(Instant::now()));
+                    let failed_ago = BACKOFF_INITIAL
+                        .saturating_sub(until.saturating_duration_since(Instant::now()));
                     let r = if r == "ErrImagePull" && failed_ago > Duration::from_secs(2) {
                         "ImagePullBackOff".to_string()
                     } else {
@@ -1044,7 +1056,11 @@ fn container_status(
                         out["state"] = json!({"terminated": terminated(s)});
                         // A finished init container is "ready" in upstream's status.
                         out["ready"] = json!(init && s.exit_code == 0);
-                        kind = if s.exit_code == 0 { "succeeded" } else { "failed" };
+                        kind = if s.exit_code == 0 {
+                            "succeeded"
+                        } else {
+                            "failed"
+                        };
                     }
                 }
                 _ => {
@@ -1070,8 +1086,7 @@ fn build_status(
     let mut statuses = Vec::new();
     let (mut running, mut waiting, mut succeeded, mut failed, mut stopped) = (0, 0, 0, 0, 0);
     for c in &spec.containers {
-        let (s, kind) =
-            container_status(c, obs.containers.get(&c.name), st, restart_policy, false);
+        let (s, kind) = container_status(c, obs.containers.get(&c.name), st, restart_policy, false);
         match kind {
             "running" => running += 1,
             "succeeded" => {
@@ -1111,8 +1126,7 @@ fn build_status(
         "Pending"
     };
     let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s["ready"] == true);
-    let ready_to_start = !obs.ip.is_empty()
-        || spec.host_network == Some(true);
+    let ready_to_start = !obs.ip.is_empty() || spec.host_network == Some(true);
     let cond = |st: &mut PodState, t: &str, ok: bool, reason: Option<&str>| {
         let status = if ok { "True" } else { "False" };
         let entry = st
@@ -1148,7 +1162,12 @@ fn build_status(
     };
     let conditions = vec![
         cond(st, "PodReadyToStartContainers", ready_to_start, None),
-        cond(st, "Initialized", init_done, Some("ContainersNotInitialized")),
+        cond(
+            st,
+            "Initialized",
+            init_done,
+            Some("ContainersNotInitialized"),
+        ),
         cond(st, "Ready", all_ready, Some(not_ready_reason)),
         cond(st, "ContainersReady", all_ready, Some(not_ready_reason)),
         cond(st, "PodScheduled", true, None),
@@ -1235,7 +1254,11 @@ pub async fn teardown(
     for s in &sandboxes {
         remove_sandbox(agent, &s.id).await?;
         if let Some(m) = &s.metadata {
-            log_dirs.push(agent.pods_dir.join(format!("{}_{}_{uid}", m.namespace, m.name)));
+            log_dirs.push(
+                agent
+                    .pods_dir
+                    .join(format!("{}_{}_{uid}", m.namespace, m.name)),
+            );
         }
     }
     // Containers left without a sandbox (should not happen) go too.
@@ -1355,8 +1378,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(pull_policy(&c("busybox"), "busybox"), "Always");
-        assert_eq!(pull_policy(&c("busybox:latest"), "busybox:latest"), "Always");
-        assert_eq!(pull_policy(&c("busybox:1.36"), "busybox:1.36"), "IfNotPresent");
+        assert_eq!(
+            pull_policy(&c("busybox:latest"), "busybox:latest"),
+            "Always"
+        );
+        assert_eq!(
+            pull_policy(&c("busybox:1.36"), "busybox:1.36"),
+            "IfNotPresent"
+        );
         assert_eq!(
             pull_policy(&c("localhost:5000/busybox"), "localhost:5000/busybox"),
             "Always"

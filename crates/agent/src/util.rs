@@ -59,7 +59,12 @@ pub fn quantity(q: &str, scale: f64) -> Option<i64> {
 
 /// A container resource (`cpu` in millicores, `memory` in bytes) from requests or limits.
 pub fn resource(
-    map: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    map: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >,
     name: &str,
 ) -> Option<i64> {
     let scale = if name == "cpu" { 1000.0 } else { 1.0 };

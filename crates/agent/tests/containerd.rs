@@ -95,7 +95,9 @@ impl Drop for Guard {
             let _ = Command::new("umount").args(["-l", &m]).output();
         }
         skiff_agent::cgroups::remove_tree(&self.cgroup_root);
-        let _ = Command::new("ip").args(["netns", "del", &self.netns]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .output();
     }
 }
 
@@ -108,7 +110,12 @@ async fn supervised_containerd_runs_a_cri_pod_and_comes_back_after_a_kill() {
     let g = Guard::new();
     let agent_dir = g.dir.path().join("agent");
     let paths = Paths::new(&agent_dir);
-    cni::write(&paths.cni_conf_dir, "10.244.9.0/24", &agent_dir.join("ipam")).expect("cni");
+    cni::write(
+        &paths.cni_conf_dir,
+        "10.244.9.0/24",
+        &agent_dir.join("ipam"),
+    )
+    .expect("cni");
     std::fs::create_dir_all(&paths.dir).expect("dir");
     let pause = paths.dir.join("pause.tar");
     std::fs::write(
@@ -139,19 +146,33 @@ async fn supervised_containerd_runs_a_cri_pod_and_comes_back_after_a_kill() {
     // containerd runs in the test's namespace, not ours.
     let ns_of = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
     // nsenter execs containerd in place, so the PID is containerd's own.
-    assert_ne!(ns_of(first_pid), ns_of(std::process::id()), "containerd in the root netns");
+    assert_ne!(
+        ns_of(first_pid),
+        ns_of(std::process::id()),
+        "containerd in the root netns"
+    );
 
     let t = Instant::now();
-    let names = containerd::import(&paths.socket, &pause).await.expect("import pause");
+    let names = containerd::import(&paths.socket, &pause)
+        .await
+        .expect("import pause");
     let names2 = containerd::import(&paths.socket, &g.dir.path().join("busybox.tar"))
         .await
         .expect("import busybox");
     let imported = t.elapsed();
     assert!(names.iter().any(|n| n.contains("pause")), "{names:?}");
-    assert!(names2.iter().any(|n| n.contains("busybox:1.36")), "{names2:?}");
+    assert!(
+        names2.iter().any(|n| n.contains("busybox:1.36")),
+        "{names2:?}"
+    );
 
     let cri = Cri::connect(&paths.socket).await.expect("cri");
-    assert!(cri.version().await.expect("version").starts_with("containerd://"));
+    assert!(
+        cri.version()
+            .await
+            .expect("version")
+            .starts_with("containerd://")
+    );
 
     // One raw CRI pod: the floor under the agent's pod startup time.
     let mut rt = cri.rt.clone();
@@ -217,11 +238,17 @@ async fn supervised_containerd_runs_a_cri_pod_and_comes_back_after_a_kill() {
         .await
         .expect("status")
         .into_inner();
-    let ip = status.status.and_then(|s| s.network).map(|n| n.ip).unwrap_or_default();
+    let ip = status
+        .status
+        .and_then(|s| s.network)
+        .map(|n| n.ip)
+        .unwrap_or_default();
     assert!(ip.starts_with("10.244.9."), "pod ip {ip:?}");
 
     // Kill containerd: the supervisor starts a new one; the pod's shim keeps the pod alive.
-    let _ = Command::new("kill").args(["-9", &first_pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-9", &first_pid.to_string()])
+        .status();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut back = false;
     while Instant::now() < deadline {
@@ -267,7 +294,9 @@ async fn supervised_containerd_runs_a_cri_pod_and_comes_back_after_a_kill() {
         .expect("supervisor stops containerd");
     assert_eq!(sup.pid(), 0);
     assert!(
-        tokio::net::UnixStream::connect(&paths.socket).await.is_err(),
+        tokio::net::UnixStream::connect(&paths.socket)
+            .await
+            .is_err(),
         "containerd still answers after shutdown"
     );
     eprintln!(

@@ -108,7 +108,13 @@ impl Host {
         let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log");
         let mut child = self
             .inside(env!("CARGO_BIN_EXE_skiff"))
-            .args(["server", "--disable-agent", "--https-listen-port", "0", "--data-dir"])
+            .args([
+                "server",
+                "--disable-agent",
+                "--https-listen-port",
+                "0",
+                "--data-dir",
+            ])
             .arg(self.dir.path().join("server"))
             .stdout(Stdio::piped())
             .stderr(log)
@@ -184,13 +190,52 @@ fn stop(child: &mut Child, grace: Duration) {
 
 impl Drop for Host {
     fn drop(&mut self) {
+        // SKIFF_KEEP_LOGS=DIR keeps the agent, server and containerd logs for a post-mortem.
+        if let Some(keep) = std::env::var_os("SKIFF_KEEP_LOGS") {
+            let keep = PathBuf::from(keep);
+            let _ = std::fs::create_dir_all(&keep);
+            for (from, to) in [
+                (self.dir.path().join("agent.log"), "agent.log"),
+                (self.dir.path().join("server.log"), "server.log"),
+                (
+                    self.node_dir().join("agent/containerd/containerd.log"),
+                    "containerd.log",
+                ),
+            ] {
+                let _ = std::fs::copy(from, keep.join(to));
+            }
+        }
+        // While the agent and containerd still run, let them remove what the test left.
+        if self.agent.is_some() && self.socket().exists() {
+            let _ = self.kubectl(&[
+                "delete",
+                "pods",
+                "--all",
+                "-A",
+                "--force",
+                "--grace-period=0",
+                "--wait=false",
+            ]);
+            poll(Duration::from_secs(20), || {
+                let out = run(Command::new("ctr")
+                    .arg("--address")
+                    .arg(self.socket())
+                    .args(["-n", "k8s.io", "containers", "ls", "-q"]));
+                (!out.status.success() || out.stdout.iter().all(u8::is_ascii_whitespace))
+                    .then_some(())
+            });
+        }
+        // Whatever still runs in the test's cgroup tree is the test's; its shim reaps it.
+        kill_cgroup_tree(&self.cgroup_root);
+        self.kill_our_shims();
         if let Some(mut a) = self.agent.take() {
+            // The agent is the shims' subreaper: give it a moment to reap what was killed.
+            std::thread::sleep(Duration::from_millis(2500));
             stop(&mut a, Duration::from_secs(20));
         }
         if let Some(mut s) = self.server.take() {
             stop(&mut s, Duration::from_secs(5));
         }
-        self.kill_our_shims();
         // Mounts containerd left under our dir (rootfs, shm), deepest first.
         let base = self.dir.path().display().to_string();
         let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
@@ -210,7 +255,34 @@ impl Drop for Host {
     }
 }
 
+/// SIGKILL every process in the cgroup tree `root` (memory hierarchy).
+fn kill_cgroup_tree(root: &str) {
+    fn walk(dir: &Path) {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.split_whitespace() {
+            let _ = Command::new("kill").args(["-9", pid]).output();
+        }
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                walk(&e.path());
+            }
+        }
+    }
+    walk(&Path::new("/sys/fs/cgroup/memory").join(root.trim_start_matches('/')));
+}
+
+/// Remove the cgroup tree `root` from every hierarchy, retrying while killed tasks exit.
 fn remove_cgroup_tree(root: &str) {
+    for _ in 0..50 {
+        remove_cgroup_tree_once(root);
+        if !cgroup_exists(root) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn remove_cgroup_tree_once(root: &str) {
     fn rm(dir: &Path) {
         if let Ok(entries) = std::fs::read_dir(dir) {
             for e in entries.flatten() {
@@ -221,7 +293,11 @@ fn remove_cgroup_tree(root: &str) {
         }
         let _ = std::fs::remove_dir(dir);
     }
-    for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+    for h in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         if h.file_type().map(|t| t.is_dir()).unwrap_or(false) {
             rm(&h.path().join(root.trim_start_matches('/')));
         }
@@ -300,7 +376,15 @@ fn busybox_pod_runs_with_an_ip_and_is_torn_down_on_delete() {
     })
     .unwrap_or_else(|| panic!("node never Ready\n{}", host.log("agent.log")));
     let node_ready = agent_started.elapsed();
-    let lease = host.kubectl(&["get", "lease", "-n", "kube-node-lease", node, "-o", "jsonpath={.spec.holderIdentity}"]);
+    let lease = host.kubectl(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-node-lease",
+        node,
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
     assert_eq!(String::from_utf8_lossy(&lease.stdout), node, "{lease:?}");
     let node_json = host.kubectl(&["get", "node", node, "-o", "json"]);
     let node_obj: serde_json::Value = serde_json::from_slice(&node_json.stdout).expect("node json");
@@ -352,12 +436,16 @@ fn busybox_pod_runs_with_an_ip_and_is_torn_down_on_delete() {
             "metadata": {"name": "sleeper", "namespace": "default"},
             "spec": {
                 "nodeName": node,
-                "terminationGracePeriodSeconds": 5,
+                // Long grace: a quick delete proves the agent's SIGTERM and final DELETE did
+                // it, not the API server's reaper at the end of the grace period.
+                "terminationGracePeriodSeconds": 30,
                 "containers": [{
                     "name": "main",
                     "image": "docker.io/library/busybox:1.36",
                     "imagePullPolicy": "IfNotPresent",
-                    "command": ["sleep", "3600"],
+                    // `sleep 3600` that exits on SIGTERM (PID 1 ignores signals it has no
+                    // handler for).
+                    "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"],
                 }],
             },
         })
@@ -394,19 +482,31 @@ fn busybox_pod_runs_with_an_ip_and_is_torn_down_on_delete() {
     });
     let watch_latency = running_at - seen_at.unwrap_or(before_create);
     let create_latency = running_at - before_create;
-    assert!(ip.starts_with("10.244.7."), "pod IP {ip} outside the podCIDR");
+    assert!(
+        ip.starts_with("10.244.7."),
+        "pod IP {ip} outside the podCIDR"
+    );
 
     // The pod really runs: its container is a running task, and its IP answers from the node.
     let tasks = host.ctr(&["tasks", "ls"]);
-    assert!(tasks.lines().filter(|l| l.contains("RUNNING")).count() >= 2, "{tasks}");
-    let ping = run(host.inside("busybox").args(["ping", "-c", "1", "-W", "2", &ip]));
+    assert!(
+        tasks.lines().filter(|l| l.contains("RUNNING")).count() >= 2,
+        "{tasks}"
+    );
+    let ping = run(host
+        .inside("busybox")
+        .args(["ping", "-c", "1", "-W", "2", &ip]));
     assert!(ping.status.success(), "ping {ip} from the node: {ping:?}");
     let pod = host.kubectl(&["get", "pod", "sleeper", "-o", "json"]);
     let pod: serde_json::Value = serde_json::from_slice(&pod.stdout).expect("pod json");
     let cs = &pod["status"]["containerStatuses"][0];
     assert_eq!(cs["ready"], true, "{cs}");
     assert!(cs["state"]["running"]["startedAt"].is_string(), "{cs}");
-    assert!(cs["containerID"].as_str().is_some_and(|c| c.starts_with("containerd://")));
+    assert!(
+        cs["containerID"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("containerd://"))
+    );
     let conds: Vec<String> = pod["status"]["conditions"]
         .as_array()
         .into_iter()
@@ -423,29 +523,49 @@ fn busybox_pod_runs_with_an_ip_and_is_torn_down_on_delete() {
 
     let delete_started = Instant::now();
     let out = host.kubectl(&["delete", "pod", "sleeper", "--timeout=60s"]);
-    assert!(out.status.success(), "delete: {out:?}\n{}", host.log("agent.log"));
+    assert!(
+        out.status.success(),
+        "delete: {out:?}\n{}",
+        host.log("agent.log")
+    );
     let deleted = delete_started.elapsed();
+    assert!(
+        deleted < Duration::from_secs(20),
+        "delete took {deleted:?}: the agent did not stop the pod gracefully\n{}",
+        host.log("agent.log")
+    );
     let gone = host.kubectl(&["get", "pod", "sleeper"]);
     assert!(!gone.status.success(), "pod still there: {gone:?}");
-    let containers = host.ctr(&["containers", "ls", "-q"]);
-    assert!(containers.trim().is_empty(), "containers left: {containers}");
-    let sandboxes = host.ctr(&["tasks", "ls"]);
+    // The agent tears down on the deletion (or the watch's DELETED event): wait for it.
+    let containers = poll(Duration::from_secs(30), || {
+        let c = host.ctr(&["containers", "ls", "-q"]);
+        c.trim().is_empty().then_some(c)
+    })
+    .unwrap_or_else(|| host.ctr(&["containers", "ls", "-q"]));
+    let teardown = delete_started.elapsed();
     assert!(
-        sandboxes.lines().count() <= 1,
-        "tasks left: {sandboxes}"
+        containers.trim().is_empty(),
+        "containers left: {containers}\n{}",
+        host.log("agent.log")
     );
+    let sandboxes = host.ctr(&["tasks", "ls"]);
+    assert!(sandboxes.lines().count() <= 1, "tasks left: {sandboxes}");
     assert!(!cgroup_exists(&pod_cgroup), "pod cgroup {pod_cgroup} left");
 
     eprintln!(
         "agent: node Ready {:?} after start; pod create→Running {:?} (watch ADDED→Running {:?}); \
-         delete→gone {:?}; agent log: {}",
+         delete→API gone {:?}, →runtime clean {:?}; agent log: {}",
         node_ready,
         create_latency,
         watch_latency,
         deleted,
+        teardown,
         host.log("agent.log")
             .lines()
-            .filter(|l| l.contains("pod running") || l.contains("containerd ready"))
+            .filter(|l| l.contains("pod running")
+                || l.contains("containerd ready")
+                || l.contains("torn down")
+                || l.contains("stopped and deleted"))
             .collect::<Vec<_>>()
             .join(" | ")
     );
