@@ -341,6 +341,10 @@ impl From<skiff_store::Error> for ApiError {
             }
             E::Closed => Self::Unavailable("the datastore is shutting down".into()),
             E::Storage(e) => Self::Internal(format!("datastore: {e}")),
+            E::Unavailable { detail } => {
+                Self::Unavailable(format!("the datastore is unavailable: {detail}"))
+            }
+            E::Backend { detail } => Self::Internal(format!("datastore: {detail}")),
             // The object layer checks these before they can reach a client; seeing one here means
             // a race it lost, which the client should retry.
             E::AlreadyExists { key } | E::NotFound { key } | E::Conflict { key, .. } => {

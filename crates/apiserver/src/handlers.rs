@@ -363,7 +363,15 @@ async fn watch(
             }
         }
     };
-    let events = app.watch.watch(&prefix, from).await?;
+    // Once the request is valid, upstream starts the watch and reports a resourceVersion that is
+    // too old as an ERROR event carrying the 410 Expired Status, which reflectors act on.
+    let events = match app.watch.watch(&prefix, from).await {
+        Ok(events) => events,
+        Err(e @ ApiError::Expired(_)) => {
+            futures::stream::once(futures::future::ready(Err(e))).boxed()
+        }
+        Err(e) => return Err(e),
+    };
 
     let table_wanted = wanted == Wanted::Table;
     let render = move |obj: Value, first: &mut bool| -> Value {
@@ -420,22 +428,28 @@ async fn watch(
                     let now_matches =
                         ev.kind == EventKind::Put && selection.matches(spec, &ev.object);
                     let was_matching = ev.prev.as_ref().is_some_and(|p| selection.matches(spec, p));
-                    let (kind, obj) = match (ev.kind, was_matching, now_matches) {
-                        (EventKind::Put, false, true) => ("ADDED", ev.object.clone()),
-                        (EventKind::Put, true, true) => ("MODIFIED", ev.object.clone()),
-                        (EventKind::Put, true, false) => {
-                            // Left the selection: upstream reports the new state as DELETED.
-                            ("DELETED", ev.object.clone())
-                        }
-                        (EventKind::Delete, true, _) => ("DELETED", ev.object.clone()),
+                    let kind = match (ev.kind, was_matching, now_matches) {
+                        (EventKind::Put, false, true) => "ADDED",
+                        (EventKind::Put, true, true) => "MODIFIED",
+                        // Left the selection: upstream reports the new state as DELETED.
+                        (EventKind::Put, true, false) => "DELETED",
+                        (EventKind::Delete, true, _) => "DELETED",
                         (EventKind::Delete, false, _)
                             if ev.prev.is_none() && selection.matches(spec, &ev.object) =>
                         {
-                            ("DELETED", ev.object.clone())
+                            "DELETED"
                         }
                         _ => continue,
                     };
-                    watch_event(kind, render(obj, &mut first))
+                    if table_wanted {
+                        watch_event(kind, render(ev.object.clone(), &mut first))
+                    } else {
+                        // Encoded once per event, shared by every watcher.
+                        let mut line = format!("{{\"type\":\"{kind}\",\"object\":");
+                        line.push_str(ev.json());
+                        line.push_str("}\n");
+                        Bytes::from(line)
+                    }
                 }
                 Ok(CacheItem::Progress(rev)) => {
                     if !bookmarks
@@ -594,6 +608,7 @@ async fn update(
     body: &Bytes,
 ) -> Result<Response> {
     let Admitted { obj, warnings } = decode_body(spec, query, content_type, body)?;
+    check_name(&obj, name, ns)?;
     let opts = WriteOptions {
         dry_run: query.dry_run()?,
     };
@@ -604,7 +619,11 @@ async fn update(
     let updated = app
         .objects
         .update_with(spec, ns, name, scope, opts, expected, |old| {
-            let mut new = obj.clone();
+            // Validation sees the object with its server-owned fields carried over, as upstream's
+            // BeforeUpdate prepares it.
+            let mut new = app
+                .objects
+                .prepare_update(spec, name, old, obj.clone(), scope)?;
             admission::admit_update(spec, old, &mut new, scope)?;
             Ok(new)
         })
@@ -613,6 +632,28 @@ async fn update(
         json_response(StatusCode::OK, &updated),
         &warnings,
     ))
+}
+
+/// Upstream's `checkName` for updates: the body names the URL's object (an empty name does not),
+/// and a namespace in the body is the URL's.
+fn check_name(obj: &Value, name: &str, ns: Option<&str>) -> Result<()> {
+    let obj_name = objects::name_of(obj);
+    if obj_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({obj_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    if let Some(ns) = ns
+        && let Some(obj_ns) = obj["metadata"]["namespace"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+        && obj_ns != ns
+    {
+        return Err(ApiError::bad_request(format!(
+            "the namespace of the object ({obj_ns}) does not match the namespace on the URL ({ns})"
+        )));
+    }
+    Ok(())
 }
 
 fn patch_error(spec: &ResourceSpec, old: &Value, e: &skiff_api::patch::Error) -> ApiError {
@@ -705,6 +746,7 @@ async fn patch(
                 spec.kind,
                 &mut new,
             );
+            let mut new = app.objects.prepare_update(spec, name, old, new, scope)?;
             admission::admit_update(spec, old, &mut new, scope)?;
             Ok(new)
         })

@@ -160,6 +160,10 @@ pub async fn start(
         shutdown: shutdown.clone(),
         reaper: tokio::sync::Notify::new(),
     });
+    // The OpenAPI catalog backs field validation; build it now rather than in the first request.
+    tasks.spawn_blocking(|| {
+        skiff_api::openapi::definitions();
+    });
     lifecycle::bootstrap(&app, &host, local_addr.port())
         .await
         .map_err(Error::Bootstrap)?;
@@ -274,12 +278,15 @@ pub async fn dispatch(app: Arc<App>, req: Request) -> Response {
 async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let path = req.uri().path().to_string();
     let authenticated = req.extensions().get::<Authenticated>().is_none_or(|a| a.0);
-    if !authenticated && !is_public(&path) {
-        return Err(ApiError::Unauthorized);
-    }
     let method = req.method().clone();
     let query = Query::parse(req.uri().query());
     let headers = req.headers().clone();
+    // The body is read (bounded) before any answer: an HTTP/2 stream answered while its body is
+    // still unread gets reset, and some clients then lose the answer.
+    let body = read_body(req).await?;
+    if !authenticated && !is_public(&path) {
+        return Err(ApiError::Unauthorized);
+    }
     let accept = headers
         .get("accept")
         .and_then(|v| v.to_str().ok())
@@ -361,10 +368,7 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
                 &discovery::resource_list(&g, &v),
             ))
         }
-        ApiPath::Resource(rp) => {
-            let body = read_body(req).await?;
-            handlers::resource(app, method, rp, query, headers, body).await
-        }
+        ApiPath::Resource(rp) => handlers::resource(app, method, rp, query, headers, body).await,
     }
 }
 

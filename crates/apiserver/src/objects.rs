@@ -381,7 +381,7 @@ impl Objects {
                     &prefix,
                     RangeOptions {
                         revision,
-                        limit: limit.map(|l| (l - items.len()).max(1) * 2),
+                        limit: limit.map(|l| (l - items.len()).max(1) + 1),
                         start_after: start_after.clone(),
                     },
                 )
@@ -399,7 +399,7 @@ impl Objects {
             let mut last_key = None;
             for kv in &page.kvs {
                 last_key = Some(kv.key.clone());
-                let obj = decode(&kv.clone())?;
+                let obj = decode(kv)?;
                 if keep(&obj) {
                     items.push(obj);
                     if limit.is_some_and(|l| items.len() >= l) {
@@ -667,7 +667,10 @@ impl Objects {
             .is_ok_and(|deadline| deadline > jiff::Timestamp::now())
     }
 
-    fn prepare_update(
+    /// Carry the server-owned parts of `old` into `new` (name, namespace, uid, timestamps,
+    /// generation; status or everything else by `scope`), as upstream's BeforeUpdate does before
+    /// validation. Idempotent: applying it twice gives the same object.
+    pub fn prepare_update(
         &self,
         spec: &ResourceSpec,
         name: &str,
@@ -727,11 +730,19 @@ impl Objects {
             }
             UpdateScope::Main | UpdateScope::All => {}
         }
-        // Server-owned metadata cannot be changed by clients.
+        // Server-owned metadata cannot be changed by clients. A missing uid is the stored one;
+        // a different one is left for validation to refuse as immutable, as upstream does.
         let old_meta = old["metadata"].clone();
         let meta = meta_mut(&mut new);
+        if meta
+            .get("uid")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+            && let Some(uid) = old_meta.get("uid")
+        {
+            meta.insert("uid".into(), uid.clone());
+        }
         for field in [
-            "uid",
             "creationTimestamp",
             "namespace",
             "deletionTimestamp",

@@ -20,6 +20,8 @@ use crate::objects::decode;
 const WINDOW: usize = 2048;
 /// Events a slow client watch may fall behind before it is closed (it then resumes).
 const FANOUT_CAPACITY: usize = 4096;
+/// How long a watch from a resourceVersion the store has not reached yet waits for it.
+const FUTURE_REVISION_WAIT: Duration = Duration::from_secs(3);
 /// How often the cache asks the store for a progress notification (bookmarks).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -36,6 +38,15 @@ pub struct CachedEvent {
     pub object: Value,
     /// The object before the change, if it existed.
     pub prev: Option<Value>,
+    /// `object` as JSON, encoded once for all watchers that want it.
+    json: std::sync::OnceLock<String>,
+}
+
+impl CachedEvent {
+    /// The object as JSON text.
+    pub fn json(&self) -> &str {
+        self.json.get_or_init(|| self.object.to_string())
+    }
 }
 
 /// What a client watch receives.
@@ -77,6 +88,7 @@ fn to_cached(ev: &skiff_store::WatchEvent) -> Result<CachedEvent> {
         revision: ev.revision(),
         object,
         prev,
+        json: std::sync::OnceLock::new(),
     })
 }
 
@@ -214,12 +226,21 @@ impl WatchCache {
             return self.watch_store(prefix, after).await;
         };
         if after > latest {
-            let current = self.store.current_revision().await?;
-            if after > current {
-                return Err(ApiError::TooLargeResourceVersion {
-                    requested: after,
-                    current,
-                });
+            // As upstream's cacher: wait a little for a revision the store may be about to
+            // reach, then give up with 504.
+            let deadline = tokio::time::Instant::now() + FUTURE_REVISION_WAIT;
+            loop {
+                let current = self.store.current_revision().await?;
+                if after <= current {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ApiError::TooLargeResourceVersion {
+                        requested: after,
+                        current,
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
         let prefix = prefix.to_string();

@@ -22,6 +22,10 @@ struct Cli {
 enum Command {
     /// Run the control plane (API server on an embedded store) and write an admin kubeconfig.
     Server(ServerArgs),
+    /// Run the scheduler alone against an API server.
+    Scheduler(SchedulerArgs),
+    /// Register simulated (hollow) nodes that run pods instantly, for scale tests.
+    Hollow(HollowArgs),
     /// Run a node agent: register this host as a Node and run the pods bound to it.
     Agent(AgentArgs),
 }
@@ -61,6 +65,50 @@ struct AgentArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct SchedulerArgs {
+    /// Kubeconfig of the API server.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// Log filter, as `RUST_LOG`.
+    #[arg(long, env = "SKIFF_LOG", default_value = "info")]
+    log: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct HollowArgs {
+    /// Kubeconfig of the API server.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// How many nodes to simulate.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Node names are `<prefix><index>`.
+    #[arg(long, default_value = "hollow-node-")]
+    name_prefix: String,
+    /// CPU capacity of each node (a quantity).
+    #[arg(long, default_value = "4")]
+    cpu: String,
+    /// Memory capacity of each node (a quantity).
+    #[arg(long, default_value = "16Gi")]
+    memory: String,
+    /// Pod capacity of each node.
+    #[arg(long, default_value_t = 110)]
+    pods: u32,
+    /// Extra node labels: `k=v,k2=v2`.
+    #[arg(long, default_value = "")]
+    labels: String,
+    /// Node taints: `k=v:NoSchedule,k2:PreferNoSchedule`.
+    #[arg(long, default_value = "")]
+    taints: String,
+    /// Milliseconds before a bound pod is reported Running.
+    #[arg(long, default_value_t = 0)]
+    start_delay_ms: u64,
+    /// Log filter, as `RUST_LOG`.
+    #[arg(long, env = "SKIFF_LOG", default_value = "info")]
+    log: String,
+}
+
+#[derive(Debug, clap::Args)]
 struct ServerArgs {
     /// Directory for all state: the store under `server/`, certificates under `server/tls/`,
     /// and the admin kubeconfig at `kubeconfig.yaml`.
@@ -86,6 +134,18 @@ struct ServerArgs {
     /// two intervals answer 410 Gone).
     #[arg(long, default_value_t = 300)]
     compaction_interval: u64,
+    /// Keep the state in etcd at these comma-separated client URLs instead of the embedded store.
+    #[arg(long, env = "SKIFF_DATASTORE_ENDPOINT", value_delimiter = ',')]
+    datastore_endpoint: Vec<String>,
+    /// CA certificate (PEM) of the etcd servers; use with `https://` endpoints.
+    #[arg(long)]
+    datastore_cafile: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd.
+    #[arg(long)]
+    datastore_certfile: Option<PathBuf>,
+    /// Key of the etcd client certificate (PEM).
+    #[arg(long)]
+    datastore_keyfile: Option<PathBuf>,
     /// Log filter, as `RUST_LOG` (e.g. `info`, `skiff_apiserver=debug`).
     #[arg(long, env = "SKIFF_LOG", default_value = "info")]
     log: String,
@@ -105,17 +165,45 @@ fn main() -> anyhow::Result<()> {
                 .context("starting the async runtime")?;
             runtime.block_on(server(args))
         }
-        Command::Agent(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
-                .with_writer(std::io::stderr)
-                .init();
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
-            runtime.block_on(agent(args))
+        Command::Scheduler(args) => {
+            let runtime = runtime_with_logs(&args.log)?;
+            runtime.block_on(async move {
+                let client = skiff_scheduler::client_from_kubeconfig(&args.kubeconfig).await?;
+                let shutdown = CancellationToken::new();
+                let stop = shutdown.clone();
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    stop.cancel();
+                });
+                skiff_scheduler::run(client, shutdown).await?;
+                Ok(())
+            })
         }
+        Command::Hollow(args) => {
+            let runtime = runtime_with_logs(&args.log)?;
+            runtime.block_on(async move {
+                let cfg = skiff_scheduler::hollow::HollowConfig {
+                    nodes: args.nodes,
+                    name_prefix: args.name_prefix,
+                    cpu: args.cpu,
+                    memory: args.memory,
+                    pods: args.pods,
+                    labels: skiff_scheduler::hollow::parse_labels(&args.labels)?,
+                    taints: skiff_scheduler::hollow::parse_taints(&args.taints)?,
+                    start_delay: Duration::from_millis(args.start_delay_ms),
+                };
+                let client = skiff_scheduler::client_from_kubeconfig(&args.kubeconfig).await?;
+                let shutdown = CancellationToken::new();
+                let stop = shutdown.clone();
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    stop.cancel();
+                });
+                skiff_scheduler::hollow::run(client, cfg, shutdown).await?;
+                Ok(())
+            })
+        }
+        Command::Agent(args) => runtime_with_logs(&args.log)?.block_on(agent(args)),
     }
 }
 
@@ -153,13 +241,38 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Logs to stderr and a multi-threaded runtime, for the scheduler, hollow and agent subcommands.
+fn runtime_with_logs(log: &str) -> anyhow::Result<tokio::runtime::Runtime> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(log))
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let server_dir = args.data_dir.join("server");
     std::fs::create_dir_all(&server_dir)
         .with_context(|| format!("creating data directory {}", server_dir.display()))?;
-    let store = skiff_store::RedbStore::open(server_dir.join("state.redb"))
-        .with_context(|| format!("opening the store in {}", server_dir.display()))?;
-    let store: Arc<dyn skiff_store::Store> = Arc::new(store);
+    let store: Arc<dyn skiff_store::Store> = if args.datastore_endpoint.is_empty() {
+        Arc::new(
+            skiff_store::RedbStore::open(server_dir.join("state.redb"))
+                .with_context(|| format!("opening the store in {}", server_dir.display()))?,
+        )
+    } else {
+        let mut options = skiff_store::EtcdOptions::new(args.datastore_endpoint.clone());
+        options.ca_file = args.datastore_cafile.clone();
+        options.cert_file = args.datastore_certfile.clone();
+        options.key_file = args.datastore_keyfile.clone();
+        Arc::new(
+            skiff_store::EtcdStore::connect(options)
+                .await
+                .context("connecting to the datastore")?,
+        )
+    };
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let kubeconfig = args
@@ -177,6 +290,22 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let server = skiff_apiserver::start(config, store, shutdown.clone(), &tasks)
         .await
         .context("starting the API server")?;
+    // The scheduler (DESIGN.md §5) talks to the API server like any client, through the
+    // admin kubeconfig just written.
+    let client = skiff_scheduler::client_from_kubeconfig(&kubeconfig)
+        .await
+        .context("building the scheduler's client")?;
+    let scheduler_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = skiff_scheduler::run(client, scheduler_shutdown).await {
+            tracing::error!(error = %e, "scheduler stopped");
+        }
+    });
+    // The controllers are API clients of the server that just started (DESIGN.md §1).
+    let controller_client = skiff_scheduler::client_from_kubeconfig(&kubeconfig)
+        .await
+        .context("building the controllers' client")?;
+    tasks.spawn(skiff_controllers::run(controller_client, shutdown.clone()));
     if !args.disable_agent {
         tracing::warn!(
             "the node agent is not part of this build yet; running the control plane only"

@@ -63,6 +63,19 @@ pub enum Error {
         /// What did not decode, and for which key.
         detail: String,
     },
+    /// The datastore cannot be reached or did not answer in time (etcd down, no quorum, network).
+    /// The write, if any, may or may not have happened; the API server answers 503.
+    #[error("datastore unavailable: {detail}")]
+    Unavailable {
+        /// Which datastore and what failed.
+        detail: String,
+    },
+    /// The datastore refused the request (for instance etcd's "request is too large").
+    #[error("datastore error: {detail}")]
+    Backend {
+        /// Which datastore and what it said.
+        detail: String,
+    },
     /// The storage engine failed (IO error, corruption, ...).
     #[error("storage engine error: {0}")]
     Storage(#[source] Arc<::redb::Error>),

@@ -3,13 +3,15 @@
 //! [`Store`] is a small trait modelled on etcd's KV API: one global [`Revision`] counter, keys that
 //! carry `create_revision`, `mod_revision` and `version`, prefix ranges at a revision with
 //! limit/continue, compare-and-swap on `mod_revision`, watches by prefix from a revision, and
-//! compaction. [`RedbStore`] is the embedded backend; an etcd backend implements the same trait and
-//! runs the same [`conformance`] suite.
+//! compaction. [`RedbStore`] is the embedded backend; `EtcdStore` (feature `etcd`) implements the
+//! same trait on an etcd v3 cluster; both run the same [`conformance`] suite.
 //!
 //! Revisions follow etcd: a fresh store is at revision 1 and the first write gets revision 2, so
 //! no stored object ever has resourceVersion "0" (which the API server reserves for "any").
 
 mod error;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod redb_store;
 mod types;
 mod watch;
@@ -18,6 +20,8 @@ mod watch;
 pub mod conformance;
 
 pub use error::{Error, Result};
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdOptions, EtcdStore};
 pub use redb_store::{RedbStore, Stats};
 pub use types::{EventKind, KeyValue, RangeOptions, RangeResult, Revision, WatchEvent};
 pub use watch::{ProgressRequester, WatchResponse, WatchStream};

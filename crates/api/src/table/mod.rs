@@ -334,4 +334,6 @@ fn envelope(metadata: Value, columns: Value, rows: Value) -> Value {
 }
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

@@ -1,39 +1,8 @@
-use jiff::Timestamp;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::table::{column_definitions, row_cells};
+use crate::table::column_definitions;
 
-fn now() -> Timestamp {
-    "2024-05-01T12:00:00Z".parse().expect("valid timestamp")
-}
-
-fn cells(group: &str, resource: &str, obj: &Value) -> Vec<Value> {
-    let cells = row_cells(group, resource, obj, now());
-    assert_eq!(
-        cells.len(),
-        column_definitions(group, resource).len(),
-        "one cell per column for {resource}"
-    );
-    cells
-}
-
-fn columns(group: &str, resource: &str) -> Vec<String> {
-    column_definitions(group, resource)
-        .iter()
-        .map(|c| {
-            let name = c["name"].as_str().expect("name");
-            if c["priority"] == 1 {
-                format!("{name}*")
-            } else {
-                name.to_owned()
-            }
-        })
-        .collect()
-}
-
-fn meta(name: &str) -> Value {
-    json!({"name": name, "creationTimestamp": "2024-05-01T11:00:00Z"})
-}
+use super::super::test_support::{cells, columns, meta};
 
 #[test]
 fn default_storage_class_is_marked_and_defaults_are_filled() {

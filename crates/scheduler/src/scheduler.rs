@@ -1,0 +1,766 @@
+//! The scheduling loop: informers (kube watchers) feed the cache (snapshot) and the queue; each
+//! popped pod runs one IO-free cycle; the pod is assumed on its node at once and bound through
+//! `pods/binding` in the background, rolled back if the bind fails. Pods that fit nowhere get
+//! `PodScheduled=False` and a `FailedScheduling` event; DefaultPreemption evicts victims.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Binding, Event, EventSource, Node, ObjectReference, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::DEFAULT_SCHEDULER_NAME;
+use crate::framework::{FitError, Framework, ScheduleError};
+use crate::preemption::{self, Outcome, Pdb};
+use crate::queue::SchedulingQueue;
+use crate::selector::Selector;
+use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
+
+/// Errors of the scheduler's setup (the loop itself logs and retries).
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error("reading kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: String,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("building the client: {0}")]
+    Client(#[from] kube::Error),
+}
+
+/// Builds a `kube` client from a kubeconfig file (the one `skiff server` writes).
+pub async fn client_from_kubeconfig(
+    path: &std::path::Path,
+) -> Result<kube::Client, SchedulerError> {
+    let kc =
+        kube::config::Kubeconfig::read_from(path).map_err(|source| SchedulerError::Kubeconfig {
+            path: path.display().to_string(),
+            source,
+        })?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|source| SchedulerError::Kubeconfig {
+            path: path.display().to_string(),
+            source,
+        })?;
+    Ok(kube::Client::try_from(cfg)?)
+}
+
+/// A pending pod in the queue.
+struct Queued {
+    pod: Arc<Pod>,
+}
+
+/// What background IO reports back to the loop.
+enum Feedback {
+    Bound {
+        key: String,
+    },
+    BindFailed {
+        key: String,
+        uid: String,
+        error: String,
+    },
+}
+
+/// The well-known system classes exist even before anyone creates them (upstream creates them
+/// at API server start).
+fn builtin_priority(name: &str) -> Option<i32> {
+    match name {
+        "system-node-critical" => Some(2_000_001_000),
+        "system-cluster-critical" => Some(2_000_000_000),
+        _ => None,
+    }
+}
+
+/// Pod-independent cluster state the loop keeps beside the snapshot.
+#[derive(Default)]
+struct Cluster {
+    priority_classes: HashMap<String, (i32, bool)>,
+    pdbs: HashMap<String, Pdb>,
+}
+
+impl Cluster {
+    /// `spec.priority` if admission set it, else the PriorityClass's value, else the global
+    /// default class, else 0.
+    fn priority_of(&self, pod: &Pod) -> i32 {
+        let spec = pod.spec.as_ref();
+        if let Some(p) = spec.and_then(|s| s.priority) {
+            return p;
+        }
+        if let Some(name) = spec.and_then(|s| s.priority_class_name.as_deref()) {
+            if let Some((v, _)) = self.priority_classes.get(name) {
+                return *v;
+            }
+            if let Some(v) = builtin_priority(name) {
+                return v;
+            }
+        }
+        self.priority_classes
+            .values()
+            .filter(|(_, global)| *global)
+            .map(|(v, _)| *v)
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn pod_info(&self, pod: &Pod) -> PodInfo {
+        let mut info = PodInfo::from_pod(pod);
+        info.priority = self.priority_of(pod);
+        info
+    }
+}
+
+fn key_of(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+fn is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded") | Some("Failed")
+    )
+}
+
+/// A pod this scheduler should place: unbound, ours, not being deleted, not gated.
+fn wants_scheduling(pod: &Pod) -> bool {
+    let Some(spec) = &pod.spec else {
+        return false;
+    };
+    spec.node_name.as_deref().unwrap_or("").is_empty()
+        && spec
+            .scheduler_name
+            .as_deref()
+            .unwrap_or(DEFAULT_SCHEDULER_NAME)
+            == DEFAULT_SCHEDULER_NAME
+        && pod.metadata.deletion_timestamp.is_none()
+        && spec.scheduling_gates.as_ref().is_none_or(Vec::is_empty)
+        && !is_terminal(pod)
+}
+
+/// Whether an update of a pending pod could change the decision (status-only updates, such as
+/// our own PodScheduled condition, must not re-trigger scheduling).
+fn meaningfully_changed(old: &Pod, new: &Pod) -> bool {
+    old.spec != new.spec || old.metadata.labels != new.metadata.labels
+}
+
+/// Runs the scheduler until `shutdown` is cancelled.
+pub async fn run(client: kube::Client, shutdown: CancellationToken) -> Result<(), SchedulerError> {
+    let mut sched = Loop::new(client);
+    sched.run(shutdown).await;
+    Ok(())
+}
+
+struct Loop {
+    client: kube::Client,
+    framework: Framework,
+    snapshot: Snapshot,
+    queue: SchedulingQueue<Queued>,
+    cluster: Cluster,
+    /// uid → key of pods assumed on a node whose binding is still in flight.
+    assumed: HashMap<String, String>,
+    /// uid → (event name, count, message) of the last FailedScheduling event per pod.
+    last_event: HashMap<String, (String, i32, String)>,
+    feedback_tx: mpsc::UnboundedSender<Feedback>,
+    feedback_rx: mpsc::UnboundedReceiver<Feedback>,
+    /// Initial-list bookkeeping: names seen since the watcher's last `Init`.
+    pods_seen: Option<HashSet<String>>,
+    nodes_seen: Option<HashSet<String>>,
+    /// uid of every pod in the snapshot → key, to reconcile relists.
+    placed_keys: HashMap<String, String>,
+    instance: String,
+}
+
+impl Loop {
+    fn new(client: kube::Client) -> Loop {
+        let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
+        let mut framework = Framework::with_defaults();
+        framework.parallelism = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(16);
+        Loop {
+            client,
+            framework,
+            snapshot: Snapshot::new(),
+            queue: SchedulingQueue::new(),
+            cluster: Cluster::default(),
+            assumed: HashMap::new(),
+            last_event: HashMap::new(),
+            feedback_tx,
+            feedback_rx,
+            pods_seen: None,
+            nodes_seen: None,
+            placed_keys: HashMap::new(),
+            instance: format!("{DEFAULT_SCHEDULER_NAME}-{}", std::process::id()),
+        }
+    }
+
+    async fn run(&mut self, shutdown: CancellationToken) {
+        let cfg = watcher::Config::default();
+        let mut pods = watcher(Api::<Pod>::all(self.client.clone()), cfg.clone())
+            .default_backoff()
+            .boxed();
+        let mut nodes = watcher(Api::<Node>::all(self.client.clone()), cfg.clone())
+            .default_backoff()
+            .boxed();
+        let mut classes = watcher(Api::<PriorityClass>::all(self.client.clone()), cfg.clone())
+            .default_backoff()
+            .boxed();
+        let mut pdbs = watcher(Api::<PodDisruptionBudget>::all(self.client.clone()), cfg)
+            .default_backoff()
+            .boxed();
+        let mut flush = tokio::time::interval(Duration::from_secs(30));
+        tracing::info!("scheduler started");
+        loop {
+            // Drain every ready pod before waiting: a burst is scheduled back to back.
+            self.schedule_ready();
+            let deadline = self
+                .queue
+                .next_backoff_deadline()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(ev) = pods.next() => match ev {
+                    Ok(ev) => self.on_pod_event(ev),
+                    Err(e) => tracing::warn!(error = %e, "pod watch failed; retrying"),
+                },
+                Some(ev) = nodes.next() => match ev {
+                    Ok(ev) => self.on_node_event(ev),
+                    Err(e) => tracing::warn!(error = %e, "node watch failed; retrying"),
+                },
+                Some(ev) = classes.next() => {
+                    if let Ok(ev) = ev {
+                        self.on_priority_class_event(ev);
+                    }
+                },
+                Some(ev) = pdbs.next() => {
+                    if let Ok(ev) = ev {
+                        self.on_pdb_event(ev);
+                    }
+                },
+                Some(fb) = self.feedback_rx.recv() => self.on_feedback(fb),
+                _ = tokio::time::sleep_until(deadline) => {},
+                _ = flush.tick() => self.queue.flush_unschedulable_leftover(Instant::now()),
+            }
+        }
+        tracing::info!("scheduler stopped");
+    }
+
+    fn on_priority_class_event(&mut self, ev: watcher::Event<PriorityClass>) {
+        match ev {
+            watcher::Event::Apply(pc) | watcher::Event::InitApply(pc) => {
+                if let Some(name) = pc.metadata.name.clone() {
+                    self.cluster
+                        .priority_classes
+                        .insert(name, (pc.value, pc.global_default.unwrap_or(false)));
+                }
+            }
+            watcher::Event::Delete(pc) => {
+                if let Some(name) = &pc.metadata.name {
+                    self.cluster.priority_classes.remove(name);
+                }
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
+    }
+
+    fn on_pdb_event(&mut self, ev: watcher::Event<PodDisruptionBudget>) {
+        match ev {
+            watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                let key = format!(
+                    "{}/{}",
+                    p.metadata.namespace.as_deref().unwrap_or(""),
+                    p.metadata.name.as_deref().unwrap_or("")
+                );
+                let selector = p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.selector.as_ref())
+                    .map(Selector::from_label_selector)
+                    .unwrap_or_default();
+                self.cluster.pdbs.insert(
+                    key,
+                    Pdb {
+                        namespace: p.metadata.namespace.clone().unwrap_or_default(),
+                        selector,
+                        disruptions_allowed: p
+                            .status
+                            .as_ref()
+                            .map(|s| s.disruptions_allowed)
+                            .unwrap_or(0),
+                    },
+                );
+            }
+            watcher::Event::Delete(p) => {
+                let key = format!(
+                    "{}/{}",
+                    p.metadata.namespace.as_deref().unwrap_or(""),
+                    p.metadata.name.as_deref().unwrap_or("")
+                );
+                self.cluster.pdbs.remove(&key);
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
+    }
+
+    fn on_node_event(&mut self, ev: watcher::Event<Node>) {
+        let now = Instant::now();
+        match ev {
+            watcher::Event::Init => self.nodes_seen = Some(HashSet::new()),
+            watcher::Event::InitApply(n) | watcher::Event::Apply(n) => {
+                let info = NodeInfo::from_node(&n);
+                if let Some(seen) = &mut self.nodes_seen {
+                    seen.insert(info.name.clone());
+                }
+                self.snapshot.upsert_node(info);
+                self.queue.move_all_to_active_or_backoff(now);
+            }
+            watcher::Event::Delete(n) => {
+                if let Some(name) = &n.metadata.name {
+                    self.snapshot.remove_node(name);
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(seen) = self.nodes_seen.take() {
+                    let gone: Vec<String> = self
+                        .snapshot
+                        .nodes
+                        .iter()
+                        .filter(|n| !seen.contains(&n.name))
+                        .map(|n| n.name.clone())
+                        .collect();
+                    for name in gone {
+                        self.snapshot.remove_node(&name);
+                    }
+                }
+                self.queue.move_all_to_active_or_backoff(now);
+            }
+        }
+    }
+
+    fn on_pod_event(&mut self, ev: watcher::Event<Pod>) {
+        match ev {
+            watcher::Event::Init => self.pods_seen = Some(HashSet::new()),
+            watcher::Event::InitApply(p) | watcher::Event::Apply(p) => {
+                if let Some(seen) = &mut self.pods_seen {
+                    seen.insert(p.metadata.uid.clone().unwrap_or_default());
+                }
+                self.on_pod_apply(p);
+            }
+            watcher::Event::Delete(p) => self.on_pod_delete(&p),
+            watcher::Event::InitDone => {
+                if let Some(seen) = self.pods_seen.take() {
+                    let gone: Vec<String> = self
+                        .placed_keys
+                        .keys()
+                        .filter(|uid| !seen.contains(*uid) && !self.assumed.contains_key(*uid))
+                        .cloned()
+                        .collect();
+                    for uid in gone {
+                        self.snapshot.remove_pod(&uid);
+                        self.placed_keys.remove(&uid);
+                    }
+                    self.queue.move_all_to_active_or_backoff(Instant::now());
+                }
+            }
+        }
+    }
+
+    fn on_pod_apply(&mut self, pod: Pod) {
+        let now = Instant::now();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let key = key_of(&pod);
+        let bound = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_some_and(|n| !n.is_empty());
+        if bound {
+            self.assumed.remove(&uid);
+            self.queue.done(&key);
+            if is_terminal(&pod) {
+                // Finished pods hold no resources.
+                if self.snapshot.remove_pod(&uid).is_some() {
+                    self.placed_keys.remove(&uid);
+                    self.queue.move_all_to_active_or_backoff(now);
+                }
+                return;
+            }
+            let info = self.cluster.pod_info(&pod);
+            self.placed_keys.insert(uid, key);
+            self.snapshot.add_pod(Arc::new(info));
+            return;
+        }
+        if self.assumed.contains_key(&uid) {
+            // Our binding is in flight; the bound version will follow.
+            return;
+        }
+        if !wants_scheduling(&pod) {
+            self.queue.delete(&key);
+            return;
+        }
+        let priority = self.cluster.priority_of(&pod);
+        let changed = match self.queue.get(&key) {
+            Some(old) => meaningfully_changed(&old.pod, &pod),
+            None => true,
+        };
+        if changed {
+            self.queue
+                .add(key, Queued { pod: Arc::new(pod) }, priority, now);
+        } else {
+            self.queue.replace_item(&key, Queued { pod: Arc::new(pod) });
+        }
+    }
+
+    fn on_pod_delete(&mut self, pod: &Pod) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let key = key_of(pod);
+        self.queue.delete(&key);
+        self.assumed.remove(&uid);
+        self.last_event.remove(&uid);
+        self.placed_keys.remove(&uid);
+        if self.snapshot.remove_pod(&uid).is_some() {
+            // Freed resources may let waiting pods fit.
+            self.queue.move_all_to_active_or_backoff(Instant::now());
+        }
+    }
+
+    fn on_feedback(&mut self, fb: Feedback) {
+        let now = Instant::now();
+        match fb {
+            Feedback::Bound { key } => self.queue.done(&key),
+            Feedback::BindFailed { key, uid, error } => {
+                tracing::warn!(pod = %key, %error, "binding failed; forgetting the assumed pod");
+                if self.assumed.remove(&uid).is_some() {
+                    self.snapshot.remove_pod(&uid);
+                    self.placed_keys.remove(&uid);
+                }
+                self.queue.errored(&key, now);
+                self.queue.move_all_to_active_or_backoff(now);
+            }
+        }
+    }
+
+    /// Runs scheduling cycles for every pod ready now.
+    fn schedule_ready(&mut self) {
+        let now = Instant::now();
+        while let Some((key, q)) = self.queue.pop(now) {
+            let pod = q.pod.clone();
+            self.schedule_one(key, pod, now);
+        }
+    }
+
+    fn schedule_one(&mut self, key: String, pod: Arc<Pod>, now: Instant) {
+        let info = self.cluster.pod_info(&pod);
+        let started = Instant::now();
+        match self.framework.schedule(&self.snapshot, &info) {
+            Ok(decision) => {
+                let status = self.framework.reserve_and_permit(&info, &decision.node);
+                if !status.is_success() {
+                    tracing::warn!(pod = %key, status = %status.message(), "reserve/permit rejected");
+                    self.queue.errored(&key, now);
+                    return;
+                }
+                // Assume: count the pod on its node now, so the next cycle sees it.
+                let mut assumed = info;
+                assumed.node_name = Some(decision.node.clone());
+                let uid = assumed.uid.clone();
+                self.snapshot.add_pod(Arc::new(assumed));
+                self.assumed.insert(uid.clone(), key.clone());
+                self.placed_keys.insert(uid.clone(), key.clone());
+                tracing::debug!(
+                    pod = %key,
+                    node = %decision.node,
+                    evaluated = decision.evaluated,
+                    feasible = decision.feasible,
+                    micros = started.elapsed().as_micros() as u64,
+                    "scheduled"
+                );
+                self.spawn_bind(key, uid, pod, decision.node);
+            }
+            Err(ScheduleError::Unfit(mut fit)) => {
+                let pdbs: Vec<Pdb> = self.cluster.pdbs.values().cloned().collect();
+                let mut nominate = None;
+                match preemption::preempt(&self.framework, &self.snapshot, &info, &fit, &pdbs) {
+                    Outcome::Nominate(c) => nominate = Some(c),
+                    Outcome::Unschedulable(msg) => fit.post_filter_msg = Some(msg),
+                }
+                self.queue.failed(&key, now);
+                self.report_unschedulable(&pod, &fit, nominate);
+            }
+            Err(ScheduleError::NoNodes) => {
+                self.queue.failed(&key, now);
+                let fit = FitError::default();
+                self.report_message(&pod, ScheduleError::NoNodes.to_string(), None, &fit);
+            }
+            Err(ScheduleError::Internal(e)) => {
+                tracing::error!(pod = %key, error = %e, "scheduling cycle failed");
+                self.queue.errored(&key, now);
+            }
+        }
+    }
+
+    fn spawn_bind(&self, key: String, uid: String, pod: Arc<Pod>, node: String) {
+        let client = self.client.clone();
+        let tx = self.feedback_tx.clone();
+        tokio::spawn(async move {
+            let ns = pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(client, &ns);
+            let binding = Binding {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    namespace: Some(ns.clone()),
+                    uid: pod.metadata.uid.clone(),
+                    ..Default::default()
+                },
+                target: ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Node".into()),
+                    name: Some(node.clone()),
+                    ..Default::default()
+                },
+            };
+            let res: Result<serde_json::Value, kube::Error> = api
+                .create_subresource("binding", &name, &PostParams::default(), &binding)
+                .await;
+            let fb = match res {
+                Ok(_) => {
+                    tracing::info!(pod = %key, %node, "bound");
+                    Feedback::Bound { key }
+                }
+                Err(e) => Feedback::BindFailed {
+                    key,
+                    uid,
+                    error: e.to_string(),
+                },
+            };
+            let _ = tx.send(fb);
+        });
+    }
+
+    fn report_unschedulable(
+        &mut self,
+        pod: &Pod,
+        fit: &FitError,
+        nominate: Option<preemption::Candidate>,
+    ) {
+        let msg = fit.message();
+        self.report_message(pod, msg, nominate, fit);
+    }
+
+    /// Writes PodScheduled=False (and nominatedNodeName), records the FailedScheduling event,
+    /// and evicts preemption victims, all in the background.
+    fn report_message(
+        &mut self,
+        pod: &Pod,
+        message: String,
+        nominate: Option<preemption::Candidate>,
+        _fit: &FitError,
+    ) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let prev = self.last_event.get(&uid).cloned();
+        let (event_name, count, repeat) = match prev {
+            Some((name, count, m)) if m == message => (name, count + 1, true),
+            _ => (
+                format!(
+                    "{}.{:x}",
+                    pod.metadata.name.as_deref().unwrap_or(""),
+                    (jiff::Timestamp::now().as_nanosecond() as u64) ^ u64::from(std::process::id())
+                ),
+                1,
+                false,
+            ),
+        };
+        self.last_event
+            .insert(uid, (event_name.clone(), count, message.clone()));
+        tracing::info!(pod = %key_of(pod), %message, "unschedulable");
+        let client = self.client.clone();
+        let pod = pod.clone();
+        let instance = self.instance.clone();
+        tokio::spawn(async move {
+            let ns = pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            let now = jiff::Timestamp::now();
+            let mut status = json!({
+                "conditions": [{
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": message,
+                    "lastTransitionTime": now.to_string(),
+                    "lastProbeTime": null,
+                }]
+            });
+            if let Some(c) = &nominate {
+                status["nominatedNodeName"] = json!(c.node);
+            }
+            let patch = json!({ "status": status });
+            if let Err(e) = pods
+                .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+                .await
+            {
+                tracing::warn!(pod = %name, error = %e, "updating PodScheduled failed");
+            }
+            let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+            if repeat {
+                let p = json!({"count": count, "lastTimestamp": now.to_string()});
+                if let Err(e) = events
+                    .patch(&event_name, &PatchParams::default(), &Patch::Merge(&p))
+                    .await
+                {
+                    tracing::debug!(error = %e, "updating event count failed");
+                }
+            } else {
+                let ev = failed_scheduling_event(&pod, &event_name, &message, &instance, now);
+                if let Err(e) = events.create(&PostParams::default(), &ev).await {
+                    tracing::warn!(pod = %name, error = %e, "recording FailedScheduling failed");
+                }
+            }
+            if let Some(c) = nominate {
+                evict_victims(&client, &pod, &c, &instance).await;
+            }
+        });
+    }
+}
+
+fn object_ref(pod: &Pod) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        uid: pod.metadata.uid.clone(),
+        resource_version: pod.metadata.resource_version.clone(),
+        ..Default::default()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn new_event(
+    pod: &Pod,
+    name: &str,
+    type_: &str,
+    reason: &str,
+    action: &str,
+    message: &str,
+    instance: &str,
+    now: jiff::Timestamp,
+) -> Event {
+    let t = Time(now);
+    Event {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: pod.metadata.namespace.clone(),
+            ..Default::default()
+        },
+        involved_object: object_ref(pod),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        type_: Some(type_.into()),
+        action: Some(action.into()),
+        count: Some(1),
+        first_timestamp: Some(t.clone()),
+        last_timestamp: Some(t),
+        event_time: Some(MicroTime(now)),
+        source: Some(EventSource {
+            component: Some(DEFAULT_SCHEDULER_NAME.into()),
+            host: None,
+        }),
+        reporting_component: Some(DEFAULT_SCHEDULER_NAME.into()),
+        reporting_instance: Some(instance.into()),
+        ..Default::default()
+    }
+}
+
+fn failed_scheduling_event(
+    pod: &Pod,
+    name: &str,
+    message: &str,
+    instance: &str,
+    now: jiff::Timestamp,
+) -> Event {
+    new_event(
+        pod,
+        name,
+        "Warning",
+        "FailedScheduling",
+        "Scheduling",
+        message,
+        instance,
+        now,
+    )
+}
+
+/// Deletes the victims (gracefully) with a `Preempted` event each, as upstream's `PreemptPod`.
+async fn evict_victims(
+    client: &kube::Client,
+    preemptor: &Pod,
+    c: &preemption::Candidate,
+    instance: &str,
+) {
+    let uid = preemptor.metadata.uid.clone().unwrap_or_default();
+    for v in &c.victims {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &v.namespace);
+        let victim = match pods.get_opt(&v.name).await {
+            Ok(Some(p)) => p,
+            _ => continue,
+        };
+        if victim.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let cond = json!({"status": {"conditions": [{
+            "type": "DisruptionTarget",
+            "status": "True",
+            "reason": "PreemptionByScheduler",
+            "message": format!("{DEFAULT_SCHEDULER_NAME}: preempting to accommodate a higher priority pod"),
+            "lastTransitionTime": jiff::Timestamp::now().to_string(),
+        }]}});
+        let _ = pods
+            .patch_status(&v.name, &PatchParams::default(), &Patch::Strategic(&cond))
+            .await;
+        if let Err(e) = pods.delete(&v.name, &DeleteParams::default()).await {
+            tracing::warn!(victim = %v.key(), error = %e, "preemption delete failed");
+            continue;
+        }
+        let now = jiff::Timestamp::now();
+        let ev = new_event(
+            &victim,
+            &format!("{}.{:x}", v.name, now.as_nanosecond() as u64),
+            "Normal",
+            "Preempted",
+            "Preempting",
+            &format!("Preempted by pod {uid} on node {}", c.node),
+            instance,
+            now,
+        );
+        let events: Api<Event> = Api::namespaced(client.clone(), &v.namespace);
+        let _ = events.create(&PostParams::default(), &ev).await;
+        tracing::info!(victim = %v.key(), preemptor = %key_of(preemptor), node = %c.node, "preempted");
+    }
+}

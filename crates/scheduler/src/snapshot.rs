@@ -1,0 +1,551 @@
+//! The scheduler's view of the cluster: nodes with what is requested on them, and the pods
+//! placed there, pre-digested from the API objects once so that every scheduling cycle is cheap.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
+
+use crate::resources::{Resources, pod_non_zero_requests, pod_requests};
+use crate::selector::{Labels, NodeTerm, Selector};
+
+/// A host port a pod asks for (NodePorts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    pub ip: String,
+    pub protocol: String,
+    pub port: i32,
+}
+
+impl HostPort {
+    /// Two host ports conflict when protocol and port are equal and the addresses overlap
+    /// (`0.0.0.0` overlaps every address), as upstream's `HostPortInfo`.
+    pub fn conflicts(&self, other: &HostPort) -> bool {
+        self.port == other.port
+            && self.protocol == other.protocol
+            && (self.ip == other.ip || self.ip == "0.0.0.0" || other.ip == "0.0.0.0")
+    }
+}
+
+/// A pod (anti-)affinity term, parsed.
+#[derive(Debug, Clone)]
+pub struct AffinityTerm {
+    pub selector: Selector,
+    pub namespaces: Vec<String>,
+    /// `Some(empty)` selects every namespace.
+    pub namespace_selector: Option<Selector>,
+    pub topology_key: String,
+}
+
+impl AffinityTerm {
+    /// Whether `pod` is selected by this term (namespace and labels).
+    pub fn matches(&self, pod: &PodInfo, ns_labels: &HashMap<String, Labels>) -> bool {
+        let ns_ok = self.namespaces.contains(&pod.namespace)
+            || self.namespace_selector.as_ref().is_some_and(|s| {
+                s.is_empty() || ns_labels.get(&pod.namespace).is_some_and(|l| s.matches(l))
+            });
+        ns_ok && self.selector.matches(&pod.labels)
+    }
+}
+
+/// A topology spread constraint, parsed, with the defaults of the API applied.
+#[derive(Debug, Clone)]
+pub struct SpreadConstraint {
+    pub max_skew: i32,
+    pub topology_key: String,
+    /// `DoNotSchedule` (a filter) versus `ScheduleAnyway` (a score).
+    pub hard: bool,
+    pub selector: Selector,
+    pub min_domains: Option<i32>,
+    /// nodeAffinityPolicy: Honor (default) counts only nodes the pod's node affinity admits.
+    pub honor_node_affinity: bool,
+    /// nodeTaintsPolicy: Ignore (default) counts tainted nodes too.
+    pub honor_node_taints: bool,
+}
+
+/// Everything the plugins need to know about one pod.
+#[derive(Debug, Clone, Default)]
+pub struct PodInfo {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub labels: Labels,
+    pub priority: i32,
+    pub requests: Resources,
+    /// CPU (millicores) and memory with the scoring defaults for missing requests.
+    pub non_zero: (i64, i64),
+    pub node_name: Option<String>,
+    pub nominated_node_name: Option<String>,
+    pub scheduler_name: String,
+    pub host_ports: Vec<HostPort>,
+    pub node_selector: Labels,
+    /// `None`: no required node affinity.
+    pub required_node_terms: Option<Vec<NodeTerm>>,
+    pub preferred_node_terms: Vec<(i32, NodeTerm)>,
+    pub tolerations: Vec<Toleration>,
+    pub required_affinity: Vec<AffinityTerm>,
+    pub required_anti_affinity: Vec<AffinityTerm>,
+    pub preferred_affinity: Vec<(i32, AffinityTerm)>,
+    pub preferred_anti_affinity: Vec<(i32, AffinityTerm)>,
+    pub spread: Vec<SpreadConstraint>,
+    /// The selector of the Services/ReplicaSets/StatefulSets owning the pod, for the system
+    /// default spread constraints; filled by the scheduler's cache, `None` when unknown.
+    pub default_spread_selector: Option<Selector>,
+    /// Normalised image names of init and regular containers, and the container count.
+    pub images: Vec<String>,
+    pub container_count: usize,
+    pub pvc_names: Vec<String>,
+    pub preempt_never: bool,
+    pub terminating: bool,
+    /// RFC 3339 creation or start time, used to order preemption victims.
+    pub start_time: String,
+    /// Whether the pod sets no requests at all (BalancedAllocation skips such pods).
+    pub best_effort: bool,
+}
+
+/// Appends `:latest` when a reference has no tag, as upstream's `normalizedImageName`.
+pub fn normalized_image_name(name: &str) -> String {
+    let colon = name.rfind(':');
+    let slash = name.rfind('/');
+    if name.contains('@') || colon.is_some_and(|c| slash.is_none_or(|s| c > s)) {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
+fn parse_term(
+    t: &k8s_openapi::api::core::v1::PodAffinityTerm,
+    own_namespace: &str,
+) -> AffinityTerm {
+    let selector = t
+        .label_selector
+        .as_ref()
+        .map(Selector::from_label_selector)
+        // A nil label selector matches no pod.
+        .unwrap_or(Selector {
+            reqs: vec![crate::selector::Requirement::Never],
+        });
+    let mut namespaces = t.namespaces.clone().unwrap_or_default();
+    let namespace_selector = t
+        .namespace_selector
+        .as_ref()
+        .map(Selector::from_label_selector);
+    if namespaces.is_empty() && namespace_selector.is_none() {
+        namespaces.push(own_namespace.to_string());
+    }
+    AffinityTerm {
+        selector,
+        namespaces,
+        namespace_selector,
+        topology_key: t.topology_key.clone(),
+    }
+}
+
+impl PodInfo {
+    pub fn from_pod(pod: &Pod) -> PodInfo {
+        let meta = &pod.metadata;
+        let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
+        let labels: Labels = meta.labels.clone().unwrap_or_default();
+        let mut info = PodInfo {
+            uid: meta.uid.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            labels: labels.clone(),
+            terminating: meta.deletion_timestamp.is_some(),
+            start_time: pod
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .or(meta.creation_timestamp.as_ref())
+                .map(|t| t.0.to_string())
+                .unwrap_or_default(),
+            nominated_node_name: pod
+                .status
+                .as_ref()
+                .and_then(|s| s.nominated_node_name.clone())
+                .filter(|n| !n.is_empty()),
+            ..Default::default()
+        };
+        let Some(spec) = &pod.spec else {
+            info.namespace = namespace;
+            return info;
+        };
+        info.priority = spec.priority.unwrap_or(0);
+        info.requests = pod_requests(spec);
+        info.best_effort = info.requests.is_zero();
+        info.non_zero = pod_non_zero_requests(spec);
+        info.node_name = spec.node_name.clone().filter(|n| !n.is_empty());
+        info.scheduler_name = spec
+            .scheduler_name
+            .clone()
+            .unwrap_or_else(|| crate::DEFAULT_SCHEDULER_NAME.to_string());
+        info.preempt_never = spec.preemption_policy.as_deref() == Some("Never");
+        info.node_selector = spec.node_selector.clone().unwrap_or_default();
+        info.tolerations = spec.tolerations.clone().unwrap_or_default();
+        for c in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+        {
+            if let Some(img) = &c.image {
+                info.images.push(normalized_image_name(img));
+            }
+            info.container_count += 1;
+            for p in c.ports.iter().flatten() {
+                if let Some(hp) = p.host_port.filter(|p| *p > 0) {
+                    info.host_ports.push(HostPort {
+                        ip: p
+                            .host_ip
+                            .clone()
+                            .filter(|i| !i.is_empty())
+                            .unwrap_or_else(|| "0.0.0.0".into()),
+                        protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                        port: hp,
+                    });
+                }
+            }
+        }
+        info.pvc_names = spec
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| {
+                v.persistent_volume_claim
+                    .as_ref()
+                    .map(|c| c.claim_name.clone())
+            })
+            .collect();
+        if let Some(aff) = &spec.affinity {
+            if let Some(na) = &aff.node_affinity {
+                if let Some(req) = &na.required_during_scheduling_ignored_during_execution {
+                    info.required_node_terms = Some(
+                        req.node_selector_terms
+                            .iter()
+                            .map(NodeTerm::from_term)
+                            .collect(),
+                    );
+                }
+                for p in na
+                    .preferred_during_scheduling_ignored_during_execution
+                    .iter()
+                    .flatten()
+                {
+                    info.preferred_node_terms
+                        .push((p.weight, NodeTerm::from_term(&p.preference)));
+                }
+            }
+            if let Some(pa) = &aff.pod_affinity {
+                for t in pa
+                    .required_during_scheduling_ignored_during_execution
+                    .iter()
+                    .flatten()
+                {
+                    info.required_affinity.push(parse_term(t, &namespace));
+                }
+                for w in pa
+                    .preferred_during_scheduling_ignored_during_execution
+                    .iter()
+                    .flatten()
+                {
+                    info.preferred_affinity
+                        .push((w.weight, parse_term(&w.pod_affinity_term, &namespace)));
+                }
+            }
+            if let Some(pa) = &aff.pod_anti_affinity {
+                for t in pa
+                    .required_during_scheduling_ignored_during_execution
+                    .iter()
+                    .flatten()
+                {
+                    info.required_anti_affinity.push(parse_term(t, &namespace));
+                }
+                for w in pa
+                    .preferred_during_scheduling_ignored_during_execution
+                    .iter()
+                    .flatten()
+                {
+                    info.preferred_anti_affinity
+                        .push((w.weight, parse_term(&w.pod_affinity_term, &namespace)));
+                }
+            }
+        }
+        for c in spec.topology_spread_constraints.iter().flatten() {
+            let mut selector = c
+                .label_selector
+                .as_ref()
+                .map(Selector::from_label_selector)
+                .unwrap_or(Selector {
+                    reqs: vec![crate::selector::Requirement::Never],
+                });
+            // matchLabelKeys: the pod's own values for those keys join the selector.
+            for k in c.match_label_keys.iter().flatten() {
+                if let Some(v) = labels.get(k) {
+                    selector
+                        .reqs
+                        .push(crate::selector::Requirement::In(k.clone(), vec![v.clone()]));
+                }
+            }
+            info.spread.push(SpreadConstraint {
+                max_skew: c.max_skew,
+                topology_key: c.topology_key.clone(),
+                hard: c.when_unsatisfiable != "ScheduleAnyway",
+                selector,
+                min_domains: c.min_domains,
+                honor_node_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
+                honor_node_taints: c.node_taints_policy.as_deref() == Some("Honor"),
+            });
+        }
+        info.namespace = namespace;
+        info
+    }
+
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    pub fn has_affinity_terms(&self) -> bool {
+        !self.required_affinity.is_empty()
+            || !self.required_anti_affinity.is_empty()
+            || !self.preferred_affinity.is_empty()
+            || !self.preferred_anti_affinity.is_empty()
+    }
+}
+
+/// One node and what the scheduler has placed (or seen placed) on it.
+#[derive(Debug, Clone, Default)]
+pub struct NodeInfo {
+    pub name: String,
+    pub labels: Labels,
+    pub taints: Vec<Taint>,
+    pub unschedulable: bool,
+    pub allocatable: Resources,
+    pub requested: Resources,
+    pub non_zero_requested: (i64, i64),
+    pub pods: Vec<Arc<PodInfo>>,
+    pub used_ports: Vec<HostPort>,
+    /// Normalised image name → size in bytes.
+    pub images: HashMap<String, i64>,
+    /// Pods on this node with any (anti-)affinity term, and with required anti-affinity.
+    pub pods_with_affinity: usize,
+    pub pods_with_required_anti_affinity: usize,
+}
+
+impl NodeInfo {
+    pub fn from_node(node: &Node) -> NodeInfo {
+        let spec = node.spec.as_ref();
+        let status = node.status.as_ref();
+        let mut images = HashMap::new();
+        for img in status.and_then(|s| s.images.as_ref()).into_iter().flatten() {
+            for n in img.names.iter().flatten() {
+                images.insert(normalized_image_name(n), img.size_bytes.unwrap_or(0));
+            }
+        }
+        NodeInfo {
+            name: node.metadata.name.clone().unwrap_or_default(),
+            labels: node.metadata.labels.clone().unwrap_or_default(),
+            taints: spec.and_then(|s| s.taints.clone()).unwrap_or_default(),
+            unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
+            allocatable: status
+                .and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()))
+                .map(Resources::from_list)
+                .unwrap_or_default(),
+            images,
+            ..Default::default()
+        }
+    }
+
+    pub fn add_pod(&mut self, pod: Arc<PodInfo>) {
+        self.requested.add(&pod.requests);
+        self.non_zero_requested.0 += pod.non_zero.0;
+        self.non_zero_requested.1 += pod.non_zero.1;
+        self.used_ports.extend(pod.host_ports.iter().cloned());
+        if pod.has_affinity_terms() {
+            self.pods_with_affinity += 1;
+        }
+        if !pod.required_anti_affinity.is_empty() {
+            self.pods_with_required_anti_affinity += 1;
+        }
+        self.pods.push(pod);
+    }
+
+    /// Removes the pod with `uid`; returns whether it was here.
+    pub fn remove_pod(&mut self, uid: &str) -> Option<Arc<PodInfo>> {
+        let idx = self.pods.iter().position(|p| p.uid == uid)?;
+        let pod = self.pods.swap_remove(idx);
+        self.requested.sub(&pod.requests);
+        self.non_zero_requested.0 -= pod.non_zero.0;
+        self.non_zero_requested.1 -= pod.non_zero.1;
+        for hp in &pod.host_ports {
+            if let Some(i) = self.used_ports.iter().position(|u| u == hp) {
+                self.used_ports.swap_remove(i);
+            }
+        }
+        if pod.has_affinity_terms() {
+            self.pods_with_affinity -= 1;
+        }
+        if !pod.required_anti_affinity.is_empty() {
+            self.pods_with_required_anti_affinity -= 1;
+        }
+        Some(pod)
+    }
+}
+
+/// The whole cluster as the scheduler sees it. Updated incrementally by the scheduler's cache
+/// (informer events and assumed pods) and read by each scheduling cycle.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub nodes: Vec<NodeInfo>,
+    index: HashMap<String, usize>,
+    /// Normalised image name → number of nodes that have it (ImageLocality's spread).
+    pub image_nodes: HashMap<String, usize>,
+    pub namespace_labels: HashMap<String, Labels>,
+    /// Pods whose node is not (yet) known, by node name.
+    orphans: BTreeMap<String, Vec<Arc<PodInfo>>>,
+    /// uid → node name of every placed pod.
+    placed: HashMap<String, String>,
+    /// Number of placed pods with affinity / required anti-affinity terms (fast paths).
+    pub pods_with_affinity: usize,
+    pub pods_with_required_anti_affinity: usize,
+}
+
+impl Snapshot {
+    pub fn new() -> Snapshot {
+        Snapshot::default()
+    }
+
+    /// Builds a snapshot from API objects: every node, and every pod that has a node.
+    pub fn from_objects<'a>(
+        nodes: impl IntoIterator<Item = &'a Node>,
+        pods: impl IntoIterator<Item = &'a Pod>,
+    ) -> Snapshot {
+        let mut s = Snapshot::new();
+        for n in nodes {
+            s.upsert_node(NodeInfo::from_node(n));
+        }
+        for p in pods {
+            let info = PodInfo::from_pod(p);
+            if info.node_name.is_some() {
+                s.add_pod(Arc::new(info));
+            }
+        }
+        s
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.index.get(name).map(|i| &self.nodes[*i])
+    }
+
+    pub fn node_index(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Adds a node or replaces its description, keeping the pods placed on it.
+    pub fn upsert_node(&mut self, mut info: NodeInfo) {
+        if let Some(&i) = self.index.get(&info.name) {
+            let old = std::mem::take(&mut self.nodes[i]);
+            self.forget_images(&old);
+            let mut fresh = info;
+            for p in old.pods {
+                fresh.add_pod(p);
+            }
+            self.remember_images(&fresh);
+            self.nodes[i] = fresh;
+            return;
+        }
+        for p in self.orphans.remove(&info.name).unwrap_or_default() {
+            info.add_pod(p);
+        }
+        self.remember_images(&info);
+        self.index.insert(info.name.clone(), self.nodes.len());
+        self.nodes.push(info);
+    }
+
+    pub fn remove_node(&mut self, name: &str) {
+        let Some(i) = self.index.remove(name) else {
+            return;
+        };
+        let old = self.nodes.swap_remove(i);
+        if i < self.nodes.len() {
+            let moved = self.nodes[i].name.clone();
+            self.index.insert(moved, i);
+        }
+        self.forget_images(&old);
+        // Pods of a deleted node stay accounted until they are deleted themselves.
+        self.orphans.insert(old.name.clone(), old.pods);
+    }
+
+    fn remember_images(&mut self, n: &NodeInfo) {
+        for k in n.images.keys() {
+            *self.image_nodes.entry(k.clone()).or_insert(0) += 1;
+        }
+    }
+
+    fn forget_images(&mut self, n: &NodeInfo) {
+        for k in n.images.keys() {
+            if let Some(c) = self.image_nodes.get_mut(k) {
+                *c -= 1;
+                if *c == 0 {
+                    self.image_nodes.remove(k);
+                }
+            }
+        }
+    }
+
+    /// Places a pod (it must have `node_name`); an existing entry with the same uid is replaced.
+    pub fn add_pod(&mut self, pod: Arc<PodInfo>) {
+        let Some(node) = pod.node_name.clone() else {
+            return;
+        };
+        self.remove_pod(&pod.uid);
+        if pod.has_affinity_terms() {
+            self.pods_with_affinity += 1;
+        }
+        if !pod.required_anti_affinity.is_empty() {
+            self.pods_with_required_anti_affinity += 1;
+        }
+        self.placed.insert(pod.uid.clone(), node.clone());
+        match self.index.get(&node) {
+            Some(&i) => self.nodes[i].add_pod(pod),
+            None => self.orphans.entry(node).or_default().push(pod),
+        }
+    }
+
+    pub fn remove_pod(&mut self, uid: &str) -> Option<Arc<PodInfo>> {
+        let node = self.placed.remove(uid)?;
+        let removed = match self.index.get(&node) {
+            Some(&i) => self.nodes[i].remove_pod(uid),
+            None => {
+                let list = self.orphans.get_mut(&node)?;
+                let idx = list.iter().position(|p| p.uid == uid)?;
+                let p = list.swap_remove(idx);
+                if list.is_empty() {
+                    self.orphans.remove(&node);
+                }
+                Some(p)
+            }
+        };
+        if let Some(p) = &removed {
+            if p.has_affinity_terms() {
+                self.pods_with_affinity -= 1;
+            }
+            if !p.required_anti_affinity.is_empty() {
+                self.pods_with_required_anti_affinity -= 1;
+            }
+        }
+        removed
+    }
+
+    /// The node a pod is placed on, if any.
+    pub fn placement(&self, uid: &str) -> Option<&str> {
+        self.placed.get(uid).map(String::as_str)
+    }
+}

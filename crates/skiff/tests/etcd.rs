@@ -1,0 +1,224 @@
+//! `skiff server --datastore-endpoint` on a real etcd: kubectl create/get/watch/delete through
+//! one server, a second server on the same etcd sees the objects and its writes reach the first
+//! server's watchers, a dead etcd gives kubectl a clear 503 rather than a hang, and killing the
+//! etcd leader (SIGKILL) during writes through the API loses no acknowledged write.
+
+mod support;
+
+#[path = "../../store/tests/etcd_support/mod.rs"]
+mod etcd_support;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_support::Etcd;
+use support::{KUBECTL_133, Kubectl, eventually};
+
+/// A `skiff server` on etcd, killed when dropped.
+struct EtcdServer {
+    child: Child,
+    dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl EtcdServer {
+    fn start(endpoints: &[String]) -> EtcdServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("server.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args([
+                "server",
+                "--disable-agent",
+                "--https-listen-port",
+                "0",
+                "--datastore-endpoint",
+                &endpoints.join(","),
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn skiff server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read ready line");
+        assert!(
+            line.starts_with("skiff server ready:"),
+            "server on etcd did not start: {line:?}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        EtcdServer { child, dir, log }
+    }
+
+    fn kubectl(&self) -> Kubectl {
+        Kubectl {
+            binary: KUBECTL_133.to_owned(),
+            kubeconfig: self.dir.path().join("kubeconfig.yaml"),
+            cache: self.dir.path().join("cache"),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Kills a spawned kubectl when dropped.
+struct Spawned(Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn two_servers_share_objects_and_watches_through_etcd() {
+    let etcd = Etcd::single();
+    let a = EtcdServer::start(&etcd.endpoints());
+    let ka = a.kubectl();
+    ka.ok(&["create", "configmap", "one", "--from-literal=k=v1"]);
+    let got = ka.ok(&["get", "configmap", "one", "-o", "jsonpath={.data.k}"]);
+    assert_eq!(got, "v1");
+
+    let watch_out = a.dir.path().join("watch.txt");
+    let _watch = Spawned(ka.spawn(&["get", "configmaps", "--watch", "-o", "name"], &watch_out));
+    let seen = |name: &str| {
+        std::fs::read_to_string(&watch_out)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.trim() == format!("configmap/{name}"))
+    };
+    eventually(Duration::from_secs(20), "the watch lists `one`", || {
+        seen("one").then_some(())
+    });
+    ka.ok(&["create", "configmap", "two", "--from-literal=k=v2"]);
+    eventually(Duration::from_secs(20), "the watch sees `two`", || {
+        seen("two").then_some(())
+    });
+    ka.ok(&["delete", "configmap", "one"]);
+    let stderr = ka.fails(&["get", "configmap", "one"]);
+    assert!(
+        stderr.contains("NotFound") || stderr.contains("not found"),
+        "{stderr}"
+    );
+
+    // A second server with its own data dir on the same etcd sees the same objects...
+    let b = EtcdServer::start(&etcd.endpoints());
+    let kb = b.kubectl();
+    let names = kb.ok(&["get", "configmaps", "-o", "name"]);
+    assert!(names.contains("configmap/two"), "{names}\n{}", b.log());
+    assert!(!names.contains("configmap/one"), "{names}");
+    let rv_a = ka.ok(&[
+        "get",
+        "configmap",
+        "two",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    let rv_b = kb.ok(&[
+        "get",
+        "configmap",
+        "two",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    assert_eq!(rv_a, rv_b, "both servers report etcd's revision");
+    // ...and its writes reach the first server's watchers.
+    kb.ok(&["create", "configmap", "three", "--from-literal=k=v3"]);
+    eventually(
+        Duration::from_secs(20),
+        "server A's watch sees a write through server B",
+        || seen("three").then_some(()),
+    );
+    drop(b);
+    drop(a);
+    drop(etcd);
+}
+
+#[test]
+fn dead_etcd_gives_a_503_naming_the_datastore_not_a_hang() {
+    let etcd = Etcd::single();
+    let server = EtcdServer::start(&etcd.endpoints());
+    let kubectl = server.kubectl();
+    kubectl.ok(&["create", "configmap", "before", "--from-literal=k=v"]);
+    drop(etcd);
+    let started = Instant::now();
+    let run = kubectl.run(&["create", "configmap", "after", "--from-literal=k=v"]);
+    let took = started.elapsed();
+    assert_ne!(run.status, 0, "a write without etcd cannot succeed");
+    assert!(
+        run.stderr.contains("datastore") && run.stderr.contains("unavailable"),
+        "stderr: {}\n{}",
+        run.stderr,
+        server.log()
+    );
+    // kubectl retries 503s a few times itself; each try is bounded by the store's 10 s.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    eprintln!("kubectl failed after {took:?}: {}", run.stderr.trim());
+}
+
+#[test]
+fn killing_the_etcd_leader_during_api_writes_loses_no_acknowledged_write() {
+    let mut etcd = Etcd::cluster(3);
+    let server = EtcdServer::start(&etcd.all_endpoints());
+    let kubectl = server.kubectl();
+    let mut acked = Vec::new();
+    let mut failed = Vec::new();
+    let mut killed_at = None;
+    let mut resumed_after = None;
+    for i in 0..40 {
+        if i == 15 {
+            let leader = etcd.leader().expect("the cluster has a leader");
+            etcd.kill9(leader);
+            killed_at = Some(Instant::now());
+        }
+        let name = format!("cm-{i:03}");
+        let run = kubectl.run(&["create", "configmap", &name, "--from-literal=k=v"]);
+        if run.status == 0 {
+            if let (Some(at), None) = (killed_at, resumed_after) {
+                resumed_after = Some(at.elapsed());
+            }
+            acked.push(name);
+        } else {
+            failed.push((name, run.stderr));
+        }
+    }
+    let listed = kubectl.ok(&["get", "configmaps", "-o", "name"]);
+    for name in &acked {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.trim() == format!("configmap/{name}")),
+            "acknowledged {name} is missing\n{listed}\n{}",
+            server.log()
+        );
+    }
+    let resumed_after = resumed_after.expect("writes resumed after the leader died");
+    assert!(
+        resumed_after < Duration::from_secs(10),
+        "writes resumed only after {resumed_after:?}"
+    );
+    eprintln!(
+        "{} writes acknowledged, {} failed {:?}; first success {resumed_after:?} after the kill",
+        acked.len(),
+        failed.len(),
+        failed
+    );
+    drop(server);
+    drop(etcd);
+}
