@@ -249,6 +249,17 @@ impl Drop for Host {
             let _ = Command::new("umount").args(["-l", &m]).output();
         }
         remove_cgroup_tree(&self.cgroup_root);
+        // Host-wide dirs libcni and the shims create; removed only when empty (others may use them).
+        for d in [
+            "/var/lib/cni/results",
+            "/var/lib/cni",
+            "/run/containerd/s",
+            "/run/containerd/runc/k8s.io",
+            "/run/containerd/runc",
+            "/run/containerd",
+        ] {
+            let _ = std::fs::remove_dir(d);
+        }
         let _ = Command::new("ip")
             .args(["netns", "del", &self.netns])
             .output();
