@@ -26,6 +26,42 @@ enum Command {
     Scheduler(SchedulerArgs),
     /// Register simulated (hollow) nodes that run pods instantly, for scale tests.
     Hollow(HollowArgs),
+    /// Run a node agent: register this host as a Node and run the pods bound to it.
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AgentArgs {
+    /// Directory for the agent's state (`agent/`: containerd, CNI, pod logs, `images/*.tar`).
+    #[arg(long, env = "SKIFF_DATA_DIR", default_value = "/var/lib/skiff")]
+    data_dir: PathBuf,
+    /// API server URL (default: the kubeconfig's).
+    #[arg(long)]
+    server: Option<String>,
+    /// Join token file. Not supported yet: the server hands out no join tokens; use --kubeconfig.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Kubeconfig to reach the API server with (for now the server's admin kubeconfig).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Node name (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// An existing CRI socket (`unix:///...`); without it the agent runs its own containerd.
+    #[arg(long)]
+    container_runtime_endpoint: Option<String>,
+    /// podCIDR used when the Node has none in spec.podCIDR.
+    #[arg(long, default_value = "10.244.0.0/24")]
+    pod_cidr: String,
+    /// The node's address (default: the source address of the route to the API server).
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// Parent cgroup of every pod.
+    #[arg(long, default_value = "/kubepods")]
+    cgroup_root: String,
+    /// Log filter, as `RUST_LOG`.
+    #[arg(long, env = "SKIFF_LOG", default_value = "info")]
+    log: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -173,10 +209,45 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        Command::Agent(args) => runtime_with_logs(&args.log)?.block_on(agent(args)),
     }
 }
 
-/// Logs to stderr and a multi-threaded runtime, for the scheduler and hollow subcommands.
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let kube = skiff_agent::client_config(
+        args.kubeconfig.as_deref(),
+        args.server.as_deref(),
+        args.token_file.as_deref(),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let name = args
+        .node_name
+        .unwrap_or_else(skiff_agent::default_node_name);
+    let mut config = skiff_agent::Config::new(args.data_dir, name, kube);
+    config.runtime_endpoint = args.container_runtime_endpoint;
+    config.pod_cidr = args.pod_cidr;
+    config.node_ip = args.node_ip;
+    config.cgroup_root = args.cgroup_root;
+    let shutdown = CancellationToken::new();
+    let mut run = tokio::spawn(skiff_agent::run(config, shutdown.clone()));
+    tokio::select! {
+        r = &mut run => return r.context("agent task")?.context("node agent"),
+        _ = wait_for_signal() => {}
+    }
+    tracing::info!("agent shutting down; pods keep running");
+    shutdown.cancel();
+    // containerd gets its SIGTERM (and SIGKILL after 10 s) before the process exits.
+    match tokio::time::timeout(Duration::from_secs(15), run).await {
+        Ok(r) => r.context("agent task")?.context("node agent"),
+        Err(_) => {
+            tracing::warn!("agent did not stop within 15s");
+            Ok(())
+        }
+    }
+}
+
+/// Logs to stderr and a multi-threaded runtime, for the scheduler, hollow and agent subcommands.
 fn runtime_with_logs(log: &str) -> anyhow::Result<tokio::runtime::Runtime> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(log))

@@ -1,0 +1,265 @@
+//! The Skiff node agent (the kubelet, DESIGN.md §6): supervises its own containerd, writes the
+//! CNI config for its podCIDR, registers its Node with a heartbeat Lease, and runs the pods bound
+//! to it through the Container Runtime Interface.
+
+pub mod cgroups;
+pub mod cni;
+pub mod containerd;
+pub mod cri;
+pub mod images;
+pub mod node;
+pub mod pods;
+pub mod util;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+use tokio_util::sync::CancellationToken;
+
+/// Errors that stop the agent from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("creating {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("API client: {0}")]
+    Client(#[source] kube::Error),
+    #[error("reading node {name}: {source}")]
+    Node { name: String, source: kube::Error },
+    #[error(transparent)]
+    Containerd(#[from] containerd::Error),
+    #[error(transparent)]
+    Images(#[from] images::Error),
+    #[error(transparent)]
+    Cri(#[from] cri::Error),
+    #[error(transparent)]
+    Register(#[from] node::Error),
+    #[error("writing the CNI config: {0}")]
+    Cni(std::io::Error),
+}
+
+/// How the agent runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The data dir; the agent keeps its state under `<data-dir>/agent/`.
+    pub data_dir: PathBuf,
+    pub node_name: String,
+    /// How to reach the API server.
+    pub kube: kube::Config,
+    /// An existing CRI socket (`unix:///…`); when unset the agent runs its own containerd.
+    pub runtime_endpoint: Option<String>,
+    /// The podCIDR used when the Node has none in `spec.podCIDR`.
+    pub pod_cidr: String,
+    /// The node's address; by default the source address of the route to the API server.
+    pub node_ip: Option<IpAddr>,
+    /// The cgroup all pods go under (`<root>/<qos>/pod<uid>`).
+    pub cgroup_root: String,
+    /// The static busybox the pause image is built from.
+    pub busybox: PathBuf,
+    pub cluster_dns: String,
+    pub cluster_domain: String,
+}
+
+impl Config {
+    /// Defaults for everything but the data dir, node name and API access.
+    pub fn new(data_dir: PathBuf, node_name: String, kube: kube::Config) -> Config {
+        Config {
+            data_dir,
+            node_name,
+            kube,
+            runtime_endpoint: None,
+            pod_cidr: "10.244.0.0/24".into(),
+            node_ip: None,
+            cgroup_root: "/kubepods".into(),
+            busybox: PathBuf::from("/bin/busybox"),
+            cluster_dns: "10.96.0.10".into(),
+            cluster_domain: "cluster.local".into(),
+        }
+    }
+}
+
+/// What every pod worker shares.
+pub struct Agent {
+    pub client: kube::Client,
+    pub cri: cri::Cri,
+    pub node_name: String,
+    pub node_ip: IpAddr,
+    /// `<data-dir>/agent/pods`: one log directory per pod.
+    pub pods_dir: PathBuf,
+    pub cgroup_root: String,
+    pub cluster_dns: String,
+    pub cluster_domain: String,
+    /// Whether the runtime is the agent's own containerd: only then are sandboxes of unknown
+    /// pods torn down as orphans (a shared runtime may run another kubelet's pods).
+    pub owns_runtime: bool,
+}
+
+/// The source address the kernel picks to reach `url`'s host (no packet is sent).
+fn route_source(url: &http::Uri) -> Option<IpAddr> {
+    use std::net::ToSocketAddrs;
+    let host = url.host()?.trim_start_matches('[').trim_end_matches(']');
+    let port = url.port_u16().unwrap_or(443);
+    let target = (host, port).to_socket_addrs().ok()?.next()?;
+    let bind = if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let socket = std::net::UdpSocket::bind(bind).ok()?;
+    socket.connect(target).ok()?;
+    socket.local_addr().ok().map(|a| a.ip())
+}
+
+fn mkdir(path: &std::path::Path) -> Result<(), Error> {
+    std::fs::create_dir_all(path).map_err(|source| Error::Dir {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Run the agent until `shutdown`. Pods keep running after it returns; containerd is stopped.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let agent_dir = config.data_dir.join("agent");
+    let images_dir = agent_dir.join("images");
+    let pods_dir = agent_dir.join("pods");
+    for d in [&agent_dir, &images_dir, &pods_dir] {
+        mkdir(d)?;
+    }
+    let node_ip = config
+        .node_ip
+        .or_else(|| route_source(&config.kube.cluster_url))
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let client = kube::Client::try_from(config.kube.clone()).map_err(Error::Client)?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let existing = nodes
+        .get_opt(&config.node_name)
+        .await
+        .map_err(|source| Error::Node {
+            name: config.node_name.clone(),
+            source,
+        })?;
+    let pod_cidr = existing
+        .and_then(|n| n.spec)
+        .and_then(|s| s.pod_cidr)
+        .unwrap_or_else(|| config.pod_cidr.clone());
+
+    let mut supervisor = None;
+    let socket = match &config.runtime_endpoint {
+        Some(endpoint) => cri::socket_of(endpoint),
+        None => {
+            let paths = containerd::Paths::new(&agent_dir);
+            cni::write(
+                &paths.cni_conf_dir,
+                &pod_cidr,
+                &agent_dir.join("cni").join("ipam"),
+            )
+            .map_err(Error::Cni)?;
+            mkdir(&paths.dir)?;
+            let pause = paths.dir.join("pause.tar");
+            std::fs::write(&pause, images::pause_archive(&config.busybox)?).map_err(|source| {
+                Error::Dir {
+                    path: pause.clone(),
+                    source,
+                }
+            })?;
+            let sup = containerd::start(
+                paths.clone(),
+                images::PAUSE_IMAGE,
+                None,
+                shutdown.child_token(),
+            )
+            .await?;
+            let mut archives = vec![pause];
+            archives.extend(containerd::archives(&images_dir));
+            for a in archives {
+                let started = std::time::Instant::now();
+                match containerd::import(&paths.socket, &a).await {
+                    Ok(names) => tracing::info!(
+                        archive = %a.display(),
+                        images = ?names,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "images imported"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "image import failed"),
+                }
+            }
+            supervisor = Some(sup);
+            paths.socket
+        }
+    };
+    let cri = cri::Cri::connect(&socket).await?;
+    let facts = node::facts(&config.node_name, node_ip, &config.data_dir, &cri).await;
+    let node = node::register(&nodes, &facts).await?;
+    tracing::info!(
+        node = %config.node_name,
+        ip = %node_ip,
+        pod_cidr = %pod_cidr,
+        runtime = %facts.node_info["containerRuntimeVersion"],
+        "node agent ready"
+    );
+    tokio::spawn(node::heartbeat(
+        client.clone(),
+        facts,
+        node.metadata.uid.clone().unwrap_or_default(),
+        cri.clone(),
+        shutdown.clone(),
+    ));
+    let agent = Arc::new(Agent {
+        client,
+        cri,
+        node_name: config.node_name.clone(),
+        node_ip,
+        pods_dir,
+        cgroup_root: config.cgroup_root.clone(),
+        cluster_dns: config.cluster_dns.clone(),
+        cluster_domain: config.cluster_domain.clone(),
+        owns_runtime: config.runtime_endpoint.is_none(),
+    });
+    pods::run(agent, shutdown.clone()).await;
+    if let Some(mut s) = supervisor {
+        s.stopped().await;
+    }
+    Ok(())
+}
+
+/// The API access of `skiff agent`: a kubeconfig (for now the server's admin kubeconfig), its
+/// server URL optionally replaced by `server`. Join tokens (`token_file`) are not handed out by
+/// the server yet, so a token file alone is refused with a message saying so.
+pub async fn client_config(
+    kubeconfig: Option<&std::path::Path>,
+    server: Option<&str>,
+    token_file: Option<&std::path::Path>,
+) -> Result<kube::Config, String> {
+    let Some(path) = kubeconfig else {
+        return Err(match token_file {
+            Some(t) => format!(
+                "join tokens are not supported yet (got --token-file {}); pass --kubeconfig \
+                 with the server's admin kubeconfig",
+                t.display()
+            ),
+            None => "pass --kubeconfig (the server's admin kubeconfig)".into(),
+        });
+    };
+    let raw = kube::config::Kubeconfig::read_from(path)
+        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let mut config = kube::Config::from_custom_kubeconfig(raw, &Default::default())
+        .await
+        .map_err(|e| format!("loading {}: {e}", path.display()))?;
+    if let Some(url) = server {
+        config.cluster_url = url.parse().map_err(|e| format!("--server {url}: {e}"))?;
+    }
+    Ok(config)
+}
+
+/// The default node name: the host name, lowercased.
+pub fn default_node_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .to_lowercase()
+}

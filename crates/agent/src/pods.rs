@@ -1,0 +1,1394 @@
+//! Pods bound to this node: a `spec.nodeName` field-selector watch feeds one worker per pod,
+//! and each worker runs a level-triggered sync of the pod's spec against the sandboxes and
+//! containers the runtime actually has, then writes what it observed to `pods/status`.
+//! Nothing is remembered that the runtime cannot tell again: restart counts are container
+//! attempts and pods found running after an agent restart are adopted, not restarted.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::cri::api;
+use crate::{Agent, cgroups, util};
+
+/// CRI labels that tie runtime objects to their pod and container (the kubelet's names).
+pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
+pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
+pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
+
+/// How often a running pod is re-read from the runtime (upstream's PLEG relists every 1 s).
+const RESYNC_RUNNING: Duration = Duration::from_secs(1);
+/// How often a worker retries after an error.
+const RETRY: Duration = Duration::from_secs(2);
+/// CrashLoopBackOff: 10 s doubling to 5 min, reset after 10 min of running.
+const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+/// Errors of one sync; the worker logs them and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("CRI {call}: {status}")]
+    Cri {
+        call: &'static str,
+        status: tonic::Status,
+    },
+    #[error("API: {0}")]
+    Api(#[from] kube::Error),
+    #[error("pod has no spec")]
+    NoSpec,
+}
+
+fn cri(call: &'static str) -> impl FnOnce(tonic::Status) -> SyncError {
+    move |status| SyncError::Cri { call, status }
+}
+
+struct Worker {
+    tx: watch::Sender<Option<Arc<Pod>>>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+/// Watch the pods bound to this node and run one worker per pod until `shutdown`. Pods keep
+/// running when the agent stops.
+pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken) {
+    let api: Api<Pod> = Api::all(agent.client.clone());
+    let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", agent.node_name));
+    let mut events = watcher::watcher(api, cfg).default_backoff().boxed();
+    let mut workers: HashMap<String, Worker> = HashMap::new();
+    let mut listing: Option<HashSet<String>> = None;
+    let mut synced = false;
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(Event::Apply(pod))) => upsert(&agent, &mut workers, pod, &shutdown),
+                Some(Ok(Event::InitApply(pod))) => {
+                    if let (Some(seen), Some(uid)) = (listing.as_mut(), pod.metadata.uid.clone()) {
+                        seen.insert(uid);
+                    }
+                    upsert(&agent, &mut workers, pod, &shutdown);
+                }
+                Some(Ok(Event::Delete(pod))) => {
+                    if let Some(w) = pod.metadata.uid.as_ref().and_then(|u| workers.get(u)) {
+                        w.tx.send_replace(None);
+                    }
+                }
+                Some(Ok(Event::Init)) => listing = Some(HashSet::new()),
+                Some(Ok(Event::InitDone)) => {
+                    // Pods that vanished while the watch was down are torn down.
+                    if let Some(seen) = listing.take() {
+                        for (uid, w) in &workers {
+                            if !seen.contains(uid) {
+                                w.tx.send_replace(None);
+                            }
+                        }
+                    }
+                    synced = true;
+                    sweep_orphans(&agent, &workers).await;
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "pod watch error"),
+                None => break,
+            },
+            _ = tick.tick() => {
+                workers.retain(|_, w| !w.handle.is_finished());
+                if synced {
+                    sweep_orphans(&agent, &workers).await;
+                }
+            }
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    for (_, w) in workers {
+        let _ = w.handle.await;
+    }
+}
+
+fn upsert(
+    agent: &Arc<Agent>,
+    workers: &mut HashMap<String, Worker>,
+    pod: Pod,
+    shutdown: &CancellationToken,
+) {
+    let Some(uid) = pod.metadata.uid.clone() else {
+        return;
+    };
+    tracing::debug!(
+        pod = %full_name(&pod),
+        rv = pod.metadata.resource_version.as_deref().unwrap_or(""),
+        deleting = pod.metadata.deletion_timestamp.is_some(),
+        "pod event"
+    );
+    let pod = Arc::new(pod);
+    if let Some(w) = workers.get(&uid)
+        && !w.handle.is_finished()
+    {
+        w.tx.send_replace(Some(pod));
+        return;
+    }
+    let (tx, rx) = watch::channel(Some(pod));
+    let handle = tokio::spawn(worker(agent.clone(), uid.clone(), rx, shutdown.clone()));
+    workers.insert(uid, Worker { tx, handle });
+}
+
+/// Sandboxes whose pod this agent does not know are torn down (pods deleted while it was away).
+async fn sweep_orphans(agent: &Agent, workers: &HashMap<String, Worker>) {
+    if !agent.owns_runtime {
+        return;
+    }
+    let Ok(list) = agent
+        .cri
+        .rt
+        .clone()
+        .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+        .await
+    else {
+        return;
+    };
+    let orphans: HashSet<String> = list
+        .into_inner()
+        .items
+        .into_iter()
+        .filter_map(|s| s.labels.get(LABEL_POD_UID).cloned())
+        .filter(|uid| !workers.contains_key(uid))
+        .collect();
+    for uid in orphans {
+        tracing::info!(%uid, "tearing down an orphaned pod sandbox");
+        if let Err(e) = teardown(agent, &uid, 2, None).await {
+            tracing::warn!(%uid, error = %e, "orphan teardown failed");
+        }
+    }
+}
+
+/// What a worker keeps between syncs. Everything here can be lost without harm.
+#[derive(Default)]
+struct PodState {
+    /// The status last written, to write only changes.
+    last_written: Option<Value>,
+    /// Condition type -> (status, lastTransitionTime).
+    transitions: HashMap<String, (String, String)>,
+    /// Container name -> why it is waiting (image pull or create errors) and until when.
+    waiting: HashMap<String, (String, String, Instant)>,
+    /// When the worker first saw the pod, for the startup latency log.
+    first_seen: Option<Instant>,
+    reported_running: bool,
+    last_pod: Option<Arc<Pod>>,
+}
+
+async fn worker(
+    agent: Arc<Agent>,
+    uid: String,
+    mut rx: watch::Receiver<Option<Arc<Pod>>>,
+    shutdown: CancellationToken,
+) {
+    let mut st = PodState {
+        first_seen: Some(Instant::now()),
+        ..PodState::default()
+    };
+    loop {
+        let pod = rx.borrow_and_update().clone();
+        let delay = match pod {
+            None => {
+                // Gone from the API (force-deleted or deleted while we were away).
+                let grace = st
+                    .last_pod
+                    .as_ref()
+                    .and_then(|p| p.metadata.deletion_grace_period_seconds)
+                    .unwrap_or(2);
+                match teardown(&agent, &uid, grace, st.last_pod.as_deref()).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(%uid, error = %e, "teardown failed; retrying");
+                        RETRY
+                    }
+                }
+            }
+            Some(pod) => {
+                st.last_pod = Some(pod.clone());
+                match sync(&agent, &pod, &mut st).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::warn!(pod = %full_name(&pod), error = %e, "sync failed");
+                        RETRY
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+fn full_name(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+/// The runtime's view of one pod.
+struct Observed {
+    sandbox_id: String,
+    sandbox_config: api::PodSandboxConfig,
+    ip: String,
+    /// Container name -> its containers, newest attempt first.
+    containers: HashMap<String, Vec<api::ContainerStatus>>,
+}
+
+async fn sync(agent: &Agent, pod: &Pod, st: &mut PodState) -> Result<Duration, SyncError> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let spec = pod.spec.as_ref().ok_or(SyncError::NoSpec)?;
+    if pod.metadata.deletion_timestamp.is_some() {
+        let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30);
+        teardown(agent, &uid, grace, Some(pod)).await?;
+        let pods: Api<Pod> = Api::namespaced(
+            agent.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match pods
+            .delete(pod.metadata.name.as_deref().unwrap_or(""), &params)
+            .await
+        {
+            Ok(_) => tracing::info!(pod = %full_name(pod), "pod stopped and deleted"),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+        // The watch's DELETED event ends the worker.
+        return Ok(RETRY);
+    }
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(phase, Some("Succeeded") | Some("Failed")) {
+        // A finished pod keeps its containers (for logs) but gives back its sandbox and IP.
+        stop_sandboxes(agent, &uid).await?;
+        return Ok(Duration::from_secs(30));
+    }
+
+    let mut obs = observe(agent, pod, &uid).await?;
+    let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
+    let mut next = RESYNC_RUNNING;
+    let mut changed = false;
+
+    // Init containers strictly in order, each to completion.
+    let mut init_done = true;
+    let mut init_failed = false;
+    for c in spec.init_containers.iter().flatten() {
+        let latest = obs.containers.get(&c.name).and_then(|v| v.first());
+        match latest {
+            None => {
+                start(agent, pod, c, 0, &obs, st).await;
+                changed = true;
+                init_done = false;
+                break;
+            }
+            Some(s) if s.state() != api::ContainerState::ContainerExited => {
+                init_done = false;
+                break;
+            }
+            Some(s) if s.exit_code == 0 => continue,
+            Some(s) => {
+                init_done = false;
+                if restart_policy == "Never" {
+                    init_failed = true;
+                } else {
+                    match backoff_remaining(s) {
+                        None => {
+                            start(agent, pod, c, attempt_of(s) + 1, &obs, st).await;
+                            changed = true;
+                        }
+                        Some(d) => next = next.min(d),
+                    }
+                }
+                break;
+            }
+        }
+    }
+    if init_done {
+        for c in &spec.containers {
+            let latest = obs.containers.get(&c.name).and_then(|v| v.first());
+            match latest {
+                None => {
+                    if waiting_blocks(st, &c.name) {
+                        continue;
+                    }
+                    start(agent, pod, c, 0, &obs, st).await;
+                    changed = true;
+                }
+                Some(s) if s.state() == api::ContainerState::ContainerExited => {
+                    if should_restart(restart_policy, s.exit_code) {
+                        match backoff_remaining(s) {
+                            None => {
+                                start(agent, pod, c, attempt_of(s) + 1, &obs, st).await;
+                                changed = true;
+                            }
+                            Some(d) => next = next.min(d.max(Duration::from_millis(100))),
+                        }
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if changed {
+        obs.containers = containers_of(agent, &obs.sandbox_id).await?;
+    }
+    let status = build_status(agent, pod, &obs, st, init_done, init_failed, restart_policy);
+    if st.last_written.as_ref() != Some(&status) {
+        let pods: Api<Pod> = Api::namespaced(
+            agent.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
+        pods.patch_status(
+            pod.metadata.name.as_deref().unwrap_or(""),
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": status})),
+        )
+        .await?;
+        if status["phase"] == "Running"
+            && !st.reported_running
+            && let Some(t0) = st.first_seen
+        {
+            st.reported_running = true;
+            tracing::info!(
+                pod = %full_name(pod),
+                ip = %obs.ip,
+                elapsed_ms = t0.elapsed().as_millis() as u64,
+                "pod running"
+            );
+        }
+        st.last_written = Some(status);
+    }
+    Ok(next)
+}
+
+fn attempt_of(s: &api::ContainerStatus) -> u32 {
+    s.metadata.as_ref().map(|m| m.attempt).unwrap_or(0)
+}
+
+fn should_restart(policy: &str, exit_code: i32) -> bool {
+    match policy {
+        "Never" => false,
+        "OnFailure" => exit_code != 0,
+        _ => true,
+    }
+}
+
+/// How long a dead container still waits before its restart (None: restart now). Computed from
+/// the runtime's own record, so it survives agent restarts.
+fn backoff_remaining(s: &api::ContainerStatus) -> Option<Duration> {
+    let ran = Duration::from_nanos((s.finished_at - s.started_at).max(0) as u64);
+    if ran >= BACKOFF_RESET {
+        return None;
+    }
+    let delay = backoff_for(attempt_of(s));
+    let finished = Duration::from_nanos(s.finished_at.max(0) as u64);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let since = now.saturating_sub(finished);
+    (since < delay).then(|| delay - since)
+}
+
+/// The back-off before restart number `attempt + 1`: 10 s, 20 s, 40 s … capped at 5 min.
+pub fn backoff_for(attempt: u32) -> Duration {
+    BACKOFF_INITIAL
+        .saturating_mul(1u32 << attempt.min(10))
+        .min(BACKOFF_MAX)
+}
+
+fn waiting_blocks(st: &PodState, name: &str) -> bool {
+    st.waiting
+        .get(name)
+        .is_some_and(|(_, _, until)| Instant::now() < *until)
+}
+
+/// Find (or create) the pod's ready sandbox and read its containers.
+async fn observe(agent: &Agent, pod: &Pod, uid: &str) -> Result<Observed, SyncError> {
+    let mut rt = agent.cri.rt.clone();
+    let mut sandboxes = rt
+        .list_pod_sandbox(api::ListPodSandboxRequest {
+            filter: Some(api::PodSandboxFilter {
+                label_selector: [(LABEL_POD_UID.to_string(), uid.to_string())].into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .map_err(cri("ListPodSandbox"))?
+        .into_inner()
+        .items;
+    sandboxes.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+    let ready = sandboxes
+        .iter()
+        .find(|s| s.state() == api::PodSandboxState::SandboxReady)
+        .cloned();
+    let sandbox = match ready {
+        Some(s) => s,
+        None => {
+            // A dead sandbox takes its containers with it: remove it and start over.
+            let attempt = sandboxes
+                .iter()
+                .filter_map(|s| s.metadata.as_ref().map(|m| m.attempt + 1))
+                .max()
+                .unwrap_or(0);
+            for s in &sandboxes {
+                remove_sandbox(agent, &s.id).await?;
+            }
+            let config = sandbox_config(agent, pod, attempt);
+            let _ = std::fs::create_dir_all(&config.log_directory);
+            let id = rt
+                .run_pod_sandbox(api::RunPodSandboxRequest {
+                    config: Some(config),
+                    runtime_handler: String::new(),
+                })
+                .await
+                .map_err(cri("RunPodSandbox"))?
+                .into_inner()
+                .pod_sandbox_id;
+            tracing::debug!(pod = %full_name(pod), sandbox = %id, "sandbox started");
+            api::PodSandbox {
+                id,
+                metadata: Some(api::PodSandboxMetadata {
+                    attempt,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        }
+    };
+    let attempt = sandbox.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
+    let status = rt
+        .pod_sandbox_status(api::PodSandboxStatusRequest {
+            pod_sandbox_id: sandbox.id.clone(),
+            verbose: false,
+        })
+        .await
+        .map_err(cri("PodSandboxStatus"))?
+        .into_inner();
+    let ip = status
+        .status
+        .and_then(|s| s.network)
+        .map(|n| n.ip)
+        .unwrap_or_default();
+    let containers = containers_of(agent, &sandbox.id).await?;
+    Ok(Observed {
+        sandbox_config: sandbox_config(agent, pod, attempt),
+        sandbox_id: sandbox.id,
+        ip,
+        containers,
+    })
+}
+
+async fn containers_of(
+    agent: &Agent,
+    sandbox_id: &str,
+) -> Result<HashMap<String, Vec<api::ContainerStatus>>, SyncError> {
+    let mut rt = agent.cri.rt.clone();
+    let list = rt
+        .list_containers(api::ListContainersRequest {
+            filter: Some(api::ContainerFilter {
+                pod_sandbox_id: sandbox_id.to_string(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .map_err(cri("ListContainers"))?
+        .into_inner()
+        .containers;
+    let mut by_name: HashMap<String, Vec<api::ContainerStatus>> = HashMap::new();
+    for c in list {
+        let status = match rt
+            .container_status(api::ContainerStatusRequest {
+                container_id: c.id.clone(),
+                verbose: false,
+            })
+            .await
+        {
+            Ok(s) => s.into_inner().status,
+            // Removed between the list and the status call.
+            Err(s) if s.code() == tonic::Code::NotFound => None,
+            Err(s) => return Err(cri("ContainerStatus")(s)),
+        };
+        if let Some(status) = status {
+            let name = c
+                .labels
+                .get(LABEL_CONTAINER_NAME)
+                .cloned()
+                .or_else(|| c.metadata.as_ref().map(|m| m.name.clone()))
+                .unwrap_or_default();
+            by_name.entry(name).or_default().push(status);
+        }
+    }
+    for v in by_name.values_mut() {
+        v.sort_by_key(|s| std::cmp::Reverse(attempt_of(s)));
+    }
+    Ok(by_name)
+}
+
+fn pod_labels(pod: &Pod) -> BTreeMap<String, String> {
+    [
+        (LABEL_POD_UID, pod.metadata.uid.clone().unwrap_or_default()),
+        (
+            LABEL_POD_NAME,
+            pod.metadata.name.clone().unwrap_or_default(),
+        ),
+        (
+            LABEL_POD_NAMESPACE,
+            pod.metadata.namespace.clone().unwrap_or_default(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn namespace_options(pod: &Pod) -> api::NamespaceOption {
+    let spec = pod.spec.as_ref();
+    let node_if = |b: Option<bool>, otherwise: api::NamespaceMode| {
+        if b == Some(true) {
+            api::NamespaceMode::Node as i32
+        } else {
+            otherwise as i32
+        }
+    };
+    api::NamespaceOption {
+        network: node_if(spec.and_then(|s| s.host_network), api::NamespaceMode::Pod),
+        pid: node_if(spec.and_then(|s| s.host_pid), api::NamespaceMode::Container),
+        ipc: node_if(spec.and_then(|s| s.host_ipc), api::NamespaceMode::Pod),
+        ..Default::default()
+    }
+}
+
+/// The sandbox config of `pod`: metadata, hostname, logs, DNS, host ports, cgroup parent.
+pub fn sandbox_config(agent: &Agent, pod: &Pod, attempt: u32) -> api::PodSandboxConfig {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let mut hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
+    hostname.truncate(63);
+    let dns_config = match spec.dns_policy.as_deref() {
+        // Default: the node's resolv.conf, which the runtime copies when given none.
+        Some("Default") => None,
+        Some("None") => spec.dns_config.as_ref().map(|d| api::DnsConfig {
+            servers: d.nameservers.clone().unwrap_or_default(),
+            searches: d.searches.clone().unwrap_or_default(),
+            options: d
+                .options
+                .iter()
+                .flatten()
+                .map(|o| match &o.value {
+                    Some(v) => format!("{}:{v}", o.name.clone().unwrap_or_default()),
+                    None => o.name.clone().unwrap_or_default(),
+                })
+                .collect(),
+        }),
+        _ if spec.host_network == Some(true) => None,
+        _ => Some(api::DnsConfig {
+            servers: vec![agent.cluster_dns.clone()],
+            searches: vec![
+                format!("{ns}.svc.{}", agent.cluster_domain),
+                format!("svc.{}", agent.cluster_domain),
+                agent.cluster_domain.clone(),
+            ],
+            options: vec!["ndots:5".into()],
+        }),
+    };
+    let port_mappings = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter(|p| p.host_port.unwrap_or(0) > 0)
+        .map(|p| api::PortMapping {
+            protocol: match p.protocol.as_deref() {
+                Some("UDP") => api::Protocol::Udp as i32,
+                Some("SCTP") => api::Protocol::Sctp as i32,
+                _ => api::Protocol::Tcp as i32,
+            },
+            container_port: p.container_port,
+            host_port: p.host_port.unwrap_or(0),
+            host_ip: p.host_ip.clone().unwrap_or_default(),
+        })
+        .collect();
+    let mut labels: std::collections::HashMap<String, String> = pod
+        .metadata
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    labels.extend(pod_labels(pod));
+    let privileged = spec.containers.iter().any(|c| {
+        c.security_context
+            .as_ref()
+            .and_then(|s| s.privileged)
+            .unwrap_or(false)
+    });
+    api::PodSandboxConfig {
+        metadata: Some(api::PodSandboxMetadata {
+            name,
+            uid: uid.clone(),
+            namespace: ns.clone(),
+            attempt,
+        }),
+        hostname,
+        log_directory: agent
+            .pods_dir
+            .join(format!(
+                "{ns}_{}_{uid}",
+                pod.metadata.name.as_deref().unwrap_or("")
+            ))
+            .display()
+            .to_string(),
+        dns_config,
+        port_mappings,
+        labels,
+        annotations: pod
+            .metadata
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        linux: Some(api::LinuxPodSandboxConfig {
+            cgroup_parent: cgroups::pod_parent(&agent.cgroup_root, util::qos_class(pod), &uid),
+            security_context: Some(api::LinuxSandboxSecurityContext {
+                namespace_options: Some(namespace_options(pod)),
+                privileged,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// `$(VAR)` references expanded from `env`; `$$` escapes; unknown references stay as written.
+pub fn expand(s: &str, env: &HashMap<String, String>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(a) = after.strip_prefix('$') {
+            out.push('$');
+            rest = a;
+        } else if let Some(inner) = after.strip_prefix('(')
+            && let Some(end) = inner.find(')')
+        {
+            let name = &inner[..end];
+            match env.get(name) {
+                Some(v) => out.push_str(v),
+                None => {
+                    out.push_str("$(");
+                    out.push_str(name);
+                    out.push(')');
+                }
+            }
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The container's environment; `valueFrom` supports the downward API's fieldRefs.
+fn environment(agent: &Agent, pod: &Pod, c: &Container, pod_ip: &str) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = Vec::new();
+    let mut known: HashMap<String, String> = HashMap::new();
+    for e in c.env.iter().flatten() {
+        let value = if let Some(v) = &e.value {
+            expand(v, &known)
+        } else if let Some(path) = e
+            .value_from
+            .as_ref()
+            .and_then(|f| f.field_ref.as_ref())
+            .map(|f| f.field_path.as_str())
+        {
+            match path {
+                "metadata.name" => pod.metadata.name.clone().unwrap_or_default(),
+                "metadata.namespace" => pod.metadata.namespace.clone().unwrap_or_default(),
+                "metadata.uid" => pod.metadata.uid.clone().unwrap_or_default(),
+                "spec.nodeName" => agent.node_name.clone(),
+                "spec.serviceAccountName" => pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.service_account_name.clone())
+                    .unwrap_or_default(),
+                "status.podIP" => pod_ip.to_string(),
+                "status.hostIP" => agent.node_ip.to_string(),
+                _ => String::new(),
+            }
+        } else {
+            String::new()
+        };
+        known.insert(e.name.clone(), value.clone());
+        vars.push((e.name.clone(), value));
+    }
+    vars
+}
+
+/// Pull (as the pull policy says), create and start one container; failures are recorded as
+/// the container's waiting reason, as the kubelet reports them.
+async fn start(
+    agent: &Agent,
+    pod: &Pod,
+    c: &Container,
+    attempt: u32,
+    obs: &Observed,
+    st: &mut PodState,
+) {
+    let image = c.image.clone().unwrap_or_default();
+    if let Err((reason, message)) = ensure_image(agent, &image, c).await {
+        tracing::warn!(pod = %full_name(pod), container = %c.name, %reason, %message, "image");
+        let backoff = if reason == "ErrImagePull" {
+            BACKOFF_INITIAL
+        } else {
+            RETRY
+        };
+        st.waiting
+            .insert(c.name.clone(), (reason, message, Instant::now() + backoff));
+        return;
+    }
+    match create_and_start(agent, pod, c, attempt, obs).await {
+        Ok(id) => {
+            st.waiting.remove(&c.name);
+            tracing::debug!(pod = %full_name(pod), container = %c.name, %id, attempt, "container started");
+        }
+        Err(e) => {
+            tracing::warn!(pod = %full_name(pod), container = %c.name, error = %e, "container start failed");
+            st.waiting.insert(
+                c.name.clone(),
+                (
+                    "CreateContainerError".into(),
+                    e.to_string(),
+                    Instant::now() + RETRY,
+                ),
+            );
+        }
+    }
+}
+
+fn pull_policy(c: &Container, image: &str) -> String {
+    if let Some(p) = &c.image_pull_policy {
+        return p.clone();
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let tagged = last.contains(':') && !last.ends_with(":latest");
+    if tagged || image.contains('@') {
+        "IfNotPresent".into()
+    } else {
+        "Always".into()
+    }
+}
+
+async fn ensure_image(agent: &Agent, image: &str, c: &Container) -> Result<(), (String, String)> {
+    let mut img = agent.cri.img.clone();
+    let spec = api::ImageSpec {
+        image: image.to_string(),
+        ..Default::default()
+    };
+    let present = img
+        .image_status(api::ImageStatusRequest {
+            image: Some(spec.clone()),
+            verbose: false,
+        })
+        .await
+        .map(|r| r.into_inner().image.is_some())
+        .unwrap_or(false);
+    match pull_policy(c, image).as_str() {
+        "Never" if present => Ok(()),
+        "Never" => Err((
+            "ErrImageNeverPull".into(),
+            format!("Container image \"{image}\" is not present with pull policy of Never"),
+        )),
+        "IfNotPresent" if present => Ok(()),
+        _ => img
+            .pull_image(api::PullImageRequest {
+                image: Some(spec),
+                auth: None,
+                sandbox_config: None,
+            })
+            .await
+            .map(|_| ())
+            .map_err(|s| ("ErrImagePull".into(), s.message().to_string())),
+    }
+}
+
+async fn create_and_start(
+    agent: &Agent,
+    pod: &Pod,
+    c: &Container,
+    attempt: u32,
+    obs: &Observed,
+) -> Result<String, SyncError> {
+    let env = environment(agent, pod, c, &obs.ip);
+    let env_map: HashMap<String, String> = env.iter().cloned().collect();
+    let log_dir = std::path::Path::new(&obs.sandbox_config.log_directory).join(&c.name);
+    let _ = std::fs::create_dir_all(&log_dir);
+    let mut labels: HashMap<String, String> = pod_labels(pod).into_iter().collect();
+    labels.insert(LABEL_CONTAINER_NAME.into(), c.name.clone());
+    let res = c.resources.as_ref();
+    let cpu_request = util::resource(res.and_then(|r| r.requests.as_ref()), "cpu");
+    let cpu_limit = util::resource(res.and_then(|r| r.limits.as_ref()), "cpu");
+    let memory_limit = util::resource(res.and_then(|r| r.limits.as_ref()), "memory");
+    let qos = util::qos_class(pod);
+    let resources = api::LinuxContainerResources {
+        // Shares from the request (the limit when no request), at least 2, as the kubelet.
+        cpu_shares: cpu_request
+            .or(cpu_limit)
+            .map(|m| (m * 1024 / 1000).max(2))
+            .unwrap_or(2),
+        cpu_period: cpu_limit.map(|_| 100_000).unwrap_or(0),
+        cpu_quota: cpu_limit.map(|m| (m * 100).max(1000)).unwrap_or(0),
+        memory_limit_in_bytes: memory_limit.unwrap_or(0),
+        // Never negative: these machines lack CAP_SYS_RESOURCE (containerd restricts it too).
+        oom_score_adj: if qos == "BestEffort" { 1000 } else { 0 },
+        ..Default::default()
+    };
+    let sc = c.security_context.as_ref();
+    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let security = api::LinuxContainerSecurityContext {
+        privileged: sc.and_then(|s| s.privileged).unwrap_or(false),
+        run_as_user: sc
+            .and_then(|s| s.run_as_user)
+            .or(pod_sc.and_then(|s| s.run_as_user))
+            .map(|value| api::Int64Value { value }),
+        run_as_group: sc
+            .and_then(|s| s.run_as_group)
+            .or(pod_sc.and_then(|s| s.run_as_group))
+            .map(|value| api::Int64Value { value }),
+        readonly_rootfs: sc
+            .and_then(|s| s.read_only_root_filesystem)
+            .unwrap_or(false),
+        capabilities: sc
+            .and_then(|s| s.capabilities.as_ref())
+            .map(|caps| api::Capability {
+                add_capabilities: caps.add.clone().unwrap_or_default(),
+                drop_capabilities: caps.drop.clone().unwrap_or_default(),
+                ..Default::default()
+            }),
+        namespace_options: Some(namespace_options(pod)),
+        ..Default::default()
+    };
+    let config = api::ContainerConfig {
+        metadata: Some(api::ContainerMetadata {
+            name: c.name.clone(),
+            attempt,
+        }),
+        image: Some(api::ImageSpec {
+            image: c.image.clone().unwrap_or_default(),
+            ..Default::default()
+        }),
+        command: c
+            .command
+            .iter()
+            .flatten()
+            .map(|s| expand(s, &env_map))
+            .collect(),
+        args: c
+            .args
+            .iter()
+            .flatten()
+            .map(|s| expand(s, &env_map))
+            .collect(),
+        working_dir: c.working_dir.clone().unwrap_or_default(),
+        envs: env
+            .into_iter()
+            .map(|(key, value)| api::KeyValue { key, value })
+            .collect(),
+        labels,
+        annotations: [(
+            "io.kubernetes.container.restartCount".to_string(),
+            attempt.to_string(),
+        )]
+        .into(),
+        log_path: format!("{}/{attempt}.log", c.name),
+        stdin: c.stdin.unwrap_or(false),
+        stdin_once: c.stdin_once.unwrap_or(false),
+        tty: c.tty.unwrap_or(false),
+        linux: Some(api::LinuxContainerConfig {
+            resources: Some(resources),
+            security_context: Some(security),
+        }),
+        ..Default::default()
+    };
+    let mut rt = agent.cri.rt.clone();
+    let id = rt
+        .create_container(api::CreateContainerRequest {
+            pod_sandbox_id: obs.sandbox_id.clone(),
+            config: Some(config),
+            sandbox_config: Some(obs.sandbox_config.clone()),
+        })
+        .await
+        .map_err(cri("CreateContainer"))?
+        .into_inner()
+        .container_id;
+    rt.start_container(api::StartContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .map_err(cri("StartContainer"))?;
+    Ok(id)
+}
+
+fn terminated(s: &api::ContainerStatus) -> Value {
+    let reason = if !s.reason.is_empty() {
+        s.reason.clone()
+    } else if s.exit_code == 0 {
+        "Completed".into()
+    } else {
+        "Error".into()
+    };
+    let mut t = json!({
+        "exitCode": s.exit_code,
+        "reason": reason,
+        "startedAt": util::time_of_nanos(s.started_at),
+        "finishedAt": util::time_of_nanos(s.finished_at),
+        "containerID": format!("containerd://{}", s.id),
+    });
+    if !s.message.is_empty() {
+        t["message"] = json!(s.message);
+    }
+    t
+}
+
+/// One entry of containerStatuses / initContainerStatuses.
+fn container_status(
+    c: &Container,
+    list: Option<&Vec<api::ContainerStatus>>,
+    st: &PodState,
+    restart_policy: &str,
+    init: bool,
+) -> (Value, &'static str) {
+    let latest = list.and_then(|v| v.first());
+    let previous = list.and_then(|v| v.get(1));
+    let image = c.image.clone().unwrap_or_default();
+    let mut out = json!({
+        "name": c.name,
+        "image": image,
+        "imageID": "",
+        "ready": false,
+        "started": false,
+        "restartCount": latest.map(attempt_of).unwrap_or(0),
+        "lastState": {},
+    });
+    if let Some(p) = previous {
+        out["lastState"] = json!({"terminated": terminated(p)});
+    }
+    let kind;
+    match latest {
+        None => {
+            let (reason, message) = st
+                .waiting
+                .get(&c.name)
+                .map(|(r, m, until)| {
+                    // ErrImagePull right after the failure, ImagePullBackOff while waiting.
+                    let failed_ago = BACKOFF_INITIAL
+                        .saturating_sub(until.saturating_duration_since(Instant::now()));
+                    let r = if r == "ErrImagePull" && failed_ago > Duration::from_secs(2) {
+                        "ImagePullBackOff".to_string()
+                    } else {
+                        r.clone()
+                    };
+                    (r, m.clone())
+                })
+                .unwrap_or_else(|| ("ContainerCreating".into(), String::new()));
+            out["state"] = json!({"waiting": {"reason": reason, "message": message}});
+            if message.is_empty() {
+                out["state"]["waiting"]
+                    .as_object_mut()
+                    .map(|m| m.remove("message"));
+            }
+            kind = "waiting";
+        }
+        Some(s) => {
+            out["containerID"] = json!(format!("containerd://{}", s.id));
+            out["imageID"] = json!(s.image_ref);
+            match s.state() {
+                api::ContainerState::ContainerRunning => {
+                    out["state"] =
+                        json!({"running": {"startedAt": util::time_of_nanos(s.started_at)}});
+                    out["started"] = json!(true);
+                    // Readiness probes are not run yet: a running container is ready.
+                    out["ready"] = json!(!init);
+                    kind = "running";
+                }
+                api::ContainerState::ContainerExited => {
+                    if !init && should_restart(restart_policy, s.exit_code) {
+                        out["state"] = json!({"waiting": {
+                            "reason": "CrashLoopBackOff",
+                            "message": format!(
+                                "back-off {}s restarting failed container={} pod",
+                                backoff_for(attempt_of(s)).as_secs(),
+                                c.name
+                            ),
+                        }});
+                        out["lastState"] = json!({"terminated": terminated(s)});
+                        kind = "backoff";
+                    } else {
+                        out["state"] = json!({"terminated": terminated(s)});
+                        // A finished init container is "ready" in upstream's status.
+                        out["ready"] = json!(init && s.exit_code == 0);
+                        kind = if s.exit_code == 0 {
+                            "succeeded"
+                        } else {
+                            "failed"
+                        };
+                    }
+                }
+                _ => {
+                    out["state"] = json!({"waiting": {"reason": "ContainerCreating"}});
+                    kind = "waiting";
+                }
+            }
+        }
+    }
+    (out, kind)
+}
+
+fn build_status(
+    agent: &Agent,
+    pod: &Pod,
+    obs: &Observed,
+    st: &mut PodState,
+    init_done: bool,
+    init_failed: bool,
+    restart_policy: &str,
+) -> Value {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let mut statuses = Vec::new();
+    let (mut running, mut waiting, mut succeeded, mut failed, mut stopped) = (0, 0, 0, 0, 0);
+    for c in &spec.containers {
+        let (s, kind) = container_status(c, obs.containers.get(&c.name), st, restart_policy, false);
+        match kind {
+            "running" => running += 1,
+            "succeeded" => {
+                succeeded += 1;
+                stopped += 1
+            }
+            "failed" => {
+                failed += 1;
+                stopped += 1
+            }
+            // In back-off with a last termination: counted as stopped, as upstream.
+            "backoff" => stopped += 1,
+            _ => waiting += 1,
+        }
+        statuses.push(s);
+    }
+    let init_statuses: Vec<Value> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| container_status(c, obs.containers.get(&c.name), st, restart_policy, true).0)
+        .collect();
+    let phase = if init_failed {
+        "Failed"
+    } else if !init_done || waiting > 0 {
+        "Pending"
+    } else if running > 0 {
+        "Running"
+    } else if stopped > 0 {
+        match restart_policy {
+            "Always" => "Running",
+            _ if failed == 0 && succeeded == stopped => "Succeeded",
+            "OnFailure" => "Running",
+            _ => "Failed",
+        }
+    } else {
+        "Pending"
+    };
+    let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s["ready"] == true);
+    let ready_to_start = !obs.ip.is_empty() || spec.host_network == Some(true);
+    let cond = |st: &mut PodState, t: &str, ok: bool, reason: Option<&str>| {
+        let status = if ok { "True" } else { "False" };
+        let entry = st
+            .transitions
+            .entry(t.to_string())
+            .or_insert_with(|| (status.to_string(), util::now_time()));
+        if entry.0 != status {
+            *entry = (status.to_string(), util::now_time());
+        }
+        let mut c = json!({"type": t, "status": status, "lastProbeTime": null,
+                           "lastTransitionTime": entry.1});
+        if let Some(r) = reason.filter(|_| !ok) {
+            c["reason"] = json!(r);
+        }
+        c
+    };
+    let scheduled_since = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| util::time_of_seconds(t.0.as_second()));
+    if let Some(since) = scheduled_since {
+        st.transitions
+            .entry("PodScheduled".into())
+            .or_insert(("True".into(), since));
+    }
+    let not_ready_reason = if phase == "Succeeded" || phase == "Failed" {
+        "PodCompleted"
+    } else {
+        "ContainersNotReady"
+    };
+    let conditions = vec![
+        cond(st, "PodReadyToStartContainers", ready_to_start, None),
+        cond(
+            st,
+            "Initialized",
+            init_done,
+            Some("ContainersNotInitialized"),
+        ),
+        cond(st, "Ready", all_ready, Some(not_ready_reason)),
+        cond(st, "ContainersReady", all_ready, Some(not_ready_reason)),
+        cond(st, "PodScheduled", true, None),
+    ];
+    let start_time = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.as_ref())
+        .map(|t| util::time_of_seconds(t.0.as_second()))
+        .unwrap_or_else(util::now_time);
+    let host_ip = agent.node_ip.to_string();
+    let mut status = json!({
+        "phase": phase,
+        "conditions": conditions,
+        "hostIP": host_ip,
+        "hostIPs": [{"ip": host_ip}],
+        "startTime": start_time,
+        "qosClass": util::qos_class(pod),
+        "containerStatuses": statuses,
+    });
+    if !obs.ip.is_empty() {
+        status["podIP"] = json!(obs.ip);
+        status["podIPs"] = json!([{"ip": obs.ip}]);
+    }
+    if !init_statuses.is_empty() {
+        status["initContainerStatuses"] = json!(init_statuses);
+    }
+    status
+}
+
+/// Stop every container of the pod (SIGTERM, `grace` seconds, SIGKILL), then stop and remove
+/// its sandboxes, its cgroups and its log directory.
+pub async fn teardown(
+    agent: &Agent,
+    uid: &str,
+    grace: i64,
+    pod: Option<&Pod>,
+) -> Result<(), SyncError> {
+    let mut rt = agent.cri.rt.clone();
+    let sandboxes = rt
+        .list_pod_sandbox(api::ListPodSandboxRequest {
+            filter: Some(api::PodSandboxFilter {
+                label_selector: [(LABEL_POD_UID.to_string(), uid.to_string())].into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .map_err(cri("ListPodSandbox"))?
+        .into_inner()
+        .items;
+    let containers = rt
+        .list_containers(api::ListContainersRequest {
+            filter: Some(api::ContainerFilter {
+                label_selector: [(LABEL_POD_UID.to_string(), uid.to_string())].into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .map_err(cri("ListContainers"))?
+        .into_inner()
+        .containers;
+    let stops = containers
+        .iter()
+        .filter(|c| c.state() == api::ContainerState::ContainerRunning)
+        .map(|c| {
+            let mut rt = rt.clone();
+            let id = c.id.clone();
+            async move {
+                rt.stop_container(api::StopContainerRequest {
+                    container_id: id,
+                    timeout: grace.max(0),
+                })
+                .await
+            }
+        });
+    for r in futures::future::join_all(stops).await {
+        if let Err(s) = r
+            && s.code() != tonic::Code::NotFound
+        {
+            return Err(cri("StopContainer")(s));
+        }
+    }
+    let mut log_dirs = Vec::new();
+    for s in &sandboxes {
+        remove_sandbox(agent, &s.id).await?;
+        if let Some(m) = &s.metadata {
+            log_dirs.push(
+                agent
+                    .pods_dir
+                    .join(format!("{}_{}_{uid}", m.namespace, m.name)),
+            );
+        }
+    }
+    // Containers left without a sandbox (should not happen) go too.
+    for c in &containers {
+        if let Err(s) = rt
+            .remove_container(api::RemoveContainerRequest {
+                container_id: c.id.clone(),
+            })
+            .await
+            && s.code() != tonic::Code::NotFound
+        {
+            tracing::debug!(id = %c.id, error = %s, "remove container");
+        }
+    }
+    for qos in ["Guaranteed", "Burstable", "BestEffort"] {
+        cgroups::remove_tree(&cgroups::pod_parent(&agent.cgroup_root, qos, uid));
+    }
+    for d in log_dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    if !sandboxes.is_empty() || !containers.is_empty() {
+        tracing::info!(
+            %uid,
+            pod = pod.map(full_name).unwrap_or_default(),
+            sandboxes = sandboxes.len(),
+            containers = containers.len(),
+            "pod torn down"
+        );
+    }
+    Ok(())
+}
+
+async fn remove_sandbox(agent: &Agent, id: &str) -> Result<(), SyncError> {
+    let mut rt = agent.cri.rt.clone();
+    for r in [
+        rt.stop_pod_sandbox(api::StopPodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        })
+        .await
+        .map(|_| ()),
+        rt.remove_pod_sandbox(api::RemovePodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        })
+        .await
+        .map(|_| ()),
+    ] {
+        if let Err(s) = r
+            && s.code() != tonic::Code::NotFound
+        {
+            return Err(cri("RemovePodSandbox")(s));
+        }
+    }
+    Ok(())
+}
+
+async fn stop_sandboxes(agent: &Agent, uid: &str) -> Result<(), SyncError> {
+    let mut rt = agent.cri.rt.clone();
+    let sandboxes = rt
+        .list_pod_sandbox(api::ListPodSandboxRequest {
+            filter: Some(api::PodSandboxFilter {
+                label_selector: [(LABEL_POD_UID.to_string(), uid.to_string())].into(),
+                state: Some(api::PodSandboxStateValue {
+                    state: api::PodSandboxState::SandboxReady as i32,
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .map_err(cri("ListPodSandbox"))?
+        .into_inner()
+        .items;
+    for s in sandboxes {
+        rt.stop_pod_sandbox(api::StopPodSandboxRequest {
+            pod_sandbox_id: s.id,
+        })
+        .await
+        .map_err(cri("StopPodSandbox"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expansion_follows_upstream() {
+        let env: HashMap<String, String> = [("A".to_string(), "x".to_string())].into();
+        assert_eq!(expand("$(A)-$(B)", &env), "x-$(B)");
+        assert_eq!(expand("$$(A)", &env), "$(A)");
+        assert_eq!(expand("cost $5", &env), "cost $5");
+        assert_eq!(expand("$(A", &env), "$(A");
+    }
+
+    #[test]
+    fn backoff_doubles_to_five_minutes() {
+        assert_eq!(backoff_for(0), Duration::from_secs(10));
+        assert_eq!(backoff_for(1), Duration::from_secs(20));
+        assert_eq!(backoff_for(4), Duration::from_secs(160));
+        assert_eq!(backoff_for(5), Duration::from_secs(300));
+        assert_eq!(backoff_for(30), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn restart_policy() {
+        assert!(should_restart("Always", 0));
+        assert!(!should_restart("OnFailure", 0));
+        assert!(should_restart("OnFailure", 1));
+        assert!(!should_restart("Never", 1));
+    }
+
+    #[test]
+    fn default_pull_policy() {
+        let c = |image: &str| Container {
+            name: "c".into(),
+            image: Some(image.into()),
+            ..Default::default()
+        };
+        assert_eq!(pull_policy(&c("busybox"), "busybox"), "Always");
+        assert_eq!(
+            pull_policy(&c("busybox:latest"), "busybox:latest"),
+            "Always"
+        );
+        assert_eq!(
+            pull_policy(&c("busybox:1.36"), "busybox:1.36"),
+            "IfNotPresent"
+        );
+        assert_eq!(
+            pull_policy(&c("localhost:5000/busybox"), "localhost:5000/busybox"),
+            "Always"
+        );
+    }
+}

@@ -1,0 +1,583 @@
+//! Host test (root): `skiff server` and `skiff agent` (with its own containerd) run inside a
+//! network namespace the test creates; a busybox pod goes to Running with a pod IP and is torn
+//! down on delete. Everything the test creates (namespace, processes, mounts, cgroups, files) is
+//! removed at the end, also when it fails.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use support::KUBECTL_133;
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    cmd.output().expect("run command")
+}
+
+/// Everything the test started or created; torn down in Drop, in dependency order.
+struct Host {
+    netns: String,
+    cgroup_root: String,
+    dir: tempfile::TempDir,
+    server: Option<Child>,
+    agent: Option<Child>,
+}
+
+impl Host {
+    fn new() -> Host {
+        let suffix = format!("{:08x}", rand_u32());
+        let netns = format!("skiff-test-{suffix}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = Host {
+            cgroup_root: format!("/skiff-test-{suffix}"),
+            netns,
+            dir,
+            server: None,
+            agent: None,
+        };
+        let out = run(Command::new("ip").args(["netns", "add", &host.netns]));
+        assert!(out.status.success(), "ip netns add: {out:?}");
+        let out = run(Command::new("ip").args(["-n", &host.netns, "link", "set", "lo", "up"]));
+        assert!(out.status.success(), "lo up: {out:?}");
+        host
+    }
+
+    fn netns_path(&self) -> String {
+        format!("/var/run/netns/{}", self.netns)
+    }
+
+    /// A command run inside the test's network namespace (`nsenter --net`, never
+    /// `ip netns exec`, which hides the cgroup mounts from runc).
+    fn inside(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.netns_path())).arg(program);
+        c
+    }
+
+    fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        let mut c = self.inside(KUBECTL_133);
+        c.arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kcache"))
+            .args(args);
+        run(&mut c)
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("server").join("kubeconfig.yaml")
+    }
+
+    fn node_dir(&self) -> PathBuf {
+        self.dir.path().join("node")
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.node_dir().join("agent/containerd/containerd.sock")
+    }
+
+    fn ctr(&self, args: &[&str]) -> String {
+        let out = run(Command::new("ctr")
+            .arg("--address")
+            .arg(self.socket())
+            .args(["-n", "k8s.io"])
+            .args(args));
+        assert!(out.status.success(), "ctr {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn start_server(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log");
+        let mut child = self
+            .inside(env!("CARGO_BIN_EXE_skiff"))
+            .args([
+                "server",
+                "--disable-agent",
+                "--https-listen-port",
+                "0",
+                "--data-dir",
+            ])
+            .arg(self.dir.path().join("server"))
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn server");
+        let stdout = child.stdout.take().expect("stdout");
+        self.server = Some(child);
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("ready line");
+        assert!(
+            line.contains("skiff server ready"),
+            "server not ready: {line:?}\n{}",
+            self.log("server.log")
+        );
+    }
+
+    fn start_agent(&mut self, node: &str) {
+        let log = std::fs::File::create(self.dir.path().join("agent.log")).expect("log");
+        let child = self
+            .inside(env!("CARGO_BIN_EXE_skiff"))
+            .arg("agent")
+            .arg("--data-dir")
+            .arg(self.node_dir())
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(["--node-name", node, "--pod-cidr", "10.244.7.0/24"])
+            .arg("--cgroup-root")
+            .arg(format!("{}/kubepods", self.cgroup_root))
+            .args(["--log", "info,skiff_agent=debug"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn agent");
+        self.agent = Some(child);
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    /// containerd shims outlive containerd by design; the ones serving our socket are ours.
+    fn kill_our_shims(&self) {
+        let socket = self.socket().display().to_string();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains("containerd-shim") && cmdline.contains(&socket) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).output();
+            }
+        }
+    }
+}
+
+fn stop(child: &mut Child, grace: Duration) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .output();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // SKIFF_KEEP_LOGS=DIR keeps the agent, server and containerd logs for a post-mortem.
+        if let Some(keep) = std::env::var_os("SKIFF_KEEP_LOGS") {
+            let keep = PathBuf::from(keep);
+            let _ = std::fs::create_dir_all(&keep);
+            for (from, to) in [
+                (self.dir.path().join("agent.log"), "agent.log"),
+                (self.dir.path().join("server.log"), "server.log"),
+                (
+                    self.node_dir().join("agent/containerd/containerd.log"),
+                    "containerd.log",
+                ),
+            ] {
+                let _ = std::fs::copy(from, keep.join(to));
+            }
+        }
+        // While the agent and containerd still run, let them remove what the test left.
+        if self.agent.is_some() && self.socket().exists() {
+            let _ = self.kubectl(&[
+                "delete",
+                "pods",
+                "--all",
+                "-A",
+                "--force",
+                "--grace-period=0",
+                "--wait=false",
+            ]);
+            poll(Duration::from_secs(20), || {
+                let out = run(Command::new("ctr")
+                    .arg("--address")
+                    .arg(self.socket())
+                    .args(["-n", "k8s.io", "containers", "ls", "-q"]));
+                (!out.status.success() || out.stdout.iter().all(u8::is_ascii_whitespace))
+                    .then_some(())
+            });
+        }
+        // Whatever still runs in the test's cgroup tree is the test's; its shim reaps it.
+        kill_cgroup_tree(&self.cgroup_root);
+        self.kill_our_shims();
+        if let Some(mut a) = self.agent.take() {
+            // The agent is the shims' subreaper: give it a moment to reap what was killed.
+            std::thread::sleep(Duration::from_millis(2500));
+            stop(&mut a, Duration::from_secs(20));
+        }
+        if let Some(mut s) = self.server.take() {
+            stop(&mut s, Duration::from_secs(5));
+        }
+        // Mounts containerd left under our dir (rootfs, shm), deepest first.
+        let base = self.dir.path().display().to_string();
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+            .filter(|m| m.starts_with(&base))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = Command::new("umount").args(["-l", &m]).output();
+        }
+        remove_cgroup_tree(&self.cgroup_root);
+        // Host-wide dirs libcni and the shims create; removed only when empty (others may use them).
+        for d in [
+            "/var/lib/cni/results",
+            "/var/lib/cni",
+            "/run/containerd/s",
+            "/run/containerd/runc/k8s.io",
+            "/run/containerd/runc",
+            "/run/containerd",
+        ] {
+            let _ = std::fs::remove_dir(d);
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .output();
+    }
+}
+
+/// SIGKILL every process in the cgroup tree `root` (memory hierarchy).
+fn kill_cgroup_tree(root: &str) {
+    fn walk(dir: &Path) {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.split_whitespace() {
+            let _ = Command::new("kill").args(["-9", pid]).output();
+        }
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                walk(&e.path());
+            }
+        }
+    }
+    walk(&Path::new("/sys/fs/cgroup/memory").join(root.trim_start_matches('/')));
+}
+
+/// Remove the cgroup tree `root` from every hierarchy, retrying while killed tasks exit.
+fn remove_cgroup_tree(root: &str) {
+    for _ in 0..50 {
+        remove_cgroup_tree_once(root);
+        if !cgroup_exists(root) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn remove_cgroup_tree_once(root: &str) {
+    fn rm(dir: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    rm(&e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    for h in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if h.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            rm(&h.path().join(root.trim_start_matches('/')));
+        }
+    }
+}
+
+fn cgroup_exists(path: &str) -> bool {
+    Path::new("/sys/fs/cgroup/memory")
+        .join(path.trim_start_matches('/'))
+        .exists()
+}
+
+/// Poll `f` every 100 ms until it yields or `timeout` passes.
+fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+fn rand_u32() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    nanos ^ std::process::id().rotate_left(16)
+}
+
+fn skip_reason() -> Option<&'static str> {
+    if !is_root() {
+        return Some("needs root");
+    }
+    for p in ["containerd", "runc", "ctr", "nsenter", "ip"] {
+        if !have(p) {
+            return Some("needs containerd, runc, ctr, nsenter and ip (scripts/install-deps.sh)");
+        }
+    }
+    if !Path::new("/usr/lib/cni/bridge").exists() || !Path::new("/bin/busybox").exists() {
+        return Some("needs containernetworking-plugins and busybox-static");
+    }
+    if !Path::new(KUBECTL_133).exists() {
+        return Some("needs the real kubectl");
+    }
+    None
+}
+
+#[test]
+fn busybox_pod_runs_with_an_ip_and_is_torn_down_on_delete() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let mut host = Host::new();
+    host.start_server();
+    let images = host.node_dir().join("agent/images");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
+    let out = run(Command::new(script).arg(&images));
+    assert!(out.status.success(), "busybox-image.sh: {out:?}");
+
+    let node = "skiff-test-node";
+    let agent_started = Instant::now();
+    host.start_agent(node);
+    poll(Duration::from_secs(90), || {
+        let out = host.kubectl(&[
+            "get",
+            "node",
+            node,
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+        ]);
+        (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
+    })
+    .unwrap_or_else(|| panic!("node never Ready\n{}", host.log("agent.log")));
+    let node_ready = agent_started.elapsed();
+    let lease = host.kubectl(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-node-lease",
+        node,
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&lease.stdout), node, "{lease:?}");
+    let node_json = host.kubectl(&["get", "node", node, "-o", "json"]);
+    let node_obj: serde_json::Value = serde_json::from_slice(&node_json.stdout).expect("node json");
+    assert_eq!(node_obj["status"]["capacity"]["pods"], "110");
+    assert!(
+        node_obj["status"]["nodeInfo"]["containerRuntimeVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("containerd://")),
+        "{}",
+        node_obj["status"]["nodeInfo"]
+    );
+
+    // Watch the pod's phase through the API, as upstream's pod startup SLI does.
+    let mut watch = host
+        .inside(KUBECTL_133)
+        .arg("--kubeconfig")
+        .arg(host.kubeconfig())
+        .arg("--cache-dir")
+        .arg(host.dir.path().join("kcache-watch"))
+        .args([
+            "get",
+            "pods",
+            "-w",
+            "--field-selector",
+            "metadata.name=sleeper",
+            "-o",
+            r#"jsonpath={.metadata.name} {.status.phase} {.status.podIP}{"\n"}"#,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl watch");
+    let (tx, rx) = mpsc::channel::<(Instant, String)>();
+    let stdout = watch.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500)); // let the watch establish (not an assertion)
+
+    let manifest = host.dir.path().join("pod.json");
+    std::fs::write(
+        &manifest,
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "sleeper", "namespace": "default"},
+            "spec": {
+                "nodeName": node,
+                // Long grace: a quick delete proves the agent's SIGTERM and final DELETE did
+                // it, not the API server's reaper at the end of the grace period.
+                "terminationGracePeriodSeconds": 30,
+                "containers": [{
+                    "name": "main",
+                    "image": "docker.io/library/busybox:1.36",
+                    "imagePullPolicy": "IfNotPresent",
+                    // `sleep 3600` that exits on SIGTERM (PID 1 ignores signals it has no
+                    // handler for).
+                    "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"],
+                }],
+            },
+        })
+        .to_string(),
+    )
+    .expect("write manifest");
+    let before_create = Instant::now();
+    let out = host.kubectl(&["create", "-f", &manifest.display().to_string()]);
+    assert!(out.status.success(), "create: {out:?}");
+
+    let mut seen_at = None;
+    let mut running = None;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while running.is_none() && Instant::now() < deadline {
+        if let Ok((at, line)) = rx.recv_timeout(Duration::from_millis(200)) {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            if parts.first() == Some(&"sleeper") {
+                seen_at.get_or_insert(at);
+                if parts.get(1) == Some(&"Running") && parts.len() > 2 {
+                    running = Some((at, parts[2].to_string()));
+                }
+            }
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let (running_at, ip) = running.unwrap_or_else(|| {
+        let pod = host.kubectl(&["get", "pod", "sleeper", "-o", "yaml"]);
+        panic!(
+            "pod never Running\n{}\n{}",
+            String::from_utf8_lossy(&pod.stdout),
+            host.log("agent.log")
+        )
+    });
+    let watch_latency = running_at - seen_at.unwrap_or(before_create);
+    let create_latency = running_at - before_create;
+    assert!(
+        ip.starts_with("10.244.7."),
+        "pod IP {ip} outside the podCIDR"
+    );
+
+    // The pod really runs: its container is a running task, and its IP answers from the node.
+    let tasks = host.ctr(&["tasks", "ls"]);
+    assert!(
+        tasks.lines().filter(|l| l.contains("RUNNING")).count() >= 2,
+        "{tasks}"
+    );
+    let ping = run(host
+        .inside("busybox")
+        .args(["ping", "-c", "1", "-W", "2", &ip]));
+    assert!(ping.status.success(), "ping {ip} from the node: {ping:?}");
+    let pod = host.kubectl(&["get", "pod", "sleeper", "-o", "json"]);
+    let pod: serde_json::Value = serde_json::from_slice(&pod.stdout).expect("pod json");
+    let cs = &pod["status"]["containerStatuses"][0];
+    assert_eq!(cs["ready"], true, "{cs}");
+    assert!(cs["state"]["running"]["startedAt"].is_string(), "{cs}");
+    assert!(
+        cs["containerID"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("containerd://"))
+    );
+    let conds: Vec<String> = pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["status"] == "True")
+        .filter_map(|c| c["type"].as_str().map(str::to_string))
+        .collect();
+    for t in ["Ready", "ContainersReady", "Initialized", "PodScheduled"] {
+        assert!(conds.iter().any(|c| c == t), "{t} not True: {conds:?}");
+    }
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
+    let pod_cgroup = format!("{}/kubepods/besteffort/pod{uid}", host.cgroup_root);
+    assert!(cgroup_exists(&pod_cgroup), "no pod cgroup {pod_cgroup}");
+
+    let delete_started = Instant::now();
+    let out = host.kubectl(&["delete", "pod", "sleeper", "--timeout=60s"]);
+    assert!(
+        out.status.success(),
+        "delete: {out:?}\n{}",
+        host.log("agent.log")
+    );
+    let deleted = delete_started.elapsed();
+    assert!(
+        deleted < Duration::from_secs(20),
+        "delete took {deleted:?}: the agent did not stop the pod gracefully\n{}",
+        host.log("agent.log")
+    );
+    let gone = host.kubectl(&["get", "pod", "sleeper"]);
+    assert!(!gone.status.success(), "pod still there: {gone:?}");
+    // The agent tears down on the deletion (or the watch's DELETED event): wait for it.
+    let containers = poll(Duration::from_secs(30), || {
+        let c = host.ctr(&["containers", "ls", "-q"]);
+        c.trim().is_empty().then_some(c)
+    })
+    .unwrap_or_else(|| host.ctr(&["containers", "ls", "-q"]));
+    let teardown = delete_started.elapsed();
+    assert!(
+        containers.trim().is_empty(),
+        "containers left: {containers}\n{}",
+        host.log("agent.log")
+    );
+    let sandboxes = host.ctr(&["tasks", "ls"]);
+    assert!(sandboxes.lines().count() <= 1, "tasks left: {sandboxes}");
+    assert!(!cgroup_exists(&pod_cgroup), "pod cgroup {pod_cgroup} left");
+
+    eprintln!(
+        "agent: node Ready {:?} after start; pod create→Running {:?} (watch ADDED→Running {:?}); \
+         delete→API gone {:?}, →runtime clean {:?}; agent log: {}",
+        node_ready,
+        create_latency,
+        watch_latency,
+        deleted,
+        teardown,
+        host.log("agent.log")
+            .lines()
+            .filter(|l| l.contains("pod running")
+                || l.contains("containerd ready")
+                || l.contains("torn down")
+                || l.contains("stopped and deleted"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+}
