@@ -160,10 +160,8 @@ pub async fn start(
         shutdown: shutdown.clone(),
         reaper: tokio::sync::Notify::new(),
     });
-    // The OpenAPI catalog backs field validation; build it now rather than in the first request.
-    tasks.spawn_blocking(|| {
-        skiff_api::openapi::definitions();
-    });
+    // The OpenAPI catalog (field validation, /openapi/v3) is built on first use: it holds about
+    // 35 MiB, which an idle server does not need.
     lifecycle::bootstrap(&app, &host, local_addr.port())
         .await
         .map_err(Error::Bootstrap)?;
