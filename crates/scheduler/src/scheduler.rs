@@ -188,11 +188,10 @@ struct Loop {
 impl Loop {
     fn new(client: kube::Client) -> Loop {
         let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
-        let mut framework = Framework::with_defaults();
-        framework.parallelism = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(16);
+        // Sequential Filter: scoped threads per cycle cost more than filtering the few hundred
+        // nodes a cycle needs (core_bench: 10.5k decisions/s sequential vs 3.8k with 2 threads
+        // at 5,000 nodes on a 2-core machine).
+        let framework = Framework::with_defaults();
         Loop {
             client,
             framework,
