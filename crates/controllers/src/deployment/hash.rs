@@ -48,6 +48,13 @@ fn without_hash(t: &PodTemplateSpec) -> serde_json::Value {
             meta.labels = None;
         }
     }
+    // Go compares metadata by value: absent and empty are the same.
+    if t.metadata
+        .as_ref()
+        .is_some_and(|m| *m == Default::default())
+    {
+        t.metadata = None;
+    }
     serde_json::to_value(&t).unwrap_or_default()
 }
 
