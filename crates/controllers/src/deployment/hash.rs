@@ -48,7 +48,7 @@ fn without_hash(t: &PodTemplateSpec) -> serde_json::Value {
             meta.labels = None;
         }
     }
-    // An empty metadata is no metadata.
+    // Go compares metadata by value: absent and empty are the same.
     if t.metadata
         .as_ref()
         .is_some_and(|m| *m == Default::default())
