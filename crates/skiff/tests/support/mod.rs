@@ -29,47 +29,7 @@ impl Server {
 
     /// Start `skiff server` on a free port in `dir` (reused across restarts).
     pub fn start_in(dir: tempfile::TempDir) -> Server {
-        let stderr_log = dir.path().join("server.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&stderr_log)
-            .expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args([
-                "server",
-                "--disable-agent",
-                "--https-listen-port",
-                "0",
-                "--data-dir",
-            ])
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn skiff server");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read ready line");
-        let port = line
-            .split("https://127.0.0.1:")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| {
-                let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();
-                panic!("server did not become ready: {line:?}\n{log}")
-            });
-        let kubeconfig = dir.path().join("kubeconfig.yaml");
-        Server {
-            child,
-            dir,
-            port,
-            kubeconfig,
-            stderr_log,
-        }
+        Self::start_in_with(dir, &[])
     }
 
     /// Stop the server (SIGKILL) and hand back its data dir.
