@@ -285,6 +285,10 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     if !authenticated && !is_public(&path) {
         return Err(ApiError::Unauthorized);
     }
+    let if_none_match = headers
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let accept = headers
         .get("accept")
         .and_then(|v| v.to_str().ok())
@@ -337,7 +341,10 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         ApiPath::CoreVersions => {
             discovery_only(&method)?;
             if request::wants_aggregated_discovery(accept.as_deref()) {
-                Ok(aggregated(discovery::aggregated_core()))
+                Ok(aggregated(
+                    discovery::aggregated_core(),
+                    if_none_match.as_deref(),
+                ))
             } else {
                 Ok(json_response(
                     StatusCode::OK,
@@ -348,7 +355,10 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         ApiPath::Groups => {
             discovery_only(&method)?;
             if request::wants_aggregated_discovery(accept.as_deref()) {
-                Ok(aggregated(discovery::aggregated_groups()))
+                Ok(aggregated(
+                    discovery::aggregated_groups(),
+                    if_none_match.as_deref(),
+                ))
             } else {
                 Ok(json_response(StatusCode::OK, &discovery::group_list()))
             }
@@ -370,14 +380,30 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     }
 }
 
-fn aggregated(doc: Value) -> Response {
-    let mut resp = json_response(StatusCode::OK, &doc);
-    resp.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
-    );
-    resp.headers_mut()
-        .insert("vary", HeaderValue::from_static("Accept"));
+/// An aggregated discovery document, with upstream's quoted ETag; a client that sends the same
+/// ETag in `If-None-Match` gets 304 and no body.
+fn aggregated(doc: Value, if_none_match: Option<&str>) -> Response {
+    use std::hash::{Hash, Hasher};
+    let body = doc.to_string();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut hasher);
+    let etag = format!("\"{:016X}\"", hasher.finish());
+    let mut resp = if if_none_match == Some(etag.as_str()) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r = (StatusCode::OK, body).into_response();
+        r.headers_mut().insert(
+            "content-type",
+            HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
+        );
+        r
+    };
+    let headers = resp.headers_mut();
+    headers.insert("vary", HeaderValue::from_static("Accept"));
+    headers.insert("cache-control", HeaderValue::from_static("public"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        headers.insert("etag", v);
+    }
     resp
 }
 

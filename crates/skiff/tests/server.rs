@@ -67,3 +67,36 @@ fn requests_without_credentials_are_unauthorized() {
         .expect("curl");
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"gitVersion\""));
 }
+
+#[test]
+fn aggregated_discovery_has_an_etag_and_answers_304_to_it() {
+    let server = Server::start();
+    let c = server.credentials();
+    let accept = "Accept: application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+    let curl = |extra: &[&str]| -> String {
+        let out = Command::new("curl")
+            .args(["-s", "--http1.1", "-D", "-", "-o", "/dev/null", "--cacert"])
+            .arg(&c.ca)
+            .arg("--cert")
+            .arg(&c.cert)
+            .arg("--key")
+            .arg(&c.key)
+            .args(["-H", accept])
+            .args(extra)
+            .arg(format!("{}/apis", c.base))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = curl(&[]);
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    let etag = first
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .map(str::trim)
+        .expect("an ETag header")
+        .to_string();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let again = curl(&["-H", &format!("If-None-Match: {etag}")]);
+    assert!(again.starts_with("HTTP/1.1 304"), "{again}");
+}
