@@ -160,6 +160,43 @@ impl ClientControl {
             ..DeleteParams::default()
         }
     }
+
+    /// Delete `namespace/name` of kind `K`, only if it still has `uid`.
+    async fn delete_uid<K>(&self, namespace: &str, name: &str, uid: &str) -> Result<()>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        api.delete(name, &Self::delete_params(uid)).await?;
+        Ok(())
+    }
+
+    /// Replace the ownerReferences of `namespace/name` of kind `K` (guarded by its uid).
+    async fn patch_owners<K>(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        owners: &[OwnerReference],
+    ) -> Result<()>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(owners_patch(uid, owners)),
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 fn ns_of(meta: &ObjectMeta) -> &str {
@@ -174,9 +211,7 @@ impl PodControl for ClientControl {
     }
 
     async fn delete_pod(&self, namespace: &str, name: &str, uid: &str) -> Result<()> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        api.delete(name, &Self::delete_params(uid)).await?;
-        Ok(())
+        self.delete_uid::<Pod>(namespace, name, uid).await
     }
 
     async fn set_pod_owners(
@@ -186,14 +221,7 @@ impl PodControl for ClientControl {
         uid: &str,
         owners: &[OwnerReference],
     ) -> Result<()> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        api.patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(owners_patch(uid, owners)),
-        )
-        .await?;
-        Ok(())
+        self.patch_owners::<Pod>(namespace, name, uid, owners).await
     }
 }
 
@@ -217,9 +245,7 @@ impl ReplicaSetControl for ClientControl {
     }
 
     async fn delete_replica_set(&self, namespace: &str, name: &str, uid: &str) -> Result<()> {
-        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), namespace);
-        api.delete(name, &Self::delete_params(uid)).await?;
-        Ok(())
+        self.delete_uid::<ReplicaSet>(namespace, name, uid).await
     }
 
     async fn set_replica_set_owners(
@@ -229,14 +255,8 @@ impl ReplicaSetControl for ClientControl {
         uid: &str,
         owners: &[OwnerReference],
     ) -> Result<()> {
-        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), namespace);
-        api.patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(owners_patch(uid, owners)),
-        )
-        .await?;
-        Ok(())
+        self.patch_owners::<ReplicaSet>(namespace, name, uid, owners)
+            .await
     }
 }
 
