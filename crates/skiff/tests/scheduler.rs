@@ -162,7 +162,9 @@ fn pods_reach_running_on_hollow_nodes_and_honour_node_selector() {
         &["apply", "-f", "-"],
         &pod_yaml("other", "  schedulerName: my-scheduler", "100m"),
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // A later default-scheduler pod getting placed shows the scheduler has seen "other".
+    k.ok_stdin(&["apply", "-f", "-"], &pod_yaml("later", "", "100m"));
+    eventually(WAIT, "later Running", || running_on(&k, "later"));
     let node = k.ok(&["get", "pod", "other", "-o", "jsonpath={.spec.nodeName}"]);
     assert_eq!(node, "", "a pod of another scheduler was bound");
 }
