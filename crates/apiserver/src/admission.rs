@@ -137,9 +137,6 @@ pub fn admit_update(
     Ok(())
 }
 
-/// Work after a successful create.
-pub async fn after_create(_app: &App, _spec: &ResourceSpec, _obj: &Value) {}
-
 fn ip_to_u32(ip: &str) -> Option<u32> {
     ip.parse::<Ipv4Addr>().ok().map(u32::from)
 }

@@ -2,7 +2,7 @@
 //! and aggregated (`apidiscovery.k8s.io/v2`), built from the resource registry.
 
 use serde_json::{Map, Value, json};
-use skiff_api::registry::{self, ResourceSpec};
+use skiff_api::registry;
 
 /// The Kubernetes version Skiff's API reports.
 pub const KUBE_VERSION: &str = "v1.33.1";
@@ -123,13 +123,8 @@ pub fn resource_list(group: &str, version: &str) -> Value {
     })
 }
 
-fn response_kind(
-    spec: &ResourceSpec,
-    group: Option<&str>,
-    version: Option<&str>,
-    kind: &str,
-) -> Value {
-    let _ = spec;
+/// Group and version stay empty for a kind of the resource's own group/version, as upstream.
+fn response_kind(group: Option<&str>, version: Option<&str>, kind: &str) -> Value {
     json!({"group": group.unwrap_or(""), "version": version.unwrap_or(""), "kind": kind})
 }
 
@@ -138,10 +133,7 @@ fn aggregated_group(group: &str, version: &str) -> Value {
         .map(|spec| {
             let mut r = Map::new();
             r.insert("resource".into(), json!(spec.resource));
-            r.insert(
-                "responseKind".into(),
-                response_kind(spec, None, None, spec.kind),
-            );
+            r.insert("responseKind".into(), response_kind(None, None, spec.kind));
             r.insert(
                 "scope".into(),
                 json!(if spec.namespaced {
@@ -165,7 +157,7 @@ fn aggregated_group(group: &str, version: &str) -> Value {
                     .map(|s| {
                         json!({
                             "subresource": s.name,
-                            "responseKind": response_kind(spec, s.group, s.version, s.kind),
+                            "responseKind": response_kind(s.group, s.version, s.kind),
                             "verbs": s.verbs,
                         })
                     })

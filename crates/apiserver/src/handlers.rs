@@ -587,9 +587,6 @@ async fn create(
         dry_run: query.dry_run()?,
     };
     let created = app.objects.create(spec, ns, obj, opts).await?;
-    if !opts.dry_run {
-        admission::after_create(app, spec, &created).await;
-    }
     Ok(with_warnings(
         json_response(StatusCode::CREATED, &created),
         &warnings,

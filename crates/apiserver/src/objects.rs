@@ -211,16 +211,9 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
-    match obj.get_mut("metadata") {
-        Some(Value::Object(m)) => m,
-        _ => unreachable_meta(),
-    }
-}
-
-#[allow(clippy::panic)]
-fn unreachable_meta() -> ! {
-    // meta_mut inserted an object just above; nothing else can be there.
-    panic!("metadata is an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata was made an object just above")
 }
 
 /// `metadata.name` of an object, or "".
