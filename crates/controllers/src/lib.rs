@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::core::SelectorExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -40,7 +40,7 @@ pub const RESYNC_PERIOD: Duration = Duration::from_secs(30);
 pub const WORKERS: usize = 4;
 
 /// Run `sync` for keys from `queue` on `WORKERS` tasks until `shutdown`.
-fn spawn_workers<F, Fut, E>(
+pub(crate) fn spawn_workers<F, Fut, E>(
     tasks: &TaskTracker,
     name: &'static str,
     queue: WorkQueue,
@@ -76,7 +76,7 @@ fn spawn_workers<F, Fut, E>(
 }
 
 /// Add every key of `store` to `queue` every `RESYNC_PERIOD`.
-fn spawn_resync<K>(
+pub(crate) fn spawn_resync<K>(
     tasks: &TaskTracker,
     store: kube::runtime::reflector::Store<K>,
     queue: WorkQueue,
@@ -221,6 +221,15 @@ pub async fn start(client: kube::Client, shutdown: CancellationToken, tasks: &Ta
             }
         }));
     }
+
+    // Controllers below register handlers on the shared pod and node informers (before those
+    // run), start informers of their own, and start their workers once every cache they read
+    // has synced.
+    let mut nodes: Informer<Node> = Informer::new(client.clone());
+    // @jobs-register
+    // @sets-register
+    // @nodes-register
+    tasks.spawn(nodes.run(shutdown.clone()));
 
     let pod_store = pods.store();
     let set_store = sets.store();
