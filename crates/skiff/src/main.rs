@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod leader;
+
 /// Skiff: a Kubernetes-compatible container orchestrator in one binary.
 #[derive(Debug, Parser)]
 #[command(name = "skiff", version, about, long_about = None)]
@@ -64,11 +66,67 @@ struct AgentArgs {
     log: String,
 }
 
+/// Lease-based leader election of the scheduler and the controllers (upstream's flags).
+#[derive(Debug, clap::Args)]
+struct LeaderElectArgs {
+    /// Run the scheduler and controllers only while holding their Lease in `kube-system`.
+    /// `skiff server` elects by default only with `--datastore-endpoint` (an embedded store has
+    /// exactly one server); `skiff scheduler` elects by default.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    leader_elect: Option<bool>,
+    /// How long other candidates wait after the last renewal they saw before taking over.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it stops leading.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_elect_renew_deadline: Duration,
+    /// How often candidates try to acquire and the leader renews.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_elect_retry_period: Duration,
+}
+
+impl LeaderElectArgs {
+    fn timing(&self) -> anyhow::Result<leader::Timing> {
+        let t = leader::Timing {
+            lease_duration: self.leader_elect_lease_duration,
+            renew_deadline: self.leader_elect_renew_deadline,
+            retry_period: self.leader_elect_retry_period,
+        };
+        anyhow::ensure!(
+            t.lease_duration > t.renew_deadline && t.renew_deadline > t.retry_period,
+            "--leader-elect-lease-duration must exceed --leader-elect-renew-deadline, which must \
+             exceed --leader-elect-retry-period"
+        );
+        Ok(t)
+    }
+}
+
+/// A duration as upstream's flags write it: `15s`, `500ms`, `2m`, or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 15s, 500ms or 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
 #[derive(Debug, clap::Args)]
 struct SchedulerArgs {
     /// Kubeconfig of the API server.
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: PathBuf,
+    #[command(flatten)]
+    election: LeaderElectArgs,
     /// Log filter, as `RUST_LOG`.
     #[arg(long, env = "SKIFF_LOG", default_value = "info")]
     log: String,
@@ -152,6 +210,8 @@ struct ServerArgs {
     /// Key of the etcd client certificate (PEM).
     #[arg(long)]
     datastore_keyfile: Option<PathBuf>,
+    #[command(flatten)]
+    election: LeaderElectArgs,
     /// Log filter, as `RUST_LOG` (e.g. `info`, `skiff_apiserver=debug`).
     #[arg(long, env = "SKIFF_LOG", default_value = "info")]
     log: String,
@@ -174,6 +234,7 @@ fn main() -> anyhow::Result<()> {
         Command::Scheduler(args) => {
             let runtime = runtime_with_logs(&args.log)?;
             runtime.block_on(async move {
+                let timing = args.election.timing()?;
                 let client = skiff_scheduler::client_from_kubeconfig(&args.kubeconfig).await?;
                 let shutdown = CancellationToken::new();
                 let stop = shutdown.clone();
@@ -181,7 +242,12 @@ fn main() -> anyhow::Result<()> {
                     wait_for_signal().await;
                     stop.cancel();
                 });
-                skiff_scheduler::run(client, shutdown).await?;
+                if args.election.leader_elect.unwrap_or(true) {
+                    let config = leader::Config::new("kube-scheduler", timing);
+                    leader::run(client.clone(), config, shutdown, scheduler_work(client)).await;
+                } else {
+                    skiff_scheduler::run(client, shutdown).await?;
+                }
                 Ok(())
             })
         }
@@ -259,7 +325,20 @@ fn runtime_with_logs(log: &str) -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// The scheduler loop as leader work: runs until its token is cancelled.
+fn scheduler_work(client: kube::Client) -> leader::Work {
+    Box::new(move |stop| {
+        let client = client.clone();
+        Box::pin(async move {
+            if let Err(e) = skiff_scheduler::run(client, stop).await {
+                tracing::error!(error = %e, "scheduler stopped");
+            }
+        })
+    })
+}
+
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let timing = args.election.timing()?;
     let server_dir = args.data_dir.join("server");
     std::fs::create_dir_all(&server_dir)
         .with_context(|| format!("creating data directory {}", server_dir.display()))?;
@@ -296,25 +375,40 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let server = skiff_apiserver::start(config, store, shutdown.clone(), &tasks)
         .await
         .context("starting the API server")?;
+    // With several servers on one datastore, the scheduler and the controllers run in the one
+    // holding their Lease; an embedded store has only this server, so it need not elect.
+    let elect = args
+        .election
+        .leader_elect
+        .unwrap_or(!args.datastore_endpoint.is_empty());
     // The scheduler (DESIGN.md §5) talks to the API server like any client, through the
     // admin kubeconfig just written.
     if !args.disable_scheduler {
         let client = skiff_scheduler::client_from_kubeconfig(&kubeconfig)
             .await
             .context("building the scheduler's client")?;
-        let scheduler_shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(e) = skiff_scheduler::run(client, scheduler_shutdown).await {
-                tracing::error!(error = %e, "scheduler stopped");
-            }
-        });
+        let work = scheduler_work(client.clone());
+        if elect {
+            let config = leader::Config::new("kube-scheduler", timing);
+            tasks.spawn(leader::run(client, config, shutdown.clone(), work));
+        } else {
+            tasks.spawn(work(shutdown.clone()));
+        }
     }
     // The controllers are API clients of the server that just started (DESIGN.md §1).
     if !args.disable_controller_manager {
-        let controller_client = skiff_scheduler::client_from_kubeconfig(&kubeconfig)
+        let client = skiff_scheduler::client_from_kubeconfig(&kubeconfig)
             .await
             .context("building the controllers' client")?;
-        tasks.spawn(skiff_controllers::run(controller_client, shutdown.clone()));
+        let c = client.clone();
+        let work: leader::Work =
+            Box::new(move |stop| Box::pin(skiff_controllers::run(c.clone(), stop)));
+        if elect {
+            let config = leader::Config::new("kube-controller-manager", timing);
+            tasks.spawn(leader::run(client, config, shutdown.clone(), work));
+        } else {
+            tasks.spawn(work(shutdown.clone()));
+        }
     }
     if !args.disable_agent {
         tracing::warn!(

@@ -25,6 +25,10 @@ struct EtcdServer {
 
 impl EtcdServer {
     fn start(endpoints: &[String]) -> EtcdServer {
+        EtcdServer::start_with(endpoints, &[])
+    }
+
+    fn start_with(endpoints: &[String], extra: &[&str]) -> EtcdServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("server.log");
         let log_file = std::fs::File::create(&log).expect("log file");
@@ -39,6 +43,7 @@ impl EtcdServer {
                 "--data-dir",
             ])
             .arg(dir.path())
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(log_file)
             .spawn()
@@ -220,5 +225,102 @@ fn killing_the_etcd_leader_during_api_writes_loses_no_acknowledged_write() {
         failed
     );
     drop(server);
+    drop(etcd);
+}
+
+/// The holder of a Lease in kube-system, as kubectl shows it.
+fn lease_holder(k: &Kubectl, name: &str) -> Option<String> {
+    let run = k.run(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-system",
+        name,
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    (run.status == 0 && !run.stdout.trim().is_empty()).then(|| run.stdout.trim().to_string())
+}
+
+#[test]
+fn controllers_and_scheduler_run_in_one_server_and_move_when_it_dies() {
+    let etcd = Etcd::single();
+    // Short leases so the takeover after a SIGKILL fits a test.
+    let fast = [
+        "--leader-elect-lease-duration",
+        "4s",
+        "--leader-elect-renew-deadline",
+        "3s",
+        "--leader-elect-retry-period",
+        "500ms",
+    ];
+    let a = EtcdServer::start_with(&etcd.endpoints(), &fast);
+    let ka = a.kubectl();
+    let first = eventually(Duration::from_secs(30), "server A leads", || {
+        lease_holder(&ka, "kube-controller-manager")
+    });
+    eventually(Duration::from_secs(30), "the scheduler's lease", || {
+        lease_holder(&ka, "kube-scheduler")
+    });
+    let b = EtcdServer::start_with(&etcd.endpoints(), &fast);
+    let kb = b.kubectl();
+    // B is a candidate only: its log never says it leads while A renews.
+    ka.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox",
+        "--replicas=2",
+    ]);
+    let pods = |k: &Kubectl| {
+        k.ok(&["get", "pods", "-l", "app=web", "-o", "name"])
+            .lines()
+            .count()
+    };
+    eventually(Duration::from_secs(30), "two pods", || {
+        (pods(&kb) == 2).then_some(())
+    });
+    // One controller manager acted: one ReplicaSet, and no surplus pods after a while of both
+    // servers running.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(pods(&kb), 2, "a second controller manager doubled the pods");
+    let sets = kb.ok(&["get", "replicasets", "-o", "name"]);
+    assert_eq!(sets.lines().count(), 1, "{sets}");
+    assert_eq!(
+        lease_holder(&kb, "kube-controller-manager").as_deref(),
+        Some(first.as_str())
+    );
+    assert!(
+        !b.log().contains("became leader"),
+        "server B led while A held the lease:\n{}",
+        b.log()
+    );
+
+    // SIGKILL the leader: B takes over once the lease expires, and its controllers act.
+    drop(a);
+    let second = eventually(Duration::from_secs(30), "B takes the lease", || {
+        lease_holder(&kb, "kube-controller-manager").filter(|h| *h != first)
+    });
+    eventually(Duration::from_secs(30), "B's scheduler leads too", || {
+        lease_holder(&kb, "kube-scheduler").filter(|h| *h != first)
+    });
+    assert!(b.log().contains("became leader"), "{}", b.log());
+    kb.ok(&["scale", "deployment", "web", "--replicas=3"]);
+    eventually(
+        Duration::from_secs(30),
+        "the new leader scales to three",
+        || (pods(&kb) == 3).then_some(()),
+    );
+    let transitions = kb.ok(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-system",
+        "kube-controller-manager",
+        "-o",
+        "jsonpath={.spec.leaseTransitions}",
+    ]);
+    assert_eq!(transitions.trim(), "1", "holder {second}");
+    drop(b);
     drop(etcd);
 }
