@@ -8,6 +8,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admission;
+pub mod cluster_ca;
 pub mod compaction;
 pub mod discovery;
 pub mod error;
@@ -65,6 +66,9 @@ pub enum Error {
     /// Certificates could not be set up.
     #[error("PKI: {0}")]
     Pki(#[from] pki::Error),
+    /// The cluster CA could not be read from or published to the datastore.
+    #[error("cluster CA: {0}")]
+    ClusterCa(#[from] cluster_ca::Error),
     /// The listener could not bind.
     #[error("listening on {addr}: {source}")]
     Bind {
@@ -129,7 +133,7 @@ pub async fn start(
     tasks: &TaskTracker,
 ) -> Result<Server, Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let pki = pki::Pki::load_or_create(&config.data_dir.join("tls"), &config.tls_sans)?;
+    let pki = cluster_ca::load(&store, &config.data_dir.join("tls"), &config.tls_sans).await?;
     let tls = Arc::new(pki.server_config()?);
     let addr = SocketAddr::new(config.bind_address, config.port);
     let listener = TcpListener::bind(addr)

@@ -150,6 +150,25 @@ fn two_servers_share_objects_and_watches_through_etcd() {
         "server A's watch sees a write through server B",
         || seen("three").then_some(()),
     );
+    // Both servers issue certificates from the one cluster CA kept in etcd: A's admin
+    // kubeconfig is accepted by B, and B's serving certificate verifies against A's CA.
+    let b_config =
+        std::fs::read_to_string(b.dir.path().join("kubeconfig.yaml")).expect("kubeconfig");
+    let b_url = b_config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .expect("server URL")
+        .to_string();
+    let through_b = ka.ok(&[
+        "--server",
+        &b_url,
+        "get",
+        "configmap",
+        "three",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(through_b.trim(), "configmap/three");
     drop(b);
     drop(a);
     drop(etcd);
