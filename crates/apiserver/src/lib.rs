@@ -13,6 +13,7 @@ pub mod compaction;
 pub mod discovery;
 pub mod error;
 pub mod handlers;
+pub mod health;
 pub mod lifecycle;
 pub mod objects;
 pub mod pki;
@@ -301,7 +302,13 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         "/version" | "/version/" => {
             return Ok(json_response(StatusCode::OK, &discovery::version()));
         }
-        "/healthz" | "/livez" | "/readyz" => return Ok(text(StatusCode::OK, "ok")),
+        "/livez" => return Ok(text(StatusCode::OK, "ok")),
+        "/healthz" | "/readyz" | "/healthz/etcd" | "/readyz/etcd" | "/livez/etcd" => {
+            return Ok(health::check(&app, &path, query.get("verbose").is_some()).await);
+        }
+        "/skiff/datastore" if method == Method::GET => {
+            return Ok(health::datastore(&app).await);
+        }
         "/openapi/v3" | "/openapi/v3/" => {
             return Ok(json_response(
                 StatusCode::OK,

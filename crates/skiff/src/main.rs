@@ -30,6 +30,28 @@ enum Command {
     Hollow(HollowArgs),
     /// Run a node agent: register this host as a Node and run the pods bound to it.
     Agent(AgentArgs),
+    /// Report the health and size of the server's datastore.
+    Datastore(DatastoreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DatastoreArgs {
+    #[command(subcommand)]
+    command: DatastoreCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum DatastoreCommand {
+    /// Backend, revision, compaction, size, keys and each etcd member's health, as the API
+    /// server sees them (`GET /skiff/datastore`).
+    Status {
+        /// Kubeconfig of the API server.
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: PathBuf,
+        /// `text` or `json`.
+        #[arg(long, short = 'o', default_value = "text")]
+        output: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -276,6 +298,9 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::Agent(args) => runtime_with_logs(&args.log)?.block_on(agent(args)),
+        Command::Datastore(DatastoreArgs {
+            command: DatastoreCommand::Status { kubeconfig, output },
+        }) => runtime_with_logs("warn")?.block_on(datastore_status(&kubeconfig, &output)),
     }
 }
 
@@ -311,6 +336,102 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A data dir that ran on the embedded store moves to etcd: its state is copied into an empty
+/// etcd once, and the file is renamed so it is not mistaken for current state later.
+async fn migrate_embedded_state(
+    server_dir: &std::path::Path,
+    etcd: &skiff_store::EtcdStore,
+) -> anyhow::Result<()> {
+    let file = server_dir.join("state.redb");
+    if !file.exists() {
+        return Ok(());
+    }
+    let embedded = skiff_store::RedbStore::open(&file)
+        .with_context(|| format!("opening {} to migrate it", file.display()))?;
+    match skiff_store::copy_all(&embedded, etcd).await {
+        Ok(keys) => {
+            embedded
+                .close()
+                .await
+                .context("closing the embedded store")?;
+            let moved = server_dir.join("state.redb.migrated");
+            std::fs::rename(&file, &moved)
+                .with_context(|| format!("renaming {} after migrating it", file.display()))?;
+            tracing::info!(keys, from = %moved.display(), to = %etcd.endpoints(), "migrated the embedded store into etcd");
+            Ok(())
+        }
+        Err(skiff_store::Error::AlreadyExists { key }) => {
+            tracing::warn!(
+                file = %file.display(),
+                example_key = %key,
+                "etcd already holds data, so the embedded store was not migrated into it and is not used"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e).context("migrating the embedded store into etcd"),
+    }
+}
+
+/// `skiff datastore status`: ask the API server and print what it says.
+async fn datastore_status(kubeconfig: &std::path::Path, output: &str) -> anyhow::Result<()> {
+    let client = skiff_scheduler::client_from_kubeconfig(kubeconfig).await?;
+    let request = http::Request::get("/skiff/datastore")
+        .body(Vec::new())
+        .context("building the request")?;
+    let body = client
+        .request_text(request)
+        .await
+        .context("asking the API server for /skiff/datastore")?;
+    let status: serde_json::Value =
+        serde_json::from_str(&body).context("the API server's answer is not JSON")?;
+    if output == "json" {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    anyhow::ensure!(
+        output == "text",
+        "--output must be text or json, not {output:?}"
+    );
+    let mib = |v: &serde_json::Value| {
+        v.as_u64()
+            .map(|b| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!("backend:    {}", status["backend"].as_str().unwrap_or("?"));
+    println!(
+        "revision:   {} (compacted up to {})",
+        status["revision"], status["compactedRevision"]
+    );
+    println!("size:       {}", mib(&status["sizeBytes"]));
+    println!("keys:       {}", status["keys"]);
+    let members = status["members"].as_array().cloned().unwrap_or_default();
+    if !members.is_empty() {
+        println!("members:");
+    }
+    for m in members {
+        let state = if m["healthy"].as_bool() == Some(true) {
+            if m["leader"].as_bool() == Some(true) {
+                "healthy, leader"
+            } else {
+                "healthy"
+            }
+        } else {
+            "UNHEALTHY"
+        };
+        println!(
+            "  {}  {state}  etcd {}  {}{}",
+            m["endpoint"].as_str().unwrap_or("?"),
+            m["version"].as_str().unwrap_or("?"),
+            mib(&m["sizeBytes"]),
+            m["error"]
+                .as_str()
+                .map(|e| format!("  ({e})"))
+                .unwrap_or_default(),
+        );
+    }
+    Ok(())
 }
 
 /// Logs to stderr and a multi-threaded runtime, for the scheduler, hollow and agent subcommands.
@@ -352,11 +473,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         options.ca_file = args.datastore_cafile.clone();
         options.cert_file = args.datastore_certfile.clone();
         options.key_file = args.datastore_keyfile.clone();
-        Arc::new(
-            skiff_store::EtcdStore::connect(options)
-                .await
-                .context("connecting to the datastore")?,
-        )
+        let etcd = skiff_store::EtcdStore::connect(options)
+            .await
+            .context("connecting to the datastore")?;
+        migrate_embedded_state(&server_dir, &etcd).await?;
+        Arc::new(etcd)
     };
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();

@@ -343,3 +343,61 @@ fn controllers_and_scheduler_run_in_one_server_and_move_when_it_dies() {
     drop(b);
     drop(etcd);
 }
+
+#[test]
+fn an_embedded_data_dir_moves_into_an_empty_etcd_and_reports_its_health_and_size() {
+    let etcd = Etcd::single();
+    let embedded = support::Server::start();
+    let k = embedded.kubectl(KUBECTL_133);
+    k.ok(&["create", "namespace", "team"]);
+    k.ok(&[
+        "create",
+        "configmap",
+        "kept",
+        "-n",
+        "team",
+        "--from-literal=k=v",
+    ]);
+    let dir = embedded.kill();
+
+    let endpoints = etcd.endpoints().join(",");
+    let server = support::Server::start_in_with(dir, &["--datastore-endpoint", &endpoints]);
+    let k = server.kubectl(KUBECTL_133);
+    let value = k.ok(&[
+        "get",
+        "configmap",
+        "kept",
+        "-n",
+        "team",
+        "-o",
+        "jsonpath={.data.k}",
+    ]);
+    assert_eq!(value, "v", "{}", server.log());
+    let server_dir = server.dir.path().join("server");
+    assert!(server_dir.join("state.redb.migrated").exists());
+    assert!(!server_dir.join("state.redb").exists());
+
+    let status = |output: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["datastore", "status", "-o", output, "--kubeconfig"])
+            .arg(&server.kubeconfig)
+            .output()
+            .expect("skiff datastore status");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let json: serde_json::Value = serde_json::from_str(&status("json")).expect("json");
+    assert_eq!(json["backend"], "etcd", "{json}");
+    assert!(json["keys"].as_u64().unwrap_or(0) >= 2, "{json}");
+    assert!(json["sizeBytes"].as_u64().unwrap_or(0) > 0, "{json}");
+    assert_eq!(json["members"][0]["healthy"], true, "{json}");
+    assert_eq!(json["members"][0]["leader"], true, "{json}");
+    let text = status("text");
+    assert!(text.contains("healthy, leader"), "{text}");
+    assert_eq!(k.ok(&["get", "--raw", "/readyz/etcd"]).trim(), "ok");
+
+    // Readiness follows the datastore: with etcd gone, /readyz names the failed check.
+    drop(etcd);
+    let failed = k.fails(&["get", "--raw", "/readyz"]);
+    assert!(failed.contains("etcd failed"), "{failed}");
+}
