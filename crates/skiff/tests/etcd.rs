@@ -196,41 +196,102 @@ fn dead_etcd_gives_a_503_naming_the_datastore_not_a_hang() {
     eprintln!("kubectl failed after {took:?}: {}", run.stderr.trim());
 }
 
+/// The `cm-NNN` names in the ADDED events of a `kubectl get --watch --output-watch-events -o
+/// json` output, in the order they arrived.
+fn watched_additions(path: &std::path::Path) -> Vec<usize> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    serde_json::Deserializer::from_str(&text)
+        .into_iter::<serde_json::Value>()
+        .map_while(Result::ok)
+        .filter(|e| e["type"] == "ADDED")
+        .filter_map(|e| {
+            e["object"]["metadata"]["name"]
+                .as_str()
+                .and_then(|n| n.strip_prefix("cm-"))
+                .and_then(|n| n.parse().ok())
+        })
+        .collect()
+}
+
 #[test]
 fn killing_the_etcd_leader_during_api_writes_loses_no_acknowledged_write() {
     let mut etcd = Etcd::cluster(3);
-    let server = EtcdServer::start(&etcd.all_endpoints());
-    let kubectl = server.kubectl();
-    let mut acked = Vec::new();
+    let a = EtcdServer::start(&etcd.all_endpoints());
+    let b = EtcdServer::start(&etcd.all_endpoints());
+    let (ka, kb) = (a.kubectl(), b.kubectl());
+    // A watch on each server, recorded from before the first write.
+    let watch_args = [
+        "get",
+        "configmaps",
+        "--watch",
+        "--output-watch-events",
+        "-o",
+        "json",
+    ];
+    let (wa, wb) = (
+        a.dir.path().join("watch.json"),
+        b.dir.path().join("watch.json"),
+    );
+    let _watch_a = Spawned(ka.spawn(&watch_args, &wa));
+    let _watch_b = Spawned(kb.spawn(&watch_args, &wb));
+    ka.ok(&["create", "configmap", "cm-000", "--from-literal=k=v"]);
+    for w in [&wa, &wb] {
+        eventually(Duration::from_secs(20), "both watches are running", || {
+            (watched_additions(w) == [0]).then_some(())
+        });
+    }
+    let mut acked = vec![0];
     let mut failed = Vec::new();
     let mut killed_at = None;
     let mut resumed_after = None;
-    for i in 0..40 {
+    for i in 1..40 {
         if i == 15 {
             let leader = etcd.leader().expect("the cluster has a leader");
             etcd.kill9(leader);
             killed_at = Some(Instant::now());
         }
+        // Writes alternate between the two API servers.
+        let kubectl = if i % 2 == 0 { &ka } else { &kb };
         let name = format!("cm-{i:03}");
         let run = kubectl.run(&["create", "configmap", &name, "--from-literal=k=v"]);
         if run.status == 0 {
             if let (Some(at), None) = (killed_at, resumed_after) {
                 resumed_after = Some(at.elapsed());
             }
-            acked.push(name);
+            acked.push(i);
         } else {
             failed.push((name, run.stderr));
         }
     }
-    let listed = kubectl.ok(&["get", "configmaps", "-o", "name"]);
-    for name in &acked {
+    let listed = kb.ok(&["get", "configmaps", "-o", "name"]);
+    for i in &acked {
         assert!(
             listed
                 .lines()
-                .any(|l| l.trim() == format!("configmap/{name}")),
-            "acknowledged {name} is missing\n{listed}\n{}",
+                .any(|l| l.trim() == format!("configmap/cm-{i:03}")),
+            "acknowledged cm-{i:03} is missing\n{listed}\n{}",
+            a.log()
+        );
+    }
+    // Every watch sees every acknowledged write once, in the order the writes happened; a write
+    // whose outcome was unknown to its client may appear, also at most once and in order.
+    let last = *acked.last().expect("writes were acknowledged");
+    for (w, server) in [(&wa, &a), (&wb, &b)] {
+        let seen = eventually(Duration::from_secs(30), "the watch catches up", || {
+            let seen = watched_additions(w);
+            seen.contains(&last).then_some(seen)
+        });
+        assert!(
+            seen.windows(2).all(|p| p[0] < p[1]),
+            "out of order or repeated: {seen:?}\n{}",
             server.log()
         );
+        for i in &acked {
+            assert!(
+                seen.contains(i),
+                "cm-{i:03} never reached a watch: {seen:?}"
+            );
+        }
     }
     let resumed_after = resumed_after.expect("writes resumed after the leader died");
     assert!(
@@ -243,7 +304,7 @@ fn killing_the_etcd_leader_during_api_writes_loses_no_acknowledged_write() {
         failed.len(),
         failed
     );
-    drop(server);
+    drop((a, b));
     drop(etcd);
 }
 
