@@ -462,3 +462,53 @@ fn an_embedded_data_dir_moves_into_an_empty_etcd_and_reports_its_health_and_size
     let failed = k.fails(&["get", "--raw", "/readyz"]);
     assert!(failed.contains("etcd failed"), "{failed}");
 }
+
+#[test]
+fn tls_to_etcd_with_client_certificates() {
+    let etcd = Etcd::single_tls();
+    let tls = etcd.tls().expect("tls files").clone();
+    let endpoints = etcd.endpoints().join(",");
+    let (ca, cert, key) = (
+        tls.ca.display().to_string(),
+        tls.cert.display().to_string(),
+        tls.key.display().to_string(),
+    );
+    let server = support::Server::start_with(&[
+        "--datastore-endpoint",
+        &endpoints,
+        "--datastore-cafile",
+        &ca,
+        "--datastore-certfile",
+        &cert,
+        "--datastore-keyfile",
+        &key,
+    ]);
+    let k = server.kubectl(KUBECTL_133);
+    k.ok(&["create", "configmap", "secure", "--from-literal=k=v"]);
+    assert_eq!(
+        k.ok(&["get", "configmap", "secure", "-o", "jsonpath={.data.k}"]),
+        "v"
+    );
+
+    // Without a client certificate etcd refuses the connection and the server says so at
+    // startup instead of serving errors later.
+    let dir = tempfile::tempdir().expect("dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["server", "--disable-agent", "--https-listen-port", "0"])
+        .args([
+            "--datastore-endpoint",
+            &endpoints,
+            "--datastore-cafile",
+            &ca,
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .expect("run skiff server");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("connecting to the datastore") && stderr.contains(&endpoints),
+        "{stderr}"
+    );
+}
