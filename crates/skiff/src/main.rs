@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod join;
 mod leader;
 
 /// Skiff: a Kubernetes-compatible container orchestrator in one binary.
@@ -62,10 +63,14 @@ struct AgentArgs {
     /// API server URL (default: the kubeconfig's).
     #[arg(long)]
     server: Option<String>,
-    /// Join token file. Not supported yet: the server hands out no join tokens; use --kubeconfig.
+    /// Join token file (the server's `<data-dir>/server/node-token`); with --server, the agent
+    /// trades it for node credentials kept in `<data-dir>/agent/kubeconfig.yaml`.
     #[arg(long)]
     token_file: Option<PathBuf>,
-    /// Kubeconfig to reach the API server with (for now the server's admin kubeconfig).
+    /// Join token itself (instead of --token-file).
+    #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Kubeconfig to reach the API server with, instead of joining with a token.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
     /// Node name (default: the host name).
@@ -305,16 +310,31 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    let kube = skiff_agent::client_config(
-        args.kubeconfig.as_deref(),
-        args.server.as_deref(),
-        args.token_file.as_deref(),
-    )
-    .await
-    .map_err(anyhow::Error::msg)?;
     let name = args
         .node_name
+        .clone()
         .unwrap_or_else(skiff_agent::default_node_name);
+    let token = match (&args.token, &args.token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading the join token {}", f.display()))?,
+        ),
+        (None, None) => None,
+    };
+    let kubeconfig = match (token, &args.kubeconfig) {
+        (Some(token), None) => {
+            let server = args
+                .server
+                .as_deref()
+                .context("joining with a token needs --server https://<server>:6443")?;
+            Some(join::node_kubeconfig(server, &token, &name, &args.data_dir).await?)
+        }
+        (_, k) => k.clone(),
+    };
+    let kube = skiff_agent::client_config(kubeconfig.as_deref(), args.server.as_deref(), None)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let mut config = skiff_agent::Config::new(args.data_dir, name, kube);
     config.runtime_endpoint = args.container_runtime_endpoint;
     config.pod_cidr = args.pod_cidr;

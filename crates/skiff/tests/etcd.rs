@@ -169,6 +169,12 @@ fn two_servers_share_objects_and_watches_through_etcd() {
         "name",
     ]);
     assert_eq!(through_b.trim(), "configmap/three");
+    // The join token is the cluster's too: nodes may join through either server.
+    let token = |s: &EtcdServer| {
+        std::fs::read_to_string(s.dir.path().join("server/node-token")).expect("node-token")
+    };
+    assert_eq!(token(&a), token(&b));
+    assert!(token(&a).starts_with("K10"), "{}", token(&a));
     drop(b);
     drop(a);
     drop(etcd);
