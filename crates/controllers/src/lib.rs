@@ -229,6 +229,7 @@ pub async fn start(client: kube::Client, shutdown: CancellationToken, tasks: &Ta
     // @jobs-register
     // @sets-register
     // @nodes-register
+    // @storage-register
     tasks.spawn(nodes.run(shutdown.clone()));
 
     let pod_store = pods.store();
