@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod cluster;
 mod join;
 mod leader;
 
@@ -33,6 +34,69 @@ enum Command {
     Agent(AgentArgs),
     /// Report the health and size of the server's datastore.
     Datastore(DatastoreArgs),
+    /// A local multi-node cluster: one server and agents in network namespaces (as root).
+    Cluster(ClusterArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ClusterArgs {
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Debug, clap::Args)]
+struct ClusterTarget {
+    /// The cluster's name (1-12 characters of a-z, 0-9, '-').
+    #[arg(long)]
+    name: String,
+    /// Its state directory (default: /var/lib/skiff/clusters/<name>).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+impl ClusterTarget {
+    fn dir(&self) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| cluster::default_dir(&self.name))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Build the cluster and print its kubeconfig path.
+    Up {
+        #[command(flatten)]
+        target: ClusterTarget,
+        /// How many nodes (agents, each with its own containerd and network namespace).
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        /// How nodes reach each other's pods: `host-gw` (routes) or `vxlan`.
+        #[arg(long, default_value = "host-gw")]
+        pod_network: String,
+        /// A directory of image archives (`*.tar`) every node imports at start.
+        #[arg(long)]
+        images: Option<PathBuf>,
+    },
+    /// Remove every namespace, link, cgroup, mount, process and file the cluster created.
+    Down {
+        #[command(flatten)]
+        target: ClusterTarget,
+    },
+    /// Stop a node's agent (its pods keep running, as when a kubelet dies).
+    StopNode {
+        #[command(flatten)]
+        target: ClusterTarget,
+        /// The node (`<name>-node-<i>`).
+        node: String,
+    },
+    /// Start a stopped node's agent again.
+    StartNode {
+        #[command(flatten)]
+        target: ClusterTarget,
+        /// The node (`<name>-node-<i>`).
+        node: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -303,6 +367,43 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::Agent(args) => runtime_with_logs(&args.log)?.block_on(agent(args)),
+        Command::Cluster(ClusterArgs { command }) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+                .with_writer(std::io::stderr)
+                .init();
+            match command {
+                ClusterCommand::Up {
+                    target,
+                    nodes,
+                    pod_network,
+                    images,
+                } => {
+                    let state = cluster::up(&cluster::UpOptions {
+                        name: target.name.clone(),
+                        nodes,
+                        pod_network,
+                        dir: target.dir(),
+                        images,
+                    })?;
+                    println!(
+                        "skiff cluster {} is up: {} node(s), server {}\nkubeconfig={}",
+                        state.name,
+                        state.nodes.len(),
+                        state.server_url,
+                        state.kubeconfig.display()
+                    );
+                    Ok(())
+                }
+                ClusterCommand::Down { target } => cluster::down(&target.dir()),
+                ClusterCommand::StopNode { target, node } => {
+                    cluster::stop_node(&target.dir(), &node)
+                }
+                ClusterCommand::StartNode { target, node } => {
+                    cluster::start_node(&target.dir(), &node)
+                }
+            }
+        }
         Command::Datastore(DatastoreArgs {
             command: DatastoreCommand::Status { kubeconfig, output },
         }) => runtime_with_logs("warn")?.block_on(datastore_status(&kubeconfig, &output)),
