@@ -430,6 +430,7 @@ fn start_agent(state: &State, index: usize, exe: &Path, token_file: &Path) -> an
         .arg(token_file)
         .args(["--node-name", &node.name, "--node-ip", &node.ip])
         .args(["--pod-cidr", &format!("10.244.{}.0/24", index + 1)])
+        .args(["--pod-network", &state.pod_network])
         .arg("--cgroup-root")
         .arg(format!("{}/kubepods", node.cgroup_root));
     spawn_detached(agent, &node.data_dir.join("agent.log"))

@@ -143,15 +143,19 @@ struct AgentArgs {
     /// An existing CRI socket (`unix:///...`); without it the agent runs its own containerd.
     #[arg(long)]
     container_runtime_endpoint: Option<String>,
-    /// podCIDR used when the Node has none in spec.podCIDR.
-    #[arg(long, default_value = "10.244.0.0/24")]
-    pod_cidr: String,
+    /// podCIDR to register a new Node with (default: the node IPAM controller assigns one).
+    #[arg(long)]
+    pod_cidr: Option<String>,
     /// The node's address (default: the source address of the route to the API server).
     #[arg(long)]
     node_ip: Option<IpAddr>,
     /// Parent cgroup of every pod.
     #[arg(long, default_value = "/kubepods")]
     cgroup_root: String,
+    /// How pods reach pods on other nodes: `host-gw` (routes via node addresses, nodes on one
+    /// L2 segment) or `vxlan` (an overlay over the node addresses).
+    #[arg(long, default_value = "host-gw")]
+    pod_network: String,
     /// Log filter, as `RUST_LOG`.
     #[arg(long, env = "SKIFF_LOG", default_value = "info")]
     log: String,
@@ -441,6 +445,11 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     config.pod_cidr = args.pod_cidr;
     config.node_ip = args.node_ip;
     config.cgroup_root = args.cgroup_root;
+    config.pod_network = args
+        .pod_network
+        .parse()
+        .map_err(anyhow::Error::msg)
+        .context("--pod-network")?;
     let shutdown = CancellationToken::new();
     let mut run = tokio::spawn(skiff_agent::run(config, shutdown.clone()));
     tokio::select! {
