@@ -245,10 +245,19 @@ pub async fn ensure_vxlan(local: Ipv4Addr, pod_cidr: &str) -> Result<String, Str
     ]))
     .await?;
     ip(&s(&["link", "set", VXLAN_DEVICE, "up"])).await?;
-    let mac = tokio::fs::read_to_string(format!("/sys/class/net/{VXLAN_DEVICE}/address"))
+    // Not /sys/class/net: an agent started with `nsenter --net` still sees the sysfs of the
+    // namespace it came from; `ip` asks the kernel over netlink in our own namespace.
+    let out = Command::new("ip")
+        .args(["-o", "link", "show", VXLAN_DEVICE])
+        .output()
         .await
-        .map_err(|e| format!("reading the VXLAN device's MAC: {e}"))?;
-    Ok(mac.trim().to_string())
+        .map_err(|e| format!("ip link show: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .map(str::to_string)
+        .ok_or_else(|| format!("no MAC on {VXLAN_DEVICE}: {text}"))
 }
 
 /// Keep this node's routes to every other node's pods until `shutdown`. The routes stay when
