@@ -451,3 +451,255 @@ fn srv_record(owner: &Name, ttl: u32, count: usize, port: u16, target: Name) -> 
     Record::from_rdata(owner.clone(), ttl, RData::SRV(SRV::new(0, weight, port, target)))
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Pod, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use serde_json::json;
+
+    fn svc(v: serde_json::Value) -> Service {
+        serde_json::from_value(v).expect("service")
+    }
+
+    fn snapshot() -> Snapshot {
+        let services = vec![
+            svc(json!({"metadata": {"name": "web", "namespace": "default"},
+                "spec": {"clusterIP": "10.96.1.5", "clusterIPs": ["10.96.1.5"],
+                         "ports": [{"name": "http", "port": 80, "protocol": "TCP"},
+                                   {"name": "dns", "port": 53, "protocol": "UDP"}]}})),
+            svc(json!({"metadata": {"name": "db", "namespace": "prod"},
+                "spec": {"clusterIP": "None",
+                         "ports": [{"name": "pg", "port": 5432}]}})),
+            svc(json!({"metadata": {"name": "empty", "namespace": "prod"},
+                "spec": {"clusterIP": "None"}})),
+            svc(json!({"metadata": {"name": "ext", "namespace": "default"},
+                "spec": {"type": "ExternalName", "externalName": "example.com"}})),
+            svc(json!({"metadata": {"name": "alias", "namespace": "default"},
+                "spec": {"type": "ExternalName", "externalName": "web.default.svc.cluster.local"}})),
+            svc(json!({"metadata": {"name": "v6", "namespace": "default"},
+                "spec": {"clusterIP": "fd00::5", "clusterIPs": ["fd00::5"]}})),
+        ];
+        let slices: Vec<EndpointSlice> = vec![serde_json::from_value(json!({
+            "metadata": {"name": "db-abc", "namespace": "prod",
+                         "labels": {"kubernetes.io/service-name": "db"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "pg", "port": 15432, "protocol": "TCP"}],
+            "endpoints": [
+                {"addresses": ["10.244.1.10"], "hostname": "db-0", "conditions": {"ready": true}},
+                {"addresses": ["10.244.2.11"], "conditions": {}},
+                {"addresses": ["10.244.3.12"], "hostname": "db-2", "conditions": {"ready": false}}
+            ]
+        }))
+        .expect("slice")];
+        let pods: Vec<Pod> = vec![serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"containers": []},
+            "status": {"podIP": "10.244.1.7", "podIPs": [{"ip": "10.244.1.7"}]}
+        }))
+        .expect("pod")];
+        Snapshot::build(&services, &slices, &pods, 42)
+    }
+
+    fn auth() -> Authority {
+        Authority::new("cluster.local", 5)
+    }
+
+    fn ask(name: &str, qtype: RecordType) -> Response {
+        let name = Name::from_ascii(name).expect("name");
+        match auth().lookup(&snapshot(), &name, qtype) {
+            Outcome::Answer(r) => r,
+            Outcome::Forward => panic!("{name} {qtype} was forwarded"),
+        }
+    }
+
+    fn rdata(r: &Response) -> Vec<String> {
+        let mut v: Vec<String> = r.answers.iter().map(|a| a.data.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    fn is_nodata(r: &Response) {
+        assert_eq!(r.code, ResponseCode::NoError);
+        assert!(r.answers.is_empty(), "{:?}", r.answers);
+        assert_eq!(r.authority.len(), 1);
+        assert_eq!(r.authority[0].record_type(), RecordType::SOA);
+    }
+
+    fn is_nxdomain(r: &Response) {
+        assert_eq!(r.code, ResponseCode::NXDomain);
+        assert!(r.answers.is_empty());
+        assert_eq!(r.authority[0].record_type(), RecordType::SOA);
+    }
+
+    #[test]
+    fn cluster_ip_service_a_with_ttl_5() {
+        let r = ask("web.default.svc.cluster.local.", RecordType::A);
+        assert_eq!(r.code, ResponseCode::NoError);
+        assert_eq!(rdata(&r), ["10.96.1.5"]);
+        assert_eq!(r.answers[0].ttl, 5);
+        assert!(r.authority.is_empty());
+        // Case does not matter.
+        assert_eq!(rdata(&ask("WEB.Default.SVC.cluster.local.", RecordType::A)), ["10.96.1.5"]);
+    }
+
+    #[test]
+    fn ipv4_service_aaaa_is_nodata_and_ipv6_service_has_aaaa() {
+        is_nodata(&ask("web.default.svc.cluster.local.", RecordType::AAAA));
+        assert_eq!(rdata(&ask("v6.default.svc.cluster.local.", RecordType::AAAA)), ["fd00::5"]);
+        is_nodata(&ask("v6.default.svc.cluster.local.", RecordType::A));
+    }
+
+    #[test]
+    fn missing_service_and_namespace_are_nxdomain() {
+        is_nxdomain(&ask("nope.default.svc.cluster.local.", RecordType::A));
+        is_nxdomain(&ask("web.nope.svc.cluster.local.", RecordType::A));
+        is_nxdomain(&ask("nope.cluster.local.", RecordType::A));
+        // Existing intermediate names are NODATA, not NXDOMAIN.
+        is_nodata(&ask("default.svc.cluster.local.", RecordType::A));
+        is_nodata(&ask("svc.cluster.local.", RecordType::A));
+        is_nxdomain(&ask("nons.svc.cluster.local.", RecordType::A));
+    }
+
+    #[test]
+    fn headless_service_is_the_ready_endpoints() {
+        let r = ask("db.prod.svc.cluster.local.", RecordType::A);
+        // db-2 is not ready; unknown readiness counts as ready.
+        assert_eq!(rdata(&r), ["10.244.1.10", "10.244.2.11"]);
+        is_nxdomain(&ask("empty.prod.svc.cluster.local.", RecordType::A));
+    }
+
+    #[test]
+    fn endpoint_hostname_records() {
+        assert_eq!(rdata(&ask("db-0.db.prod.svc.cluster.local.", RecordType::A)), ["10.244.1.10"]);
+        // Without a hostname the endpoint is named by its dashed IP.
+        assert_eq!(
+            rdata(&ask("10-244-2-11.db.prod.svc.cluster.local.", RecordType::A)),
+            ["10.244.2.11"]
+        );
+        is_nxdomain(&ask("db-2.db.prod.svc.cluster.local.", RecordType::A));
+        is_nodata(&ask("db-0.db.prod.svc.cluster.local.", RecordType::AAAA));
+        // Non-headless services have no endpoint names.
+        is_nxdomain(&ask("x.web.default.svc.cluster.local.", RecordType::A));
+    }
+
+    #[test]
+    fn srv_for_named_ports_of_cluster_ip_service() {
+        let r = ask("_http._tcp.web.default.svc.cluster.local.", RecordType::SRV);
+        assert_eq!(rdata(&r), ["0 100 80 web.default.svc.cluster.local."]);
+        assert_eq!(r.additionals.len(), 1);
+        let r = ask("_dns._udp.web.default.svc.cluster.local.", RecordType::SRV);
+        assert_eq!(rdata(&r), ["0 100 53 web.default.svc.cluster.local."]);
+        is_nxdomain(&ask("_http._udp.web.default.svc.cluster.local.", RecordType::SRV));
+        is_nxdomain(&ask("_nope._tcp.web.default.svc.cluster.local.", RecordType::SRV));
+        is_nodata(&ask("_http._tcp.web.default.svc.cluster.local.", RecordType::A));
+        is_nodata(&ask("_tcp.web.default.svc.cluster.local.", RecordType::SRV));
+    }
+
+    #[test]
+    fn srv_for_headless_is_one_per_endpoint_with_endpoint_ports() {
+        let r = ask("_pg._tcp.db.prod.svc.cluster.local.", RecordType::SRV);
+        assert_eq!(
+            rdata(&r),
+            [
+                "0 50 15432 10-244-2-11.db.prod.svc.cluster.local.",
+                "0 50 15432 db-0.db.prod.svc.cluster.local."
+            ]
+        );
+        let mut extra: Vec<String> = r
+            .additionals
+            .iter()
+            .map(|a| format!("{} {}", a.name, a.data))
+            .collect();
+        extra.sort();
+        assert_eq!(
+            extra,
+            [
+                "10-244-2-11.db.prod.svc.cluster.local. 10.244.2.11",
+                "db-0.db.prod.svc.cluster.local. 10.244.1.10"
+            ]
+        );
+    }
+
+    #[test]
+    fn external_name_is_a_cname() {
+        let r = ask("ext.default.svc.cluster.local.", RecordType::A);
+        assert_eq!(r.code, ResponseCode::NoError);
+        assert_eq!(rdata(&r), ["example.com."]);
+        assert_eq!(r.answers[0].record_type(), RecordType::CNAME);
+        assert_eq!(r.chase, Name::from_ascii("example.com.").ok());
+        // An in-cluster target is followed here.
+        let r = ask("alias.default.svc.cluster.local.", RecordType::A);
+        assert_eq!(rdata(&r), ["10.96.1.5", "web.default.svc.cluster.local."]);
+        assert!(r.chase.is_none());
+    }
+
+    #[test]
+    fn pod_a_records_are_verified_against_pods() {
+        assert_eq!(rdata(&ask("10-244-1-7.default.pod.cluster.local.", RecordType::A)), ["10.244.1.7"]);
+        is_nxdomain(&ask("10-244-1-7.other.pod.cluster.local.", RecordType::A));
+        is_nxdomain(&ask("10-244-9-9.default.pod.cluster.local.", RecordType::A));
+        is_nodata(&ask("10-244-1-7.default.pod.cluster.local.", RecordType::AAAA));
+    }
+
+    #[test]
+    fn ptr_for_service_endpoint_and_pod_ips() {
+        let r = ask("5.1.96.10.in-addr.arpa.", RecordType::PTR);
+        assert_eq!(rdata(&r), ["web.default.svc.cluster.local."]);
+        let r = ask("10.1.244.10.in-addr.arpa.", RecordType::PTR);
+        assert_eq!(rdata(&r), ["db-0.db.prod.svc.cluster.local."]);
+        let r = ask("7.1.244.10.in-addr.arpa.", RecordType::PTR);
+        assert_eq!(rdata(&r), ["10-244-1-7.default.pod.cluster.local."]);
+        let v6 = "5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.";
+        assert_eq!(rdata(&ask(v6, RecordType::PTR)), ["v6.default.svc.cluster.local."]);
+        // Unknown addresses fall through to upstream.
+        let unknown = Name::from_ascii("8.8.8.8.in-addr.arpa.").expect("name");
+        assert!(matches!(
+            auth().lookup(&snapshot(), &unknown, RecordType::PTR),
+            Outcome::Forward
+        ));
+    }
+
+    #[test]
+    fn negative_answers_carry_the_zone_soa() {
+        let r = ask("nope.default.svc.cluster.local.", RecordType::A);
+        let soa = &r.authority[0];
+        assert_eq!(soa.name.to_ascii(), "cluster.local.");
+        assert_eq!(
+            soa.data.to_string(),
+            "ns.dns.cluster.local. hostmaster.cluster.local. 42 7200 1800 86400 5"
+        );
+        let apex = ask("cluster.local.", RecordType::SOA);
+        assert_eq!(apex.answers.len(), 1);
+    }
+
+    #[test]
+    fn dns_version_txt() {
+        let r = ask("dns-version.cluster.local.", RecordType::TXT);
+        assert_eq!(rdata(&r), ["1.1.0"]);
+    }
+
+    #[test]
+    fn names_outside_the_domain_are_forwarded() {
+        for n in ["example.com.", "cluster.local.example.com.", "xcluster.local."] {
+            let name = Name::from_ascii(n).expect("name");
+            assert!(
+                matches!(auth().lookup(&snapshot(), &name, RecordType::A), Outcome::Forward),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn srv_on_the_bare_cluster_ip_service_name_lists_every_port() {
+        let r = ask("web.default.svc.cluster.local.", RecordType::SRV);
+        assert_eq!(
+            rdata(&r),
+            [
+                "0 50 53 web.default.svc.cluster.local.",
+                "0 50 80 web.default.svc.cluster.local."
+            ]
+        );
+    }
+}
