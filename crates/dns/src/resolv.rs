@@ -201,3 +201,124 @@ pub fn pod_resolv_conf(pod: &Pod, cluster: &ClusterDns, host: &ResolvConf) -> Re
     }
     conf
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(spec: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "team"}, "spec": spec}))
+            .expect("pod")
+    }
+
+    fn cluster() -> ClusterDns {
+        ClusterDns {
+            nameservers: vec!["10.96.0.10".parse().expect("ip")],
+            domain: "cluster.local".into(),
+        }
+    }
+
+    fn host() -> ResolvConf {
+        ResolvConf::parse(
+            "# generated\nnameserver 192.168.1.1\nnameserver 192.168.1.2\nsearch corp.example lab.example\noptions edns0 timeout:2\n",
+        )
+    }
+
+    #[test]
+    fn cluster_first_uses_cluster_dns_search_paths_and_ndots_5() {
+        let conf = pod_resolv_conf(&pod(json!({"containers": []})), &cluster(), &host());
+        assert_eq!(
+            conf.render(),
+            "search team.svc.cluster.local svc.cluster.local cluster.local corp.example lab.example\n\
+             nameserver 10.96.0.10\noptions ndots:5\n"
+        );
+    }
+
+    #[test]
+    fn cluster_first_on_host_network_is_default_unless_with_host_net() {
+        let hostnet = pod(json!({"containers": [], "hostNetwork": true}));
+        assert_eq!(pod_resolv_conf(&hostnet, &cluster(), &host()), host());
+        let with = pod(json!({"containers": [], "hostNetwork": true,
+                               "dnsPolicy": "ClusterFirstWithHostNet"}));
+        assert_eq!(
+            pod_resolv_conf(&with, &cluster(), &host()).nameservers,
+            ["10.96.0.10"]
+        );
+    }
+
+    #[test]
+    fn default_policy_is_the_nodes_resolv_conf() {
+        let p = pod(json!({"containers": [], "dnsPolicy": "Default"}));
+        let conf = pod_resolv_conf(&p, &cluster(), &host());
+        assert_eq!(
+            conf.render(),
+            "search corp.example lab.example\nnameserver 192.168.1.1\nnameserver 192.168.1.2\noptions edns0 timeout:2\n"
+        );
+    }
+
+    #[test]
+    fn no_cluster_dns_falls_back_to_the_node() {
+        let none = ClusterDns {
+            nameservers: vec![],
+            domain: "cluster.local".into(),
+        };
+        assert_eq!(
+            pod_resolv_conf(&pod(json!({"containers": []})), &none, &host()),
+            host()
+        );
+    }
+
+    #[test]
+    fn none_policy_takes_only_dns_config() {
+        let p = pod(json!({"containers": [], "dnsPolicy": "None", "dnsConfig": {
+            "nameservers": ["1.1.1.1"], "searches": ["a.example"],
+            "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]}}));
+        assert_eq!(
+            pod_resolv_conf(&p, &cluster(), &host()).render(),
+            "search a.example\nnameserver 1.1.1.1\noptions ndots:2 edns0\n"
+        );
+    }
+
+    #[test]
+    fn dns_config_merges_deduplicates_and_overrides_options() {
+        let p = pod(json!({"containers": [], "dnsConfig": {
+            "nameservers": ["10.96.0.10", "1.1.1.1", "8.8.8.8", "9.9.9.9"],
+            "searches": ["svc.cluster.local", "extra.example"],
+            "options": [{"name": "ndots", "value": "1"}, {"name": "single-request-reopen"}]}}));
+        let conf = pod_resolv_conf(&p, &cluster(), &host());
+        // Duplicates dropped, then at most three nameservers.
+        assert_eq!(conf.nameservers, ["10.96.0.10", "1.1.1.1", "8.8.8.8"]);
+        assert_eq!(
+            conf.searches,
+            [
+                "team.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local",
+                "corp.example",
+                "lab.example",
+                "extra.example"
+            ]
+        );
+        assert_eq!(conf.options, ["ndots:1", "single-request-reopen"]);
+    }
+
+    #[test]
+    fn search_list_is_capped_at_32_domains() {
+        let many: Vec<String> = (0..40).map(|i| format!("d{i}.example")).collect();
+        let p = pod(json!({"containers": [], "dnsPolicy": "None",
+                            "dnsConfig": {"searches": many}}));
+        assert_eq!(pod_resolv_conf(&p, &cluster(), &host()).searches.len(), 32);
+    }
+
+    #[test]
+    fn upstreams_skip_comments_and_use_port_53() {
+        let conf = ResolvConf::parse("nameserver 10.0.0.2 # office\nnameserver bogus\n");
+        assert_eq!(
+            conf.upstreams(),
+            ["10.0.0.2:53".parse::<SocketAddr>().expect("addr")]
+        );
+        assert!(ResolvConf::parse("nameserver 127.0.0.53\n").only_stub());
+        assert!(!ResolvConf::parse("nameserver 127.0.0.53\nnameserver 1.1.1.1\n").only_stub());
+    }
+}
