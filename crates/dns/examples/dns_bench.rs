@@ -30,7 +30,9 @@ async fn client(server: SocketAddr, services: u64, offset: u64, until: Instant) 
     let mut buf = vec![0u8; 1500];
     let mut i = offset;
     while Instant::now() < until {
-        i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        i = i
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let name = format!("svc-{}.bench.svc.cluster.local.", (i >> 33) % services);
         let Ok(name) = Name::from_ascii(&name) else {
             continue;

@@ -133,7 +133,11 @@ impl Authority {
             86400,
             self.ttl,
         );
-        Some(Record::from_rdata(self.name("")?, self.ttl, RData::SOA(soa)))
+        Some(Record::from_rdata(
+            self.name("")?,
+            self.ttl,
+            RData::SOA(soa),
+        ))
     }
 
     fn negative(&self, snap: &Snapshot, code: ResponseCode) -> Outcome {
@@ -228,9 +232,7 @@ impl Authority {
                 // The `_<proto>` level exists when some port of the service uses it.
                 let proto = &proto[1..];
                 match snap.services.get(&(ns.to_string(), svc.to_string())) {
-                    Some(rec) if rec.ports.iter().any(|p| p.protocol == proto) => {
-                        self.nodata(snap)
-                    }
+                    Some(rec) if rec.ports.iter().any(|p| p.protocol == proto) => self.nodata(snap),
                     _ => self.nxdomain(snap),
                 }
             }
@@ -255,7 +257,9 @@ impl Authority {
             },
             [port, proto, svc, ns, "svc"] if port.starts_with('_') && proto.starts_with('_') => {
                 match snap.services.get(&(ns.to_string(), svc.to_string())) {
-                    Some(rec) => self.srv(snap, qname, qtype, &port[1..], &proto[1..], svc, ns, rec),
+                    Some(rec) => {
+                        self.srv(snap, qname, qtype, &port[1..], &proto[1..], svc, ns, rec)
+                    }
                     None => self.nxdomain(snap),
                 }
             }
@@ -289,7 +293,8 @@ impl Authority {
                 let Ok(target) = Name::from_ascii(format!("{target}.")) else {
                     return self.nxdomain(snap);
                 };
-                let cname = Record::from_rdata(qname.clone(), ttl, RData::CNAME(CNAME(target.clone())));
+                let cname =
+                    Record::from_rdata(qname.clone(), ttl, RData::CNAME(CNAME(target.clone())));
                 let inside = target
                     .to_lowercase()
                     .to_ascii()
@@ -301,7 +306,9 @@ impl Authority {
                     if inside {
                         // In-zone targets are resolved here, one level deep (no loops).
                         if let Outcome::Answer(r) = self.lookup(snap, &target, qtype)
-                            && r.answers.iter().all(|a| a.record_type() != RecordType::CNAME)
+                            && r.answers
+                                .iter()
+                                .all(|a| a.record_type() != RecordType::CNAME)
                         {
                             answers.extend(r.answers);
                         }
@@ -437,7 +444,11 @@ impl Authority {
         };
         let answers = match self.name(owner) {
             Some(target) if wants(qtype, RecordType::PTR) => {
-                vec![Record::from_rdata(qname.clone(), self.ttl, RData::PTR(PTR(target)))]
+                vec![Record::from_rdata(
+                    qname.clone(),
+                    self.ttl,
+                    RData::PTR(PTR(target)),
+                )]
             }
             _ => Vec::new(),
         };
@@ -448,9 +459,12 @@ impl Authority {
 /// Priority 0 and an equal share of weight 100, as CoreDNS does for one priority class.
 fn srv_record(owner: &Name, ttl: u32, count: usize, port: u16, target: Name) -> Record {
     let weight = u16::try_from(100 / count.max(1)).unwrap_or(100).max(1);
-    Record::from_rdata(owner.clone(), ttl, RData::SRV(SRV::new(0, weight, port, target)))
+    Record::from_rdata(
+        owner.clone(),
+        ttl,
+        RData::SRV(SRV::new(0, weight, port, target)),
+    )
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -476,8 +490,10 @@ mod tests {
                 "spec": {"clusterIP": "None"}})),
             svc(json!({"metadata": {"name": "ext", "namespace": "default"},
                 "spec": {"type": "ExternalName", "externalName": "example.com"}})),
-            svc(json!({"metadata": {"name": "alias", "namespace": "default"},
-                "spec": {"type": "ExternalName", "externalName": "web.default.svc.cluster.local"}})),
+            svc(
+                json!({"metadata": {"name": "alias", "namespace": "default"},
+                "spec": {"type": "ExternalName", "externalName": "web.default.svc.cluster.local"}}),
+            ),
             svc(json!({"metadata": {"name": "v6", "namespace": "default"},
                 "spec": {"clusterIP": "fd00::5", "clusterIPs": ["fd00::5"]}})),
         ];
@@ -493,12 +509,14 @@ mod tests {
             ]
         }))
         .expect("slice")];
-        let pods: Vec<Pod> = vec![serde_json::from_value(json!({
-            "metadata": {"name": "p", "namespace": "default"},
-            "spec": {"containers": []},
-            "status": {"podIP": "10.244.1.7", "podIPs": [{"ip": "10.244.1.7"}]}
-        }))
-        .expect("pod")];
+        let pods: Vec<Pod> = vec![
+            serde_json::from_value(json!({
+                "metadata": {"name": "p", "namespace": "default"},
+                "spec": {"containers": []},
+                "status": {"podIP": "10.244.1.7", "podIPs": [{"ip": "10.244.1.7"}]}
+            }))
+            .expect("pod"),
+        ];
         Snapshot::build(&services, &slices, &pods, 42)
     }
 
@@ -541,13 +559,19 @@ mod tests {
         assert_eq!(r.answers[0].ttl, 5);
         assert!(r.authority.is_empty());
         // Case does not matter.
-        assert_eq!(rdata(&ask("WEB.Default.SVC.cluster.local.", RecordType::A)), ["10.96.1.5"]);
+        assert_eq!(
+            rdata(&ask("WEB.Default.SVC.cluster.local.", RecordType::A)),
+            ["10.96.1.5"]
+        );
     }
 
     #[test]
     fn ipv4_service_aaaa_is_nodata_and_ipv6_service_has_aaaa() {
         is_nodata(&ask("web.default.svc.cluster.local.", RecordType::AAAA));
-        assert_eq!(rdata(&ask("v6.default.svc.cluster.local.", RecordType::AAAA)), ["fd00::5"]);
+        assert_eq!(
+            rdata(&ask("v6.default.svc.cluster.local.", RecordType::AAAA)),
+            ["fd00::5"]
+        );
         is_nodata(&ask("v6.default.svc.cluster.local.", RecordType::A));
     }
 
@@ -572,10 +596,16 @@ mod tests {
 
     #[test]
     fn endpoint_hostname_records() {
-        assert_eq!(rdata(&ask("db-0.db.prod.svc.cluster.local.", RecordType::A)), ["10.244.1.10"]);
+        assert_eq!(
+            rdata(&ask("db-0.db.prod.svc.cluster.local.", RecordType::A)),
+            ["10.244.1.10"]
+        );
         // Without a hostname the endpoint is named by its dashed IP.
         assert_eq!(
-            rdata(&ask("10-244-2-11.db.prod.svc.cluster.local.", RecordType::A)),
+            rdata(&ask(
+                "10-244-2-11.db.prod.svc.cluster.local.",
+                RecordType::A
+            )),
             ["10.244.2.11"]
         );
         is_nxdomain(&ask("db-2.db.prod.svc.cluster.local.", RecordType::A));
@@ -591,9 +621,18 @@ mod tests {
         assert_eq!(r.additionals.len(), 1);
         let r = ask("_dns._udp.web.default.svc.cluster.local.", RecordType::SRV);
         assert_eq!(rdata(&r), ["0 100 53 web.default.svc.cluster.local."]);
-        is_nxdomain(&ask("_http._udp.web.default.svc.cluster.local.", RecordType::SRV));
-        is_nxdomain(&ask("_nope._tcp.web.default.svc.cluster.local.", RecordType::SRV));
-        is_nodata(&ask("_http._tcp.web.default.svc.cluster.local.", RecordType::A));
+        is_nxdomain(&ask(
+            "_http._udp.web.default.svc.cluster.local.",
+            RecordType::SRV,
+        ));
+        is_nxdomain(&ask(
+            "_nope._tcp.web.default.svc.cluster.local.",
+            RecordType::SRV,
+        ));
+        is_nodata(&ask(
+            "_http._tcp.web.default.svc.cluster.local.",
+            RecordType::A,
+        ));
         is_nodata(&ask("_tcp.web.default.svc.cluster.local.", RecordType::SRV));
     }
 
@@ -637,10 +676,16 @@ mod tests {
 
     #[test]
     fn pod_a_records_are_verified_against_pods() {
-        assert_eq!(rdata(&ask("10-244-1-7.default.pod.cluster.local.", RecordType::A)), ["10.244.1.7"]);
+        assert_eq!(
+            rdata(&ask("10-244-1-7.default.pod.cluster.local.", RecordType::A)),
+            ["10.244.1.7"]
+        );
         is_nxdomain(&ask("10-244-1-7.other.pod.cluster.local.", RecordType::A));
         is_nxdomain(&ask("10-244-9-9.default.pod.cluster.local.", RecordType::A));
-        is_nodata(&ask("10-244-1-7.default.pod.cluster.local.", RecordType::AAAA));
+        is_nodata(&ask(
+            "10-244-1-7.default.pod.cluster.local.",
+            RecordType::AAAA,
+        ));
     }
 
     #[test]
@@ -652,7 +697,10 @@ mod tests {
         let r = ask("7.1.244.10.in-addr.arpa.", RecordType::PTR);
         assert_eq!(rdata(&r), ["10-244-1-7.default.pod.cluster.local."]);
         let v6 = "5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.";
-        assert_eq!(rdata(&ask(v6, RecordType::PTR)), ["v6.default.svc.cluster.local."]);
+        assert_eq!(
+            rdata(&ask(v6, RecordType::PTR)),
+            ["v6.default.svc.cluster.local."]
+        );
         // Unknown addresses fall through to upstream.
         let unknown = Name::from_ascii("8.8.8.8.in-addr.arpa.").expect("name");
         assert!(matches!(
@@ -682,10 +730,17 @@ mod tests {
 
     #[test]
     fn names_outside_the_domain_are_forwarded() {
-        for n in ["example.com.", "cluster.local.example.com.", "xcluster.local."] {
+        for n in [
+            "example.com.",
+            "cluster.local.example.com.",
+            "xcluster.local.",
+        ] {
             let name = Name::from_ascii(n).expect("name");
             assert!(
-                matches!(auth().lookup(&snapshot(), &name, RecordType::A), Outcome::Forward),
+                matches!(
+                    auth().lookup(&snapshot(), &name, RecordType::A),
+                    Outcome::Forward
+                ),
                 "{n}"
             );
         }

@@ -22,7 +22,10 @@ pub enum ForwardError {
     #[error("upstream {upstream} timed out")]
     Timeout { upstream: SocketAddr },
     #[error("upstream {upstream} sent a malformed answer: {message}")]
-    Malformed { upstream: SocketAddr, message: String },
+    Malformed {
+        upstream: SocketAddr,
+        message: String,
+    },
 }
 
 /// The upstream resolvers and how long to wait for each.
@@ -66,7 +69,11 @@ impl Forwarder {
         Err(last)
     }
 
-    async fn exchange(&self, upstream: SocketAddr, query: &Message) -> Result<Message, ForwardError> {
+    async fn exchange(
+        &self,
+        upstream: SocketAddr,
+        query: &Message,
+    ) -> Result<Message, ForwardError> {
         let io = |source| ForwardError::Io { upstream, source };
         let bytes = query.to_vec().map_err(|e| ForwardError::Malformed {
             upstream,
@@ -97,9 +104,12 @@ impl Forwarder {
         if !answer.metadata.truncation {
             return Ok(answer);
         }
-        tokio::time::timeout(self.timeout, self.exchange_tcp(upstream, &bytes, query.metadata.id))
-            .await
-            .map_err(|_| ForwardError::Timeout { upstream })?
+        tokio::time::timeout(
+            self.timeout,
+            self.exchange_tcp(upstream, &bytes, query.metadata.id),
+        )
+        .await
+        .map_err(|_| ForwardError::Timeout { upstream })?
     }
 
     async fn exchange_tcp(

@@ -162,7 +162,11 @@ pub fn pod_resolv_conf(pod: &Pod, cluster: &ClusterDns, host: &ResolvConf) -> Re
                 push_unique(&mut searches, s.clone());
             }
             ResolvConf {
-                nameservers: cluster.nameservers.iter().map(|ip| ip.to_string()).collect(),
+                nameservers: cluster
+                    .nameservers
+                    .iter()
+                    .map(|ip| ip.to_string())
+                    .collect(),
                 searches,
                 options: vec!["ndots:5".to_string()],
             }
@@ -208,8 +212,10 @@ mod tests {
     use serde_json::json;
 
     fn pod(spec: serde_json::Value) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "team"}, "spec": spec}))
-            .expect("pod")
+        serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": "team"}, "spec": spec}),
+        )
+        .expect("pod")
     }
 
     fn cluster() -> ClusterDns {

@@ -135,7 +135,11 @@ impl Snapshot {
                     .filter_map(|s| s.parse().ok())
                     .collect();
                 if ips.is_empty() {
-                    ips.extend(spec.cluster_ip.as_deref().and_then(|s| s.parse::<IpAddr>().ok()));
+                    ips.extend(
+                        spec.cluster_ip
+                            .as_deref()
+                            .and_then(|s| s.parse::<IpAddr>().ok()),
+                    );
                 }
                 if ips.is_empty() {
                     // Not allocated yet: no record rather than an empty answer for a "service".

@@ -36,19 +36,31 @@ impl Drop for SkiffServer {
 }
 
 fn skiff_bin() -> PathBuf {
-    std::env::var_os("SKIFF_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/skiff")
-    })
+    std::env::var_os("SKIFF_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/skiff")
+        })
 }
 
 impl SkiffServer {
     fn start() -> SkiffServer {
         let bin = skiff_bin();
-        assert!(bin.exists(), "{} is missing: run `cargo build -p skiff` first", bin.display());
+        assert!(
+            bin.exists(),
+            "{} is missing: run `cargo build -p skiff` first",
+            bin.display()
+        );
         let dir = tempfile::tempdir().expect("temp dir");
         let log = std::fs::File::create(dir.path().join("server.log")).expect("log");
         let mut child = Command::new(bin)
-            .args(["server", "--disable-agent", "--https-listen-port", "0", "--data-dir"])
+            .args([
+                "server",
+                "--disable-agent",
+                "--https-listen-port",
+                "0",
+                "--data-dir",
+            ])
             .arg(dir.path())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -58,7 +70,10 @@ impl SkiffServer {
         let mut line = String::new();
         let _ = BufReader::new(stdout).read_line(&mut line);
         let server = SkiffServer { child, dir };
-        assert!(line.contains("skiff server ready"), "server did not start: {line:?}");
+        assert!(
+            line.contains("skiff server ready"),
+            "server did not start: {line:?}"
+        );
         server
     }
 
@@ -83,7 +98,9 @@ async fn fake_upstream(token: CancellationToken) -> SocketAddr {
                 r = socket.recv_from(&mut buf) => match r { Ok(x) => x, Err(_) => return },
                 () = token.cancelled() => return,
             };
-            let Ok(query) = Message::from_vec(&buf[..n]) else { continue };
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
             let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
             reply.metadata.recursion_available = true;
             reply.add_queries(query.queries.clone());
@@ -113,7 +130,10 @@ fn query_message(name: &str, qtype: RecordType) -> Message {
 async fn ask_udp(server: SocketAddr, name: &str, qtype: RecordType) -> Message {
     let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
     let q = query_message(name, qtype);
-    socket.send_to(&q.to_vec().expect("encode"), server).await.expect("send");
+    socket
+        .send_to(&q.to_vec().expect("encode"), server)
+        .await
+        .expect("send");
     let mut buf = vec![0u8; 4096];
     let n = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
         .await
@@ -127,7 +147,10 @@ async fn ask_udp(server: SocketAddr, name: &str, qtype: RecordType) -> Message {
 async fn ask_tcp(server: SocketAddr, name: &str, qtype: RecordType) -> Message {
     let mut stream = TcpStream::connect(server).await.expect("connect");
     let bytes = query_message(name, qtype).to_vec().expect("encode");
-    let mut framed = u16::try_from(bytes.len()).expect("len").to_be_bytes().to_vec();
+    let mut framed = u16::try_from(bytes.len())
+        .expect("len")
+        .to_be_bytes()
+        .to_vec();
     framed.extend(bytes);
     stream.write_all(&framed).await.expect("write");
     let mut len = [0u8; 2];
@@ -252,21 +275,34 @@ async fn cluster_dns_follows_the_api_and_forwards_the_rest() {
     .expect("pod status");
 
     let limit = Duration::from_secs(10);
-    let m = until(listen, "web.default.svc.cluster.local.", RecordType::A, limit, |m| {
-        !m.answers.is_empty()
-    })
+    let m = until(
+        listen,
+        "web.default.svc.cluster.local.",
+        RecordType::A,
+        limit,
+        |m| !m.answers.is_empty(),
+    )
     .await;
     assert_eq!(answers(&m), [web_ip.to_string()]);
     assert!(m.metadata.authoritative);
     assert_eq!(m.answers[0].ttl, 5);
 
-    let m = until(listen, "db.default.svc.cluster.local.", RecordType::A, limit, |m| {
-        m.answers.len() == 2
-    })
+    let m = until(
+        listen,
+        "db.default.svc.cluster.local.",
+        RecordType::A,
+        limit,
+        |m| m.answers.len() == 2,
+    )
     .await;
     assert_eq!(answers(&m), ["10.244.1.10", "10.244.1.11"]);
 
-    let m = ask_udp(listen, "_pg._tcp.db.default.svc.cluster.local.", RecordType::SRV).await;
+    let m = ask_udp(
+        listen,
+        "_pg._tcp.db.default.svc.cluster.local.",
+        RecordType::SRV,
+    )
+    .await;
     assert_eq!(
         answers(&m),
         [
@@ -274,14 +310,23 @@ async fn cluster_dns_follows_the_api_and_forwards_the_rest() {
             "0 50 5432 db-1.db.default.svc.cluster.local."
         ]
     );
-    let m = ask_udp(listen, "_http._tcp.web.default.svc.cluster.local.", RecordType::SRV).await;
+    let m = ask_udp(
+        listen,
+        "_http._tcp.web.default.svc.cluster.local.",
+        RecordType::SRV,
+    )
+    .await;
     assert_eq!(answers(&m), ["0 100 80 web.default.svc.cluster.local."]);
     let m = ask_udp(listen, "db-1.db.default.svc.cluster.local.", RecordType::A).await;
     assert_eq!(answers(&m), ["10.244.1.11"]);
 
-    let m = until(listen, "10-244-1-7.default.pod.cluster.local.", RecordType::A, limit, |m| {
-        !m.answers.is_empty()
-    })
+    let m = until(
+        listen,
+        "10-244-1-7.default.pod.cluster.local.",
+        RecordType::A,
+        limit,
+        |m| !m.answers.is_empty(),
+    )
     .await;
     assert_eq!(answers(&m), ["10.244.1.7"]);
 
@@ -306,9 +351,13 @@ async fn cluster_dns_follows_the_api_and_forwards_the_rest() {
         .await
         .expect("delete web");
     let deleted = Instant::now();
-    until(listen, "web.default.svc.cluster.local.", RecordType::A, limit, |m| {
-        m.metadata.response_code == ResponseCode::NXDomain
-    })
+    until(
+        listen,
+        "web.default.svc.cluster.local.",
+        RecordType::A,
+        limit,
+        |m| m.metadata.response_code == ResponseCode::NXDomain,
+    )
     .await;
     eprintln!("service delete → NXDOMAIN after {:?}", deleted.elapsed());
 
