@@ -516,6 +516,18 @@ mod tests {
                 "status": {"podIP": "10.244.1.7", "podIPs": [{"ip": "10.244.1.7"}]}
             }))
             .expect("pod"),
+            serde_json::from_value(json!({
+                "metadata": {"name": "done", "namespace": "default"},
+                "spec": {"containers": []},
+                "status": {"phase": "Succeeded", "podIP": "10.244.1.8"}
+            }))
+            .expect("pod"),
+            serde_json::from_value(json!({
+                "metadata": {"name": "host", "namespace": "default"},
+                "spec": {"containers": [], "hostNetwork": true},
+                "status": {"podIP": "192.168.0.5"}
+            }))
+            .expect("pod"),
         ];
         Snapshot::build(&services, &slices, &pods, 42)
     }
@@ -682,6 +694,12 @@ mod tests {
         );
         is_nxdomain(&ask("10-244-1-7.other.pod.cluster.local.", RecordType::A));
         is_nxdomain(&ask("10-244-9-9.default.pod.cluster.local.", RecordType::A));
+        // Finished pods and host-network pods have no pod record.
+        is_nxdomain(&ask("10-244-1-8.default.pod.cluster.local.", RecordType::A));
+        is_nxdomain(&ask(
+            "192-168-0-5.default.pod.cluster.local.",
+            RecordType::A,
+        ));
         is_nodata(&ask(
             "10-244-1-7.default.pod.cluster.local.",
             RecordType::AAAA,

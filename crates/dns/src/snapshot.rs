@@ -249,6 +249,10 @@ impl Snapshot {
                 continue;
             }
             let Some(status) = &pod.status else { continue };
+            // A finished pod's IP may already belong to another pod.
+            if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+                continue;
+            }
             let ips = status
                 .pod_ips
                 .iter()

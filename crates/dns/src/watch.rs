@@ -27,6 +27,7 @@ fn slim_pod(pod: &mut Pod) {
         *status = PodStatus {
             pod_ip: status.pod_ip.take(),
             pod_ips: status.pod_ips.take(),
+            phase: status.phase.take(),
             ..PodStatus::default()
         };
     }

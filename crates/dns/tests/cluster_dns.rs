@@ -381,3 +381,36 @@ async fn forwarding_failure_is_servfail() {
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn large_answers_truncate_over_udp_and_come_whole_over_tcp() {
+    let config = DnsConfig::new(vec![([127, 0, 0, 1], 0).into()], "cluster.local", vec![]);
+    let server = skiff_dns::DnsServer::bind(&config).await.expect("bind dns");
+    let addr = server.local_addrs()[0];
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "big", "namespace": "default"},
+        "spec": {"clusterIP": "None"}
+    }))
+    .expect("service");
+    let endpoints: Vec<serde_json::Value> = (1..=100)
+        .map(|i| json!({"addresses": [format!("10.244.0.{i}")]}))
+        .collect();
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"name": "big-1", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "big"}},
+        "addressType": "IPv4",
+        "endpoints": endpoints
+    }))
+    .expect("slice");
+    server
+        .snapshot_handle()
+        .set(skiff_dns::Snapshot::build([&service], [&slice], [], 1));
+    // 100 A records do not fit the 512 bytes of a client without EDNS.
+    let udp = ask_udp(addr, "big.default.svc.cluster.local.", RecordType::A).await;
+    assert!(udp.metadata.truncation, "UDP answer not truncated");
+    assert!(udp.answers.len() < 100);
+    let tcp = ask_tcp(addr, "big.default.svc.cluster.local.", RecordType::A).await;
+    assert!(!tcp.metadata.truncation);
+    assert_eq!(tcp.answers.len(), 100);
+    server.shutdown().await;
+}
