@@ -235,6 +235,17 @@ async fn cluster_dns_follows_the_api_and_forwards_the_rest() {
         )
         .await
         .expect("create db");
+    services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "ext"},
+                "spec": {"type": "ExternalName", "externalName": "outside.example"}
+            }))
+            .expect("service"),
+        )
+        .await
+        .expect("create ext");
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
     slices
         .create(
@@ -344,6 +355,27 @@ async fn cluster_dns_follows_the_api_and_forwards_the_rest() {
     assert_eq!(answers(&m), ["192.0.2.7"]);
     let m = ask_udp(listen, "nothing.example.", RecordType::A).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+
+    // ExternalName: the CNAME, then the target's records from upstream.
+    let m = ask_udp(listen, "ext.default.svc.cluster.local.", RecordType::A).await;
+    assert_eq!(answers(&m), ["192.0.2.7", "outside.example."]);
+
+    // PTR for the service IP, AAAA of an IPv4 service is NODATA with the SOA.
+    let IpAddr::V4(v4) = web_ip else {
+        panic!("IPv4 cluster IP expected")
+    };
+    let [a, b, c, d] = v4.octets();
+    let m = ask_udp(
+        listen,
+        &format!("{d}.{c}.{b}.{a}.in-addr.arpa."),
+        RecordType::PTR,
+    )
+    .await;
+    assert_eq!(answers(&m), ["web.default.svc.cluster.local."]);
+    let m = ask_udp(listen, "web.default.svc.cluster.local.", RecordType::AAAA).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty());
+    assert_eq!(m.authorities.len(), 1);
 
     // A deleted Service disappears from DNS.
     services
