@@ -52,6 +52,8 @@ impl DnsConfig {
 /// Errors of the DNS server.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("no DNS listen addresses were given")]
+    NoListen,
     #[error("binding DNS listener {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -66,6 +68,9 @@ pub async fn run(
     config: DnsConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    if config.listen.is_empty() {
+        return Err(Error::NoListen);
+    }
     let server = DnsServer::bind(&config).await?;
     let handle = server.snapshot_handle();
     tokio::select! {
