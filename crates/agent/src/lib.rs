@@ -6,6 +6,7 @@ pub mod cgroups;
 pub mod cni;
 pub mod containerd;
 pub mod cri;
+pub mod dns;
 pub mod images;
 pub mod node;
 pub mod podnet;
@@ -272,6 +273,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     if config.pod_network == podnet::Mode::Vxlan {
         vxlan_device(&nodes, &config.node_name, node_ip, &pod_cidr).await;
     }
+    tokio::spawn(dns::run(
+        client.clone(),
+        config.node_name.clone(),
+        node.metadata.uid.clone().unwrap_or_default(),
+        node_ip,
+        config.cluster_domain.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(podnet::run(
         client.clone(),
         config.node_name.clone(),

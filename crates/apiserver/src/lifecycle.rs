@@ -93,6 +93,32 @@ pub async fn bootstrap(app: &App, host: &str, port: u16) -> Result<()> {
         slice,
     )
     .await?;
+    // Cluster DNS at the address pods' resolv.conf names. Every node agent serves DNS on its
+    // own address and publishes that as an EndpointSlice of this Service; the Local internal
+    // traffic policy keeps each node's queries on the node.
+    ensure(
+        app,
+        spec_of("", "services"),
+        Some("kube-system"),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {
+                "k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true",
+                "kubernetes.io/name": "SkiffDNS",
+            }},
+            "spec": {
+                "type": "ClusterIP",
+                "clusterIP": crate::admission::DNS_SERVICE_IP,
+                "ports": [
+                    {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                ],
+                "internalTrafficPolicy": "Local",
+                "sessionAffinity": "None",
+            },
+        }),
+    )
+    .await?;
     Ok(())
 }
 
