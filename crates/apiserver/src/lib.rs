@@ -15,6 +15,7 @@ pub mod handlers;
 pub mod lifecycle;
 pub mod objects;
 pub mod pki;
+pub mod proxy;
 pub mod request;
 pub mod watch_cache;
 
@@ -91,6 +92,8 @@ pub struct App {
     pub server_address: String,
     /// Stops streams on shutdown.
     pub shutdown: CancellationToken,
+    /// TLS client configuration for the node agents' streaming ports.
+    pub kubelet_tls: Arc<rustls::ClientConfig>,
     reaper: tokio::sync::Notify,
 }
 
@@ -131,6 +134,7 @@ pub async fn start(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let pki = pki::Pki::load_or_create(&config.data_dir.join("tls"), &config.tls_sans)?;
     let tls = Arc::new(pki.server_config()?);
+    let kubelet_tls = Arc::new(pki.kubelet_client_config()?);
     let addr = SocketAddr::new(config.bind_address, config.port);
     let listener = TcpListener::bind(addr)
         .await
@@ -158,6 +162,7 @@ pub async fn start(
         allocation: tokio::sync::Mutex::new(()),
         server_address: format!("{host}:{}", local_addr.port()),
         shutdown: shutdown.clone(),
+        kubelet_tls,
         reaper: tokio::sync::Notify::new(),
     });
     // The OpenAPI catalog (field validation, /openapi/v3) is built on first use: it holds about
@@ -278,6 +283,13 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let authenticated = req.extensions().get::<Authenticated>().is_none_or(|a| a.0);
     let method = req.method().clone();
     let query = Query::parse(req.uri().query());
+    if proxy::is_streaming(&path) {
+        // Streams to the node agent keep the request as it is: upgrades need its connection.
+        if !authenticated {
+            return Err(ApiError::Unauthorized);
+        }
+        return proxy::handle(app, req).await;
+    }
     let headers = req.headers().clone();
     // The body is read (bounded) before any answer: an HTTP/2 stream answered while its body is
     // still unread gets reset, and some clients then lose the answer.

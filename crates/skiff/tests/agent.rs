@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::KUBECTL_133;
+use support::{KUBECTL_132, KUBECTL_133};
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -73,13 +73,36 @@ impl Host {
     }
 
     fn kubectl(&self, args: &[&str]) -> std::process::Output {
-        let mut c = self.inside(KUBECTL_133);
+        run(&mut self.kubectl_cmd(KUBECTL_133, args))
+    }
+
+    fn kubectl_cmd(&self, binary: &str, args: &[&str]) -> Command {
+        let mut c = self.inside(binary);
         c.arg("--kubeconfig")
             .arg(self.kubeconfig())
             .arg("--cache-dir")
-            .arg(self.dir.path().join("kcache"))
+            .arg(self.dir.path().join(format!(
+                "kcache-{}",
+                binary.rsplit('.').next().unwrap_or("x")
+            )))
             .args(args);
-        run(&mut c)
+        c
+    }
+
+    /// `kubectl args` with `input` on stdin.
+    fn kubectl_stdin(&self, binary: &str, args: &[&str], input: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = self
+            .kubectl_cmd(binary, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kubectl");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input).expect("write stdin");
+        drop(stdin);
+        child.wait_with_output().expect("kubectl output")
     }
 
     fn kubeconfig(&self) -> PathBuf {
@@ -113,6 +136,8 @@ impl Host {
                 "--disable-agent",
                 "--https-listen-port",
                 "0",
+                "--log",
+                "info,skiff_apiserver::proxy=debug",
                 "--data-dir",
             ])
             .arg(self.dir.path().join("server"))
@@ -580,4 +605,305 @@ fn busybox_pod_runs_with_an_ip_and_is_torn_down_on_delete() {
             .collect::<Vec<_>>()
             .join(" | ")
     );
+}
+
+/// A host with the server and an agent for `node` running and the node Ready.
+fn booted(node: &str) -> Host {
+    let mut host = Host::new();
+    host.start_server();
+    let images = host.node_dir().join("agent/images");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
+    let out = run(Command::new(script).arg(&images));
+    assert!(out.status.success(), "busybox-image.sh: {out:?}");
+    host.start_agent(node);
+    poll(Duration::from_secs(90), || {
+        let out = host.kubectl(&[
+            "get",
+            "node",
+            node,
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+        ]);
+        (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
+    })
+    .unwrap_or_else(|| panic!("node never Ready\n{}", host.log("agent.log")));
+    host
+}
+
+fn text(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ok(host: &Host, binary: &str, args: &[&str]) -> String {
+    let out = run(&mut host.kubectl_cmd(binary, args));
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {out:?}\nagent: {}\nserver: {}",
+        host.log("agent.log"),
+        host.log("server.log")
+    );
+    text(&out)
+}
+
+fn wait_running(host: &Host, pod: &str) {
+    poll(Duration::from_secs(90), || {
+        let out = host.kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"]);
+        (text(&out) == "Running").then_some(())
+    })
+    .unwrap_or_else(|| {
+        let pod = host.kubectl(&["get", "pod", pod, "-o", "yaml"]);
+        panic!("{} never Running\n{}\n{}", text(&pod).len(), text(&pod), host.log("agent.log"))
+    });
+}
+
+/// Milliseconds of `n` runs of `f`, sorted.
+fn timed(n: usize, mut f: impl FnMut()) -> Vec<u128> {
+    let mut v: Vec<u128> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_millis()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn logs_exec_attach_port_forward_and_cp_through_the_api_server() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let node = "skiff-stream-node";
+    let host = booted(node);
+    let manifest = host.dir.path().join("web.json");
+    std::fs::write(
+        &manifest,
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "List", "items": [
+            {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {
+                    "nodeName": node,
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "docker.io/library/busybox:1.36",
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["sh", "-c",
+                                "echo line1; echo line2; echo line3; echo err >&2; \
+                                 mkdir -p /tmp/www; echo hello-from-pod > /tmp/www/index.html; \
+                                 exec httpd -f -p 8080 -h /tmp/www"],
+                        },
+                        {
+                            "name": "crasher",
+                            "image": "docker.io/library/busybox:1.36",
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["sh", "-c", "echo started-$(cat /proc/sys/kernel/random/uuid); sleep 1; exit 1"],
+                        },
+                        {
+                            "name": "echoer",
+                            "image": "docker.io/library/busybox:1.36",
+                            "imagePullPolicy": "IfNotPresent",
+                            "stdin": true,
+                            "command": ["sh", "-c", "while read l; do echo got-$l; done; sleep 3600"],
+                        },
+                    ],
+                },
+            },
+            {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "ticker", "namespace": "default"},
+                "spec": {
+                    "nodeName": node,
+                    "restartPolicy": "Never",
+                    "containers": [{
+                        "name": "tick",
+                        "image": "docker.io/library/busybox:1.36",
+                        "imagePullPolicy": "IfNotPresent",
+                        "command": ["sh", "-c", "sleep 1; echo tick 1; sleep 2; echo tick 2; sleep 2; echo tick 3"],
+                    }],
+                },
+            }]
+        })
+        .to_string(),
+    )
+    .expect("manifest");
+    ok(&host, KUBECTL_133, &["create", "-f", &manifest.display().to_string()]);
+    wait_running(&host, "ticker");
+
+    // logs -f follows the running container and ends when it exits.
+    let mut follow = host
+        .kubectl_cmd(KUBECTL_133, &["logs", "-f", "ticker"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("logs -f");
+    let mut lines = BufReader::new(follow.stdout.take().expect("stdout")).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(first, "tick 1");
+    assert!(
+        follow.try_wait().expect("try_wait").is_none(),
+        "logs -f ended before the container did"
+    );
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(rest, ["tick 2", "tick 3"]);
+    let status = follow.wait().expect("wait");
+    assert!(status.success(), "logs -f: {status:?}");
+
+    wait_running(&host, "web");
+    let logs = poll(Duration::from_secs(20), || {
+        let l = ok(&host, KUBECTL_133, &["logs", "web", "-c", "main"]);
+        (l.lines().count() >= 4).then_some(l)
+    })
+    .unwrap_or_default();
+    assert_eq!(logs, "line1\nline2\nline3\nerr\n");
+    for kubectl in [KUBECTL_132, KUBECTL_133] {
+        assert_eq!(ok(&host, kubectl, &["logs", "web", "-c", "main", "--tail=2"]), "line3\nerr\n");
+    }
+    assert_eq!(ok(&host, KUBECTL_133, &["logs", "web", "-c", "main", "--limit-bytes=8"]), "line1\nli");
+    assert_eq!(ok(&host, KUBECTL_133, &["logs", "web", "-c", "main", "--since=1h"]), logs);
+    let stamped = ok(&host, KUBECTL_133, &["logs", "web", "-c", "main", "--timestamps"]);
+    for (l, want) in stamped.lines().zip(logs.lines()) {
+        let (ts, rest) = l.split_once(' ').expect("timestamp");
+        assert!(
+            ts.len() >= 20 && ts.as_bytes()[10] == b'T' && ts.ends_with('Z'),
+            "{l}"
+        );
+        assert_eq!(rest, want);
+    }
+    let all = ok(&host, KUBECTL_133, &["logs", "web", "--all-containers", "--prefix"]);
+    assert!(all.contains("[pod/web/main] line1"), "{all}");
+    assert!(all.contains("[pod/web/crasher] started-"), "{all}");
+    let no_prev = run(&mut host.kubectl_cmd(KUBECTL_133, &["logs", "web", "-c", "main", "--previous"]));
+    assert!(!no_prev.status.success());
+    assert!(
+        String::from_utf8_lossy(&no_prev.stderr)
+            .contains("previous terminated container \"main\" in pod \"web\" not found"),
+        "{no_prev:?}"
+    );
+    let bad = run(&mut host.kubectl_cmd(KUBECTL_133, &["logs", "web"]));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("a container name must be specified for pod web"),
+        "{bad:?}"
+    );
+
+    // exec: output, exit codes, stdin; with both kubectl versions.
+    for kubectl in [KUBECTL_132, KUBECTL_133] {
+        assert_eq!(
+            ok(&host, kubectl, &["exec", "web", "-c", "main", "--", "cat", "/tmp/www/index.html"]),
+            "hello-from-pod\n"
+        );
+        let three = run(&mut host.kubectl_cmd(kubectl, &["exec", "web", "-c", "main", "--", "sh", "-c", "exit 3"]));
+        assert_eq!(three.status.code(), Some(3), "{three:?}");
+        let piped = host.kubectl_stdin(kubectl, &["exec", "-i", "web", "-c", "main", "--", "sh", "-c", "cat; echo done"], b"from stdin\n");
+        assert!(piped.status.success(), "{piped:?}");
+        assert_eq!(text(&piped), "from stdin\ndone\n");
+        let stderr = run(&mut host.kubectl_cmd(kubectl, &["exec", "web", "-c", "main", "--", "sh", "-c", "echo to-err >&2"]));
+        assert_eq!(String::from_utf8_lossy(&stderr.stderr), "to-err\n");
+    }
+
+    // cp both ways (tar in the container over exec's stdin and stdout).
+    let local = host.dir.path().join("upload.txt");
+    std::fs::write(&local, "uploaded bytes\n").expect("write");
+    ok(&host, KUBECTL_133, &["cp", &local.display().to_string(), "web:/tmp/upload.txt", "-c", "main"]);
+    assert_eq!(
+        ok(&host, KUBECTL_133, &["exec", "web", "-c", "main", "--", "cat", "/tmp/upload.txt"]),
+        "uploaded bytes\n"
+    );
+    let download = host.dir.path().join("download.html");
+    ok(&host, KUBECTL_133, &["cp", "web:/tmp/www/index.html", &download.display().to_string(), "-c", "main"]);
+    assert_eq!(std::fs::read_to_string(&download).unwrap_or_default(), "hello-from-pod\n");
+
+    // port-forward to busybox httpd, fetched with curl inside the test's namespace.
+    for (kubectl, port) in [(KUBECTL_132, "18080"), (KUBECTL_133, "18081")] {
+        let mut pf = host
+            .kubectl_cmd(kubectl, &["port-forward", "pod/web", &format!("{port}:8080")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("port-forward");
+        let mut out = BufReader::new(pf.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        let _ = out.read_line(&mut line);
+        assert!(line.contains("Forwarding from"), "{line}");
+        for _ in 0..2 {
+            let curl = run(host.inside("curl").args(["-sS", "--max-time", "10", &format!("http://127.0.0.1:{port}/")]));
+            assert_eq!(text(&curl), "hello-from-pod\n", "{curl:?}");
+        }
+        let _ = pf.kill();
+        let _ = pf.wait();
+    }
+
+    // attach to a container reading its stdin.
+    let mut attach = host
+        .kubectl_cmd(KUBECTL_133, &["attach", "-i", "web", "-c", "echoer"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("attach");
+    {
+        use std::io::Write;
+        let mut stdin = attach.stdin.take().expect("stdin");
+        let (tx, rx) = mpsc::channel();
+        let stdout = attach.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let got = poll(Duration::from_secs(20), || {
+            let _ = stdin.write_all(b"ping\n");
+            let _ = stdin.flush();
+            rx.recv_timeout(Duration::from_millis(400)).ok()
+        });
+        assert_eq!(got.as_deref(), Some("got-ping"));
+    }
+    let _ = attach.kill();
+    let _ = attach.wait();
+
+    // --previous after a restart shows the earlier instance's log.
+    poll(Duration::from_secs(60), || {
+        let out = host.kubectl(&[
+            "get", "pod", "web", "-o",
+            r#"jsonpath={.status.containerStatuses[?(@.name=="crasher")].restartCount}"#,
+        ]);
+        (text(&out).parse::<u32>().unwrap_or(0) >= 1).then_some(())
+    })
+    .unwrap_or_else(|| panic!("crasher never restarted\n{}", host.log("agent.log")));
+    let current = ok(&host, KUBECTL_133, &["logs", "web", "-c", "crasher"]);
+    let previous = ok(&host, KUBECTL_133, &["logs", "web", "-c", "crasher", "--previous"]);
+    assert!(previous.starts_with("started-"), "{previous}");
+    assert!(current.starts_with("started-"), "{current}");
+    assert_ne!(previous, current);
+
+    let logs_ms = timed(5, || {
+        ok(&host, KUBECTL_133, &["logs", "web", "-c", "main"]);
+    });
+    let exec_ms = timed(5, || {
+        ok(&host, KUBECTL_133, &["exec", "web", "-c", "main", "--", "true"]);
+    });
+    eprintln!("streaming: kubectl logs {logs_ms:?} ms; kubectl exec -- true {exec_ms:?} ms");
+    // Which protocol each exec/attach/port-forward really used (101 = upgraded).
+    let mut seen = std::collections::BTreeMap::new();
+    for l in host.log("server.log").lines().filter(|l| l.contains("proxied to node agent")) {
+        let field = |k: &str| {
+            l.split(&format!("{k}="))
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .unwrap_or("")
+                .trim_matches('"')
+                .to_string()
+        };
+        *seen
+            .entry(format!("{} {} {} -> {}", field("sub"), field("upgrade"), field("protocols"), field("status")))
+            .or_insert(0) += 1;
+    }
+    eprintln!("proxied: {seen:#?}");
 }
