@@ -290,15 +290,16 @@ mod tests {
 
     #[test]
     fn parses_cri_lines() {
-        let e = parse_line(b"2024-01-02T03:04:05.123456789Z stdout F hello world").unwrap();
+        let e =
+            parse_line(b"2024-01-02T03:04:05.123456789Z stdout F hello world").expect("test value");
         assert_eq!(e.time, b"2024-01-02T03:04:05.123456789Z");
         assert_eq!(e.stream, b"stdout");
         assert!(!e.partial);
         assert_eq!(e.text, b"hello world");
-        let p = parse_line(b"2024-01-02T03:04:05Z stderr P part").unwrap();
+        let p = parse_line(b"2024-01-02T03:04:05Z stderr P part").expect("test value");
         assert!(p.partial);
         assert_eq!(p.stream, b"stderr");
-        let empty = parse_line(b"2024-01-02T03:04:05Z stdout F").unwrap();
+        let empty = parse_line(b"2024-01-02T03:04:05Z stdout F").expect("test value");
         assert_eq!(empty.text, b"");
         assert!(parse_line(b"garbage").is_none());
         assert!(parse_line(b"2024-01-02T03:04:05Z other F x").is_none());
@@ -317,7 +318,7 @@ mod tests {
 
     #[test]
     fn options_from_the_query() {
-        let now: jiff::Timestamp = "2024-01-01T00:01:00Z".parse().unwrap();
+        let now: jiff::Timestamp = "2024-01-01T00:01:00Z".parse().expect("test value");
         let o = LogOptions::from_query(
             &pairs(&[
                 ("follow", "true"),
@@ -329,17 +330,23 @@ mod tests {
             ]),
             now,
         )
-        .unwrap();
+        .expect("test value");
         assert!(o.follow && o.timestamps && !o.previous);
         assert_eq!(o.tail_lines, Some(5));
         assert_eq!(o.limit_bytes, Some(10));
-        assert_eq!(o.since, Some("2024-01-01T00:00:00Z".parse().unwrap()));
+        assert_eq!(
+            o.since,
+            Some("2024-01-01T00:00:00Z".parse().expect("test value"))
+        );
         let t = LogOptions::from_query(&pairs(&[("sinceTime", "2024-01-01T00:00:30Z")]), now)
-            .unwrap();
-        assert_eq!(t.since, Some("2024-01-01T00:00:30Z".parse().unwrap()));
+            .expect("test value");
+        assert_eq!(
+            t.since,
+            Some("2024-01-01T00:00:30Z".parse().expect("test value"))
+        );
         assert_eq!(
             LogOptions::from_query(&pairs(&[("tailLines", "-1")]), now)
-                .unwrap()
+                .expect("test value")
                 .tail_lines,
             None
         );
@@ -357,7 +364,7 @@ mod tests {
     fn formatter_applies_since_timestamps_and_limit() {
         let mut f = Formatter::new(LogOptions {
             timestamps: true,
-            since: Some("2024-01-01T00:00:10Z".parse().unwrap()),
+            since: Some("2024-01-01T00:00:10Z".parse().expect("test value")),
             ..Default::default()
         });
         let mut out = Vec::new();
@@ -380,13 +387,13 @@ mod tests {
 
     #[tokio::test]
     async fn streams_a_file_with_tail() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test value");
         let path = dir.path().join("0.log");
         std::fs::write(
             &path,
             "2024-01-01T00:00:01Z stdout F one\n2024-01-01T00:00:02Z stderr F two\n2024-01-01T00:00:03Z stdout F three\n",
         )
-        .unwrap();
+        .expect("test value");
         let (tx, mut rx) = mpsc::channel(8);
         let opts = LogOptions {
             tail_lines: Some(2),
@@ -402,9 +409,9 @@ mod tests {
 
     #[tokio::test]
     async fn follow_ends_when_the_container_stops() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test value");
         let path = dir.path().join("0.log");
-        std::fs::write(&path, "2024-01-01T00:00:01Z stdout F one\n").unwrap();
+        std::fs::write(&path, "2024-01-01T00:00:01Z stdout F one\n").expect("test value");
         let (tx, mut rx) = mpsc::channel(8);
         let opts = LogOptions {
             follow: true,
@@ -425,16 +432,20 @@ mod tests {
             )
             .await
         });
-        let first = rx.recv().await.unwrap().unwrap();
+        let first = rx.recv().await.expect("test value").expect("test value");
         assert_eq!(&first[..], b"one\n");
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(b"2024-01-01T00:00:02Z stdout F two\n").unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("test value");
+        f.write_all(b"2024-01-01T00:00:02Z stdout F two\n")
+            .expect("test value");
         let mut rest = Vec::new();
         while let Some(Ok(b)) = rx.recv().await {
             rest.extend_from_slice(&b);
         }
-        task.await.unwrap();
+        task.await.expect("test value");
         assert_eq!(rest, b"two\n");
     }
 }

@@ -56,10 +56,12 @@ pub fn tls_config(ca: &[Vec<u8>], sans: Vec<String>) -> Result<rustls::ServerCon
         roots.add(CertificateDer::from(der.clone()))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| Error::Verifier(e.to_string()))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| Error::Verifier(e.to_string()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
@@ -249,7 +251,10 @@ async fn containers(
         .and_then(|c| c.labels.get(LABEL_POD_UID).cloned());
     list.retain(|c| c.labels.get(LABEL_POD_UID) == newest_uid.as_ref());
     list.sort_by_key(|c| {
-        std::cmp::Reverse((c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0), c.created_at))
+        std::cmp::Reverse((
+            c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0),
+            c.created_at,
+        ))
     });
     Ok(list)
 }
@@ -279,7 +284,9 @@ async fn container_logs(
         list.first().ok_or_else(|| {
             text(
                 StatusCode::BAD_REQUEST,
-                format!("container \"{name}\" in pod \"{pod}\" is waiting to start: ContainerCreating"),
+                format!(
+                    "container \"{name}\" in pod \"{pod}\" is waiting to start: ContainerCreating"
+                ),
             )
         })?
     };
@@ -295,7 +302,12 @@ async fn container_logs(
         .map_err(|s| text(StatusCode::INTERNAL_SERVER_ERROR, s.message().to_string()))?
         .into_inner()
         .status
-        .ok_or_else(|| text(StatusCode::INTERNAL_SERVER_ERROR, "container status missing"))?;
+        .ok_or_else(|| {
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "container status missing",
+            )
+        })?;
     let path = std::path::PathBuf::from(&status.log_path);
     let id = chosen.id.clone();
     let cri = agent.cri.clone();
@@ -319,10 +331,8 @@ async fn container_logs(
         rx.recv().await.map(|item| (item.map(Frame::data), rx))
     });
     let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain"),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     Ok(r)
 }
 
@@ -359,7 +369,10 @@ async fn exec_or_attach(
             .map(|(_, v)| v.clone())
             .collect();
         if cmd.is_empty() {
-            return text(StatusCode::BAD_REQUEST, "you must specify at least 1 command");
+            return text(
+                StatusCode::BAD_REQUEST,
+                "you must specify at least 1 command",
+            );
         }
         rt.exec(api::ExecRequest {
             container_id: c.id.clone(),
@@ -426,7 +439,11 @@ async fn port_forward(
     let ports: Vec<i32> = pairs
         .iter()
         .filter(|(k, _)| k == "ports")
-        .flat_map(|(_, v)| v.split(',').filter_map(|p| p.trim().parse().ok()).collect::<Vec<i32>>())
+        .flat_map(|(_, v)| {
+            v.split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect::<Vec<i32>>()
+        })
         .collect();
     match rt
         .port_forward(api::PortForwardRequest {
@@ -444,10 +461,18 @@ async fn port_forward(
 async fn proxy(url: &str, req: Request<Incoming>) -> Response<Body> {
     let uri: http::Uri = match url.parse() {
         Ok(u) => u,
-        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("runtime URL {url}: {e}")),
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("runtime URL {url}: {e}"),
+            );
+        }
     };
     let Some(authority) = uri.authority().map(|a| a.as_str().to_string()) else {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, format!("runtime URL {url} has no host"));
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("runtime URL {url} has no host"),
+        );
     };
     let mut target = uri.path().to_string();
     match (uri.query(), req.uri().query()) {
@@ -565,12 +590,18 @@ mod tests {
         assert!(!flag(&p, "stdin"));
         assert!(p.contains(&("sinceTime".into(), "2024-01-01T00:00:00Z".into())));
         assert!(p.contains(&("x".into(), String::new())));
-        assert_eq!(query_pairs(Some("a=%zz&b=%4")), [("a".into(), "%zz".into()), ("b".into(), "%4".into())]);
+        assert_eq!(
+            query_pairs(Some("a=%zz&b=%4")),
+            [("a".into(), "%zz".into()), ("b".into(), "%4".into())]
+        );
         assert!(query_pairs(None).is_empty());
     }
 
     #[test]
     fn tls_needs_a_ca() {
-        assert!(matches!(tls_config(&[], vec!["n".into()]), Err(Error::NoCa)));
+        assert!(matches!(
+            tls_config(&[], vec!["n".into()]),
+            Err(Error::NoCa)
+        ));
     }
 }

@@ -232,11 +232,7 @@ async fn dial(
     app: &App,
     address: &str,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let unreachable = |e: String| {
-        ApiError::Internal(format!(
-            "error dialing backend: {e}"
-        ))
-    };
+    let unreachable = |e: String| ApiError::Internal(format!("error dialing backend: {e}"));
     let tcp = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(address))
         .await
         .map_err(|_| unreachable(format!("dial tcp {address}: i/o timeout")))?
@@ -351,7 +347,9 @@ mod tests {
         assert!(is_streaming("/api/v1/namespaces/default/pods/p/log"));
         assert!(is_streaming("/api/v1/namespaces/default/pods/p/exec"));
         assert!(is_streaming("/api/v1/namespaces/default/pods/p/attach"));
-        assert!(is_streaming("/api/v1/namespaces/default/pods/p/portforward"));
+        assert!(is_streaming(
+            "/api/v1/namespaces/default/pods/p/portforward"
+        ));
         assert!(!is_streaming("/api/v1/namespaces/default/pods/p/status"));
         assert!(!is_streaming("/api/v1/namespaces/default/pods/p"));
         assert!(!is_streaming("/api/v1/namespaces/default/services/s/proxy"));
@@ -360,20 +358,20 @@ mod tests {
     #[test]
     fn container_resolution_follows_upstream() {
         let one = json!({"spec": {"containers": [{"name": "a"}]}});
-        assert_eq!(container_of(&one, "p", None).unwrap(), "a");
-        assert_eq!(container_of(&one, "p", Some("")).unwrap(), "a");
-        assert_eq!(container_of(&one, "p", Some("a")).unwrap(), "a");
-        let e = container_of(&one, "p", Some("b")).unwrap_err();
+        assert_eq!(container_of(&one, "p", None).expect("test value"), "a");
+        assert_eq!(container_of(&one, "p", Some("")).expect("test value"), "a");
+        assert_eq!(container_of(&one, "p", Some("a")).expect("test value"), "a");
+        let e = container_of(&one, "p", Some("b")).expect_err("test error");
         assert_eq!(e.status()["message"], "container b is not valid for pod p");
         assert_eq!(e.status()["reason"], "BadRequest");
         let two = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}],
                                    "initContainers": [{"name": "i"}]}});
-        let e = container_of(&two, "p", None).unwrap_err();
+        let e = container_of(&two, "p", None).expect_err("test error");
         assert_eq!(
             e.status()["message"],
             "a container name must be specified for pod p, choose one of: [a b] or one of the init containers: [i]"
         );
-        assert_eq!(container_of(&two, "p", Some("i")).unwrap(), "i");
+        assert_eq!(container_of(&two, "p", Some("i")).expect("test value"), "i");
     }
 
     #[test]
@@ -381,9 +379,9 @@ mod tests {
         let node = json!({"status": {
             "addresses": [{"type": "Hostname", "address": "n1"}, {"type": "InternalIP", "address": "10.0.0.5"}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 12345}}}});
-        assert_eq!(agent_address(&node).unwrap(), "10.0.0.5:12345");
+        assert_eq!(agent_address(&node).expect("test value"), "10.0.0.5:12345");
         let v6 = json!({"status": {"addresses": [{"type": "InternalIP", "address": "fd00::1"}]}});
-        assert_eq!(agent_address(&v6).unwrap(), "[fd00::1]:10250");
+        assert_eq!(agent_address(&v6).expect("test value"), "[fd00::1]:10250");
         assert!(agent_address(&json!({})).is_none());
     }
 
@@ -395,11 +393,16 @@ mod tests {
                 "ns",
                 "p",
                 "c",
-                Some("container=c&follow=true&tailLines=5&pretty=true&sinceTime=2024-01-01T00%3A00%3A00Z")
+                Some(
+                    "container=c&follow=true&tailLines=5&pretty=true&sinceTime=2024-01-01T00%3A00%3A00Z"
+                )
             ),
             "/containerLogs/ns/p/c?follow=true&tailLines=5&sinceTime=2024-01-01T00%3A00%3A00Z"
         );
-        assert_eq!(agent_target("log", "ns", "p", "c", None), "/containerLogs/ns/p/c");
+        assert_eq!(
+            agent_target("log", "ns", "p", "c", None),
+            "/containerLogs/ns/p/c"
+        );
         assert_eq!(
             agent_target("exec", "ns", "p", "c", Some("command=sh&stdout=true")),
             "/exec/ns/p/c?command=sh&stdout=true"
