@@ -361,6 +361,10 @@ async fn exec_or_attach(
         flag(pairs, "stderr"),
         flag(pairs, "tty"),
     );
+    let plan = ws_plan(req.headers(), stdin);
+    if let WsPlan::Refuse(why) = &plan {
+        return text(StatusCode::BAD_REQUEST, why.clone());
+    }
     let mut rt = agent.cri.rt.clone();
     let url = if exec {
         let cmd: Vec<String> = pairs
@@ -397,7 +401,7 @@ async fn exec_or_attach(
         .map(|r| r.into_inner().url)
     };
     match url {
-        Ok(url) => proxy(&url, req).await,
+        Ok(url) => proxy(&url, req, plan == WsPlan::SwapV5).await,
         Err(s) => text(StatusCode::INTERNAL_SERVER_ERROR, s.message().to_string()),
     }
 }
@@ -452,13 +456,13 @@ async fn port_forward(
         })
         .await
     {
-        Ok(r) => proxy(&r.into_inner().url, req).await,
+        Ok(r) => proxy(&r.into_inner().url, req, false).await,
         Err(s) => text(StatusCode::INTERNAL_SERVER_ERROR, s.message().to_string()),
     }
 }
 
 /// Proxy `req` to the runtime's streaming `url` (plain HTTP on the node).
-async fn proxy(url: &str, req: Request<Incoming>) -> Response<Body> {
+async fn proxy(url: &str, req: Request<Incoming>, swap_v5: bool) -> Response<Body> {
     let uri: http::Uri = match url.parse() {
         Ok(u) => u,
         Err(e) => {
@@ -492,10 +496,64 @@ async fn proxy(url: &str, req: Request<Incoming>) -> Response<Body> {
         }
     };
     let _ = tcp.set_nodelay(true);
-    match forward(TokioIo::new(tcp), &authority, &target, req).await {
+    match forward(TokioIo::new(tcp), &authority, &target, req, swap_v5).await {
         Ok(r) => r,
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
+}
+
+const V4: &str = "v4.channel.k8s.io";
+const V5: &str = "v5.channel.k8s.io";
+/// The WebSocket subprotocols of exec and attach that containerd's streaming server speaks.
+const RUNTIME_WS: [&str; 4] = [
+    V4,
+    "v4.base64.channel.k8s.io",
+    "base64.channel.k8s.io",
+    "channel.k8s.io",
+];
+
+/// How a WebSocket exec or attach reaches the runtime.
+#[derive(Debug, PartialEq)]
+pub enum WsPlan {
+    /// Not a WebSocket, or one the runtime speaks: proxied as it is.
+    Pass,
+    /// `v5.channel.k8s.io` without stdin: v5 differs from v4 only in the message that closes
+    /// stdin, so the runtime is asked for v4 and the client told v5; the frames are the same.
+    SwapV5,
+    /// `v5.channel.k8s.io` with stdin: closing stdin cannot be said in v4, so the upgrade is
+    /// refused and kubectl falls back to SPDY.
+    Refuse(String),
+}
+
+/// Decide how to serve an exec/attach request with `headers`.
+pub fn ws_plan(headers: &http::HeaderMap, stdin: bool) -> WsPlan {
+    let websocket = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !websocket {
+        return WsPlan::Pass;
+    }
+    let offered: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .collect();
+    if offered.iter().any(|p| RUNTIME_WS.contains(&p.as_str())) {
+        return WsPlan::Pass;
+    }
+    if offered.iter().any(|p| p == V5) {
+        if stdin {
+            return WsPlan::Refuse(format!(
+                "{V5} with stdin is not supported by the container runtime's streaming server \
+                 (it cannot close stdin); use SPDY/3.1"
+            ));
+        }
+        return WsPlan::SwapV5;
+    }
+    WsPlan::Pass
 }
 
 /// Headers not passed on: they belong to one hop, or carry credentials of the caller.
@@ -522,6 +580,7 @@ pub async fn forward<IO>(
     host: &str,
     target: &str,
     mut req: Request<Incoming>,
+    swap_v5: bool,
 ) -> Result<Response<Body>, String>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -535,9 +594,13 @@ where
     });
     let mut out = Request::builder().method(req.method().clone()).uri(target);
     for (k, v) in req.headers() {
-        if !hop_header(k) {
-            out = out.header(k, v);
+        if hop_header(k) || (swap_v5 && k == header::SEC_WEBSOCKET_PROTOCOL) {
+            continue;
         }
+        out = out.header(k, v);
+    }
+    if swap_v5 {
+        out = out.header(header::SEC_WEBSOCKET_PROTOCOL, V4);
     }
     let out = out
         .header(header::HOST, host)
@@ -552,6 +615,10 @@ where
         *down.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         for (k, v) in resp.headers() {
             down.headers_mut().append(k, v.clone());
+        }
+        if swap_v5 {
+            down.headers_mut()
+                .insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(V5));
         }
         let upstream = hyper::upgrade::on(resp);
         tokio::spawn(async move {
@@ -595,6 +662,44 @@ mod tests {
             [("a".into(), "%zz".into()), ("b".into(), "%4".into())]
         );
         assert!(query_pairs(None).is_empty());
+    }
+
+    #[test]
+    fn websocket_plans() {
+        let h = |pairs: &[(&str, &str)]| {
+            let mut m = http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(
+                    http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                    HeaderValue::from_str(v).expect("value"),
+                );
+            }
+            m
+        };
+        let v5 = h(&[
+            ("upgrade", "websocket"),
+            ("sec-websocket-protocol", "v5.channel.k8s.io"),
+        ]);
+        assert_eq!(ws_plan(&v5, false), WsPlan::SwapV5);
+        assert!(matches!(ws_plan(&v5, true), WsPlan::Refuse(_)));
+        let v4 = h(&[
+            ("upgrade", "WebSocket"),
+            (
+                "sec-websocket-protocol",
+                "v4.channel.k8s.io, channel.k8s.io",
+            ),
+        ]);
+        assert_eq!(ws_plan(&v4, true), WsPlan::Pass);
+        let both = h(&[
+            ("upgrade", "websocket"),
+            (
+                "sec-websocket-protocol",
+                "v5.channel.k8s.io,v4.channel.k8s.io",
+            ),
+        ]);
+        assert_eq!(ws_plan(&both, true), WsPlan::Pass);
+        let spdy = h(&[("upgrade", "SPDY/3.1")]);
+        assert_eq!(ws_plan(&spdy, true), WsPlan::Pass);
     }
 
     #[test]
