@@ -18,6 +18,7 @@ pub mod pki;
 pub mod proxy;
 pub mod request;
 pub mod watch_cache;
+pub mod wstunnel;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -205,7 +205,12 @@ pub async fn handle(app: Arc<App>, req: Request) -> Result<Response> {
             header(&req, "x-stream-protocol-version")
         ),
     );
-    let resp = forward(&app, &address, &target, req).await;
+    let tunnel = sub == "portforward"
+        && upgrade.eq_ignore_ascii_case("websocket")
+        && header(&req, "sec-websocket-protocol")
+            .split(',')
+            .any(|p| p == crate::wstunnel::PROTOCOL);
+    let resp = forward(&app, &address, &target, req, tunnel).await;
     tracing::debug!(
         %sub,
         pod = %format!("{ns}/{name}"),
@@ -268,7 +273,26 @@ fn hop_header(name: &header::HeaderName) -> bool {
     )
 }
 
-async fn forward(app: &App, address: &str, target: &str, mut req: Request) -> Result<Response> {
+/// Send `req` to the agent at `address`. With `tunnel`, the client's WebSocket is answered by
+/// the API server and the agent is asked for SPDY (see `wstunnel`).
+async fn forward(
+    app: &App,
+    address: &str,
+    target: &str,
+    mut req: Request,
+    tunnel: bool,
+) -> Result<Response> {
+    let ws_key = if tunnel {
+        Some(
+            req.headers()
+                .get(header::SEC_WEBSOCKET_KEY)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .ok_or_else(|| ApiError::bad_request("missing Sec-WebSocket-Key"))?,
+        )
+    } else {
+        None
+    };
     let io = dial(app, address).await?;
     let downstream = hyper::upgrade::on(&mut req);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
@@ -277,13 +301,26 @@ async fn forward(app: &App, address: &str, target: &str, mut req: Request) -> Re
     tokio::spawn(async move {
         let _ = conn.with_upgrades().await;
     });
-    let mut out = http::Request::builder()
-        .method(req.method().clone())
-        .uri(target);
+    let method = if tunnel {
+        http::Method::POST
+    } else {
+        req.method().clone()
+    };
+    let mut out = http::Request::builder().method(method).uri(target);
     for (k, v) in req.headers() {
-        if !hop_header(k) {
+        let websocket_only = tunnel
+            && (k == header::UPGRADE
+                || k == header::CONNECTION
+                || k.as_str().starts_with("sec-websocket-"));
+        if !hop_header(k) && !websocket_only {
             out = out.header(k, v);
         }
+    }
+    if tunnel {
+        out = out
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::UPGRADE, "SPDY/3.1")
+            .header("X-Stream-Protocol-Version", "portforward.k8s.io");
     }
     let out = out
         .header(header::HOST, address)
@@ -294,6 +331,30 @@ async fn forward(app: &App, address: &str, target: &str, mut req: Request) -> Re
         .await
         .map_err(|e| ApiError::Internal(format!("error from the node agent: {e}")))?;
     let status = resp.status();
+    if status == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(key) = ws_key
+    {
+        let mut down = Response::new(Body::empty());
+        *down.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = down.headers_mut();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(crate::wstunnel::PROTOCOL),
+        );
+        if let Ok(v) = HeaderValue::from_str(&crate::wstunnel::accept_key(&key)) {
+            h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+        }
+        let upstream = hyper::upgrade::on(resp);
+        tokio::spawn(async move {
+            let (Ok(a), Ok(b)) = (downstream.await, upstream.await) else {
+                return;
+            };
+            crate::wstunnel::relay(TokioIo::new(a), TokioIo::new(b)).await;
+        });
+        return Ok(down);
+    }
     if status == StatusCode::SWITCHING_PROTOCOLS {
         let mut down = Response::new(Body::empty());
         *down.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
