@@ -630,6 +630,23 @@ fn booted(node: &str) -> Host {
     host
 }
 
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn text(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -1022,15 +1039,16 @@ fn logs_exec_attach_port_forward_and_cp_through_the_api_server() {
         );
     });
     eprintln!("streaming: kubectl logs {logs_ms:?} ms; kubectl exec -- true {exec_ms:?} ms");
-    // Which protocol each exec/attach/port-forward really used (101 = upgraded).
+    // Which protocol each request really used, from the API server's proxy log: kubectl's
+    // first choice (WebSocket) for exec without stdin and for port-forward (SPDY tunnelled in
+    // WebSocket); SPDY after kubectl's fallback for exec with stdin and attach.
     let mut seen = std::collections::BTreeMap::new();
-    for l in host
-        .log("server.log")
+    for l in strip_ansi(&host.log("server.log"))
         .lines()
         .filter(|l| l.contains("proxied to node agent"))
     {
         let field = |k: &str| {
-            l.split(&format!("{k}="))
+            l.split(&format!(" {k}="))
                 .nth(1)
                 .and_then(|r| r.split_whitespace().next())
                 .unwrap_or("")
@@ -1048,4 +1066,12 @@ fn logs_exec_attach_port_forward_and_cp_through_the_api_server() {
             .or_insert(0) += 1;
     }
     eprintln!("proxied: {seen:#?}");
+    for want in [
+        "exec websocket v5.channel.k8s.io -> 101",
+        "exec SPDY/3.1 v5.channel.k8s.io -> 101",
+        "portforward websocket SPDY/3.1+portforward.k8s.io -> 101",
+        "attach SPDY/3.1 v5.channel.k8s.io -> 101",
+    ] {
+        assert!(seen.contains_key(want), "no {want:?} in {seen:#?}");
+    }
 }
