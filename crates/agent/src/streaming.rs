@@ -281,14 +281,16 @@ async fn container_logs(
             )
         })?
     } else {
-        list.first().ok_or_else(|| {
-            text(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "container \"{name}\" in pod \"{pod}\" is waiting to start: ContainerCreating"
-                ),
-            )
-        })?
+        match list.first() {
+            Some(c) => c,
+            None => {
+                let reason = waiting_reason(agent, ns, pod, name).await;
+                return Err(text(
+                    StatusCode::BAD_REQUEST,
+                    format!("container \"{name}\" in pod \"{pod}\" is waiting to start: {reason}"),
+                ));
+            }
+        }
     };
     let status = agent
         .cri
@@ -334,6 +336,29 @@ async fn container_logs(
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     Ok(r)
+}
+
+/// The waiting reason the pod's status gives `container` (upstream's log error names it).
+async fn waiting_reason(agent: &Agent, ns: &str, pod: &str, container: &str) -> String {
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(agent.client.clone(), ns);
+    let status = pods.get_status(pod).await.ok().and_then(|p| p.status);
+    let reason = status.and_then(|s| {
+        s.container_statuses
+            .into_iter()
+            .flatten()
+            .chain(s.init_container_statuses.into_iter().flatten())
+            .find(|c| c.name == container)
+            .and_then(|c| c.state)
+            .and_then(|st| st.waiting)
+            .and_then(|w| w.reason)
+    });
+    match reason.as_deref() {
+        Some("ErrImagePull") => "image can't be pulled".into(),
+        Some("ImagePullBackOff") => "trying and failing to pull image".into(),
+        Some(r) => r.to_string(),
+        None => "ContainerCreating".into(),
+    }
 }
 
 async fn exec_or_attach(

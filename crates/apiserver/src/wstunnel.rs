@@ -119,7 +119,8 @@ where
             match opcode {
                 // Continuation, text and binary all carry tunnel bytes.
                 0x0..=0x2 => {
-                    if up_w.write_all(&payload).await.is_err() || up_w.flush().await.is_err() {
+                    let sent = up_w.write_all(&payload).await.is_ok() && up_w.flush().await.is_ok();
+                    if !sent {
                         break;
                     }
                 }
