@@ -678,6 +678,124 @@ fn wait_running(host: &Host, pod: &str) {
     });
 }
 
+/// A raw WebSocket request (the official Python client's forms) through the API server, with
+/// `openssl s_client` inside the namespace: the handshake, then `frames` (masked client
+/// frames); returns the response head and the server's messages as (first byte, rest).
+fn websocket(
+    host: &Host,
+    path: &str,
+    protocol: &str,
+    frames: &[u8],
+) -> (String, Vec<(u8, Vec<u8>)>) {
+    use std::io::{Read, Write};
+    let config = std::fs::read_to_string(host.kubeconfig()).expect("kubeconfig");
+    let field = |name: &str| -> String {
+        config
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{name}:")))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let server = field("server").trim_start_matches("https://").to_string();
+    let creds = host.dir.path().join("creds");
+    std::fs::create_dir_all(&creds).expect("creds dir");
+    for (name, file) in [
+        ("client-certificate-data", "cert.pem"),
+        ("client-key-data", "key.pem"),
+    ] {
+        let out = run(Command::new("sh").arg("-c").arg(format!(
+            "echo '{}' | base64 -d > {}",
+            field(name),
+            creds.join(file).display()
+        )));
+        assert!(out.status.success(), "{out:?}");
+    }
+    let mut child = host
+        .inside("openssl")
+        .args(["s_client", "-quiet", "-connect", &server, "-cert"])
+        .arg(creds.join("cert.pem"))
+        .arg("-key")
+        .arg(creds.join("key.pem"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_client");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {server}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Protocol: {protocol}\r\n\r\n"
+    );
+    stdin.write_all(request.as_bytes()).expect("handshake");
+    stdin.write_all(frames).expect("frames");
+    stdin.flush().expect("flush");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = stdout.read_to_end(&mut all);
+        let _ = tx.send(all);
+    });
+    // The server closes the connection when the stream ends; a hung stream fails the test.
+    let all = rx.recv_timeout(Duration::from_secs(30));
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(stdin);
+    let all = all.expect("the WebSocket stream did not end");
+    let split = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+        .unwrap_or(all.len());
+    let head = String::from_utf8_lossy(&all[..split]).into_owned();
+    let mut messages = Vec::new();
+    let mut rest = &all[split..];
+    while rest.len() >= 2 {
+        let opcode = rest[0] & 0x0f;
+        let (len, hdr) = match rest[1] & 0x7f {
+            126 => (u16::from_be_bytes([rest[2], rest[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(rest[2..10].try_into().expect("len")) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        let Some(payload) = rest.get(hdr..hdr + len) else {
+            break;
+        };
+        if (opcode == 1 || opcode == 2) && !payload.is_empty() {
+            messages.push((payload[0], payload[1..].to_vec()));
+        }
+        rest = &rest[hdr + len..];
+    }
+    (head, messages)
+}
+
+/// One masked client frame carrying `payload`.
+fn client_frame(payload: &[u8]) -> Vec<u8> {
+    let mask = [0x11u8, 0x22, 0x33, 0x44];
+    let mut f = vec![0x82];
+    if payload.len() < 126 {
+        f.push(0x80 | payload.len() as u8);
+    } else {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+fn channel(messages: &[(u8, Vec<u8>)], ch: u8) -> String {
+    messages
+        .iter()
+        .filter(|(c, _)| *c == ch)
+        .map(|(_, d)| String::from_utf8_lossy(d).into_owned())
+        .collect()
+}
+
 /// Milliseconds of `n` runs of `f`, sorted.
 fn timed(n: usize, mut f: impl FnMut()) -> Vec<u128> {
     let mut v: Vec<u128> = (0..n)
@@ -1005,6 +1123,45 @@ fn logs_exec_attach_port_forward_and_cp_through_the_api_server() {
     }
     let _ = attach.kill();
     let _ = attach.wait();
+
+    // The Python client's forms: exec and port-forward over WebSocket v4.channel.k8s.io.
+    let (head, msgs) = websocket(
+        &host,
+        "/api/v1/namespaces/default/pods/web/exec?container=main&command=sh&command=-c&command=echo%20out%3B%20echo%20err%20%3E%262%3B%20exit%207&stdout=true&stderr=true",
+        "v4.channel.k8s.io",
+        &[],
+    );
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-protocol: v4.channel.k8s.io"),
+        "{head}"
+    );
+    assert_eq!(channel(&msgs, 1), "out\n");
+    assert_eq!(channel(&msgs, 2), "err\n");
+    let status: serde_json::Value = serde_json::from_str(&channel(&msgs, 3)).expect("status");
+    assert_eq!(status["reason"], "NonZeroExitCode", "{status}");
+    assert_eq!(status["details"]["causes"][0]["message"], "7", "{status}");
+    let mut data = vec![0u8];
+    data.extend_from_slice(b"GET / HTTP/1.0\r\n\r\n");
+    let (head, msgs) = websocket(
+        &host,
+        "/api/v1/namespaces/default/pods/web/portforward?ports=8080",
+        "v4.channel.k8s.io",
+        &client_frame(&data),
+    );
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // Each channel's first message is the port (2 bytes, little endian), then the data.
+    let reply: Vec<u8> = msgs
+        .iter()
+        .filter(|(c, _)| *c == 0)
+        .flat_map(|(_, d)| d.clone())
+        .collect();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.contains("200 OK") && reply.ends_with("hello-from-pod\n"),
+        "{reply:?}"
+    );
 
     // --previous after a restart shows the earlier instance's log.
     poll(Duration::from_secs(60), || {
