@@ -133,6 +133,28 @@ pub fn tail_offset(data: &[u8], n: u64) -> usize {
     0
 }
 
+/// Where the last `n` lines of `file` start, read backwards in chunks so a long log is not read
+/// whole for a short tail.
+pub async fn tail_start(file: &mut tokio::fs::File, n: u64) -> std::io::Result<u64> {
+    const CHUNK: u64 = 64 * 1024;
+    let mut pos = file.metadata().await?.len();
+    let mut tail: Vec<u8> = Vec::new();
+    while pos > 0 {
+        let from = pos.saturating_sub(CHUNK);
+        let mut chunk = vec![0u8; (pos - from) as usize];
+        file.seek(std::io::SeekFrom::Start(from)).await?;
+        file.read_exact(&mut chunk).await?;
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+        pos = from;
+        let offset = tail_offset(&tail, n);
+        if offset > 0 {
+            return Ok(pos + offset as u64);
+        }
+    }
+    Ok(0)
+}
+
 /// Turns CRI lines into client output, applying since, timestamps and limitBytes.
 pub struct Formatter {
     opts: LogOptions,
@@ -206,13 +228,18 @@ pub async fn stream(
     };
     let mut pending: Vec<u8> = Vec::new();
     if let Some(n) = tail {
-        // Logs are not rotated yet, so one read of the file finds the tail.
-        let mut all = Vec::new();
-        if let Err(e) = file.read_to_end(&mut all).await {
-            let _ = tx.send(Err(e)).await;
-            return;
+        match tail_start(&mut file, n).await {
+            Ok(at) => {
+                if let Err(e) = file.seek(std::io::SeekFrom::Start(at)).await {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
         }
-        pending = all.split_off(tail_offset(&all, n));
     }
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -383,6 +410,22 @@ mod tests {
         f.line(b"2024-01-01T00:00:06Z stdout F ghijk", &mut out);
         assert_eq!(out, b"abcdef\ng");
         assert!(f.done());
+    }
+
+    #[tokio::test]
+    async fn tail_start_reads_backwards_across_chunks() {
+        let dir = tempfile::tempdir().expect("test value");
+        let path = dir.path().join("big.log");
+        let mut data = Vec::new();
+        for i in 0..20_000 {
+            data.extend_from_slice(format!("2024-01-01T00:00:01Z stdout F line {i}\n").as_bytes());
+        }
+        std::fs::write(&path, &data).expect("test value");
+        let mut f = tokio::fs::File::open(&path).await.expect("test value");
+        for n in [1u64, 3, 5000, 19_999, 20_000, 30_000] {
+            let at = tail_start(&mut f, n).await.expect("test value") as usize;
+            assert_eq!(at, tail_offset(&data, n), "n={n}");
+        }
     }
 
     #[tokio::test]

@@ -1195,7 +1195,22 @@ fn logs_exec_attach_port_forward_and_cp_through_the_api_server() {
             &["exec", "web", "-c", "main", "--", "true"],
         );
     });
-    eprintln!("streaming: kubectl logs {logs_ms:?} ms; kubectl exec -- true {exec_ms:?} ms");
+    let exec_i_ms = timed(5, || {
+        let out = host.kubectl_stdin(
+            KUBECTL_133,
+            &["exec", "-i", "web", "-c", "main", "--", "true"],
+            b"",
+        );
+        assert!(out.status.success(), "{out:?}");
+    });
+    let get_ms = timed(5, || {
+        ok(&host, KUBECTL_133, &["get", "pod", "web", "-o", "name"]);
+    });
+    eprintln!(
+        "streaming (ms, 5 runs sorted): kubectl logs {logs_ms:?}; kubectl exec -- true \
+         {exec_ms:?}; kubectl exec -i -- true (SPDY after fallback) {exec_i_ms:?}; \
+         baseline kubectl get pod {get_ms:?}"
+    );
     // Which protocol each request really used, from the API server's proxy log: kubectl's
     // first choice (WebSocket) for exec without stdin and for port-forward (SPDY tunnelled in
     // WebSocket); SPDY after kubectl's fallback for exec with stdin and attach.
