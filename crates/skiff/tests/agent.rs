@@ -834,7 +834,7 @@ fn logs_exec_attach_port_forward_and_cp_through_the_api_server() {
                             "image": "docker.io/library/busybox:1.36",
                             "imagePullPolicy": "IfNotPresent",
                             "command": ["sh", "-c",
-                                "echo line1; echo line2; echo line3; echo err >&2; \
+                                "echo line1; echo line2; echo line3; echo line4; \
                                  mkdir -p /tmp/www; echo hello-from-pod > /tmp/www/index.html; \
                                  exec httpd -f -p 8080 -h /tmp/www"],
                         },
@@ -864,7 +864,8 @@ fn logs_exec_attach_port_forward_and_cp_through_the_api_server() {
                         "name": "tick",
                         "image": "docker.io/library/busybox:1.36",
                         "imagePullPolicy": "IfNotPresent",
-                        "command": ["sh", "-c", "sleep 1; echo tick 1; sleep 2; echo tick 2; sleep 2; echo tick 3"],
+                        // stderr too; the 2 s gaps keep the order (containerd copies the two pipes separately).
+                        "command": ["sh", "-c", "sleep 1; echo tick 1; sleep 2; echo tick 2 >&2; sleep 2; echo tick 3"],
                     }],
                 },
             }]
@@ -909,11 +910,11 @@ fn logs_exec_attach_port_forward_and_cp_through_the_api_server() {
         (l.lines().count() >= 4).then_some(l)
     })
     .unwrap_or_default();
-    assert_eq!(logs, "line1\nline2\nline3\nerr\n");
+    assert_eq!(logs, "line1\nline2\nline3\nline4\n");
     for kubectl in [KUBECTL_132, KUBECTL_133] {
         assert_eq!(
             ok(&host, kubectl, &["logs", "web", "-c", "main", "--tail=2"]),
-            "line3\nerr\n"
+            "line3\nline4\n"
         );
     }
     assert_eq!(
