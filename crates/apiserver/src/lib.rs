@@ -17,6 +17,7 @@ pub mod objects;
 pub mod pki;
 pub mod proxy;
 pub mod request;
+pub mod translate;
 pub mod watch_cache;
 pub mod wstunnel;
 

@@ -210,7 +210,26 @@ pub async fn handle(app: Arc<App>, req: Request) -> Result<Response> {
         && header(&req, "sec-websocket-protocol")
             .split(',')
             .any(|p| p == crate::wstunnel::PROTOCOL);
-    let resp = forward(&app, &address, &target, req, tunnel).await;
+    let query_flag = |k: &str| query.bool(k).unwrap_or(false);
+    let translate = (sub == "exec" || sub == "attach")
+        && upgrade.eq_ignore_ascii_case("websocket")
+        && query_flag("stdin")
+        && header(&req, "sec-websocket-protocol")
+            .split(',')
+            .any(|p| p == crate::translate::V5);
+    let mode = if tunnel {
+        Mode::Tunnel
+    } else if translate {
+        Mode::Translate(crate::translate::Streams {
+            stdin: true,
+            stdout: query_flag("stdout"),
+            stderr: query_flag("stderr"),
+            tty: query_flag("tty"),
+        })
+    } else {
+        Mode::Plain
+    };
+    let resp = forward(&app, &address, &target, req, mode).await;
     tracing::debug!(
         %sub,
         pod = %format!("{ns}/{name}"),
@@ -273,15 +292,27 @@ fn hop_header(name: &header::HeaderName) -> bool {
     )
 }
 
-/// Send `req` to the agent at `address`. With `tunnel`, the client's WebSocket is answered by
-/// the API server and the agent is asked for SPDY (see `wstunnel`).
+/// How a request reaches the agent.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// As it is; an upgrade is joined byte for byte.
+    Plain,
+    /// Port-forward's SPDY tunnelled in WebSocket, carried to the agent's SPDY (`wstunnel`).
+    Tunnel,
+    /// WebSocket v5 exec/attach with stdin, translated to SPDY v4 (`translate`).
+    Translate(crate::translate::Streams),
+}
+
+/// Send `req` to the agent at `address`. In the tunnel and translate modes the client's
+/// WebSocket is answered by the API server and the agent is asked for SPDY.
 async fn forward(
     app: &App,
     address: &str,
     target: &str,
     mut req: Request,
-    tunnel: bool,
+    mode: Mode,
 ) -> Result<Response> {
+    let tunnel = !matches!(mode, Mode::Plain);
     let ws_key = if tunnel {
         Some(
             req.headers()
@@ -320,7 +351,14 @@ async fn forward(
         out = out
             .header(header::CONNECTION, "Upgrade")
             .header(header::UPGRADE, "SPDY/3.1")
-            .header("X-Stream-Protocol-Version", "portforward.k8s.io");
+            .header(
+                "X-Stream-Protocol-Version",
+                if matches!(mode, Mode::Translate(_)) {
+                    "v4.channel.k8s.io"
+                } else {
+                    "portforward.k8s.io"
+                },
+            );
     }
     let out = out
         .header(header::HOST, address)
@@ -341,7 +379,10 @@ async fn forward(
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         h.insert(
             header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(crate::wstunnel::PROTOCOL),
+            HeaderValue::from_static(match mode {
+                Mode::Translate(_) => crate::translate::V5,
+                _ => crate::wstunnel::PROTOCOL,
+            }),
         );
         if let Ok(v) = HeaderValue::from_str(&crate::wstunnel::accept_key(&key)) {
             h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
@@ -351,7 +392,12 @@ async fn forward(
             let (Ok(a), Ok(b)) = (downstream.await, upstream.await) else {
                 return;
             };
-            crate::wstunnel::relay(TokioIo::new(a), TokioIo::new(b)).await;
+            match mode {
+                Mode::Translate(streams) => {
+                    crate::translate::run(TokioIo::new(a), TokioIo::new(b), streams).await;
+                }
+                _ => crate::wstunnel::relay(TokioIo::new(a), TokioIo::new(b)).await,
+            }
         });
         return Ok(down);
     }

@@ -137,7 +137,7 @@ impl Host {
                 "--https-listen-port",
                 "0",
                 "--log",
-                "info,skiff_apiserver::proxy=debug",
+                "info,skiff_apiserver::proxy=debug,skiff_apiserver::translate=debug",
                 "--data-dir",
             ])
             .arg(self.dir.path().join("server"))
@@ -1012,6 +1012,22 @@ fn logs_exec_attach_port_forward_and_cp_through_the_api_server() {
         );
         assert!(piped.status.success(), "{piped:?}");
         assert_eq!(text(&piped), "from stdin\ndone\n");
+        let five = host.kubectl_stdin(
+            kubectl,
+            &[
+                "exec",
+                "-i",
+                "web",
+                "-c",
+                "main",
+                "--",
+                "sh",
+                "-c",
+                "cat >/dev/null; exit 5",
+            ],
+            b"ignored\n",
+        );
+        assert_eq!(five.status.code(), Some(5), "{five:?}");
         let stderr = run(&mut host.kubectl_cmd(
             kubectl,
             &[
@@ -1027,6 +1043,38 @@ fn logs_exec_attach_port_forward_and_cp_through_the_api_server() {
         ));
         assert_eq!(String::from_utf8_lossy(&stderr.stderr), "to-err\n");
     }
+
+    // Plain SPDY, as kubectl before 1.30 (or with WebSockets switched off) speaks it.
+    let spdy = host
+        .kubectl_cmd(
+            KUBECTL_133,
+            &[
+                "exec",
+                "-i",
+                "web",
+                "-c",
+                "main",
+                "--",
+                "sh",
+                "-c",
+                "cat; exit 4",
+            ],
+        )
+        .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            let mut stdin = c.stdin.take().expect("stdin");
+            stdin.write_all(b"over spdy\n")?;
+            drop(stdin);
+            c.wait_with_output()
+        })
+        .expect("kubectl exec over SPDY");
+    assert_eq!(text(&spdy), "over spdy\n", "{spdy:?}");
+    assert_eq!(spdy.status.code(), Some(4), "{spdy:?}");
 
     // cp both ways (tar in the container over exec's stdin and stdout).
     let local = host.dir.path().join("upload.txt");
@@ -1068,12 +1116,18 @@ fn logs_exec_attach_port_forward_and_cp_through_the_api_server() {
     );
 
     // port-forward to busybox httpd, fetched with curl inside the test's namespace.
-    for (kubectl, port) in [(KUBECTL_132, "18080"), (KUBECTL_133, "18081")] {
+    // The last run is plain SPDY, as kubectl before 1.31 speaks it.
+    for (kubectl, port, websockets) in [
+        (KUBECTL_132, "18080", "true"),
+        (KUBECTL_133, "18081", "true"),
+        (KUBECTL_133, "18082", "false"),
+    ] {
         let mut pf = host
             .kubectl_cmd(
                 kubectl,
                 &["port-forward", "pod/web", &format!("{port}:8080")],
             )
+            .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -1209,12 +1263,12 @@ fn logs_exec_attach_port_forward_and_cp_through_the_api_server() {
     });
     eprintln!(
         "streaming (ms, 5 runs sorted): kubectl logs {logs_ms:?}; kubectl exec -- true \
-         {exec_ms:?}; kubectl exec -i -- true (SPDY after fallback) {exec_i_ms:?}; \
+         {exec_ms:?}; kubectl exec -i -- true (WebSocket v5 translated to SPDY) {exec_i_ms:?}; \
          baseline kubectl get pod {get_ms:?}"
     );
     // Which protocol each request really used, from the API server's proxy log: kubectl's
-    // first choice (WebSocket) for exec without stdin and for port-forward (SPDY tunnelled in
-    // WebSocket); SPDY after kubectl's fallback for exec with stdin and attach.
+    // first choice everywhere (WebSocket v5 for exec/attach, SPDY tunnelled in WebSocket for
+    // port-forward), never a refused upgrade; plain SPDY only when kubectl is told to use it.
     let mut seen = std::collections::BTreeMap::new();
     for l in strip_ansi(&host.log("server.log"))
         .lines()
@@ -1241,10 +1295,19 @@ fn logs_exec_attach_port_forward_and_cp_through_the_api_server() {
     eprintln!("proxied: {seen:#?}");
     for want in [
         "exec websocket v5.channel.k8s.io -> 101",
-        "exec SPDY/3.1 v5.channel.k8s.io -> 101",
+        "attach websocket v5.channel.k8s.io -> 101",
         "portforward websocket SPDY/3.1+portforward.k8s.io -> 101",
-        "attach SPDY/3.1 v5.channel.k8s.io -> 101",
+        "exec websocket v4.channel.k8s.io -> 101",
+        "portforward websocket v4.channel.k8s.io -> 101",
+        "exec SPDY/3.1 v5.channel.k8s.io -> 101",
+        "portforward SPDY/3.1 portforward.k8s.io -> 101",
     ] {
         assert!(seen.contains_key(want), "no {want:?} in {seen:#?}");
     }
+    assert!(
+        !seen
+            .keys()
+            .any(|k| k.contains("websocket") && !k.ends_with("101")),
+        "a WebSocket upgrade was refused: {seen:#?}"
+    );
 }
