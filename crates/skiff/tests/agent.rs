@@ -182,6 +182,29 @@ impl Host {
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
     }
 
+    /// The network namespace paths of every container our containerd knows.
+    fn pod_netns(&self) -> Vec<String> {
+        let ctr = |args: &[&str]| {
+            run(Command::new("ctr")
+                .arg("--address")
+                .arg(self.socket())
+                .args(["-n", "k8s.io"])
+                .args(args))
+        };
+        let ids = ctr(&["containers", "ls", "-q"]);
+        let mut paths = Vec::new();
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let info = ctr(&["containers", "info", id]);
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&info.stdout) {
+                network_paths(&v, &mut paths);
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        paths.retain(|p| p.starts_with("/var/run/netns/cni-") || p.starts_with("/run/netns/cni-"));
+        paths
+    }
+
     /// containerd shims outlive containerd by design; the ones serving our socket are ours.
     fn kill_our_shims(&self) {
         let socket = self.socket().display().to_string();
@@ -230,6 +253,13 @@ impl Drop for Host {
                 let _ = std::fs::copy(from, keep.join(to));
             }
         }
+        // The pod network namespaces our containerd made (under the host's /var/run/netns); a
+        // teardown cut short leaves them behind, so they are removed at the end by name.
+        let pod_netns = if self.socket().exists() {
+            self.pod_netns()
+        } else {
+            Vec::new()
+        };
         // While the agent and containerd still run, let them remove what the test left.
         if self.agent.is_some() && self.socket().exists() {
             let _ = self.kubectl(&[
@@ -285,9 +315,33 @@ impl Drop for Host {
         ] {
             let _ = std::fs::remove_dir(d);
         }
+        for path in pod_netns {
+            if let Some(name) = Path::new(&path).file_name().and_then(|n| n.to_str())
+                && Path::new(&path).exists()
+            {
+                let _ = Command::new("ip").args(["netns", "del", name]).output();
+            }
+        }
         let _ = Command::new("ip")
             .args(["netns", "del", &self.netns])
             .output();
+    }
+}
+
+/// Every `{"type": "network", "path": …}` in an OCI spec.
+fn network_paths(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if m.get("type").and_then(|t| t.as_str()) == Some("network")
+                && let Some(p) = m.get("path").and_then(|p| p.as_str())
+                && !p.is_empty()
+            {
+                out.push(p.to_string());
+            }
+            m.values().for_each(|x| network_paths(x, out));
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| network_paths(x, out)),
+        _ => {}
     }
 }
 
