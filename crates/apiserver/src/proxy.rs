@@ -39,7 +39,9 @@ const DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Whether `path` is a pod's streaming subresource.
 pub fn is_streaming(path: &str) -> bool {
-    if !path.starts_with("/api/v1/namespaces/") {
+    // Cheap checks first: this runs for every request.
+    let last = path.rsplit('/').next().unwrap_or("");
+    if !path.starts_with("/api/v1/namespaces/") || !STREAMING.contains(&last) {
         return false;
     }
     match request::parse_api_path(path) {
