@@ -8,9 +8,11 @@ pub mod containerd;
 pub mod cri;
 pub mod dns;
 pub mod images;
+pub mod logs;
 pub mod node;
 pub mod podnet;
 pub mod pods;
+pub mod streaming;
 pub mod util;
 
 use std::net::IpAddr;
@@ -43,7 +45,12 @@ pub enum Error {
     Register(#[from] node::Error),
     #[error("writing the CNI config: {0}")]
     Cni(std::io::Error),
+    #[error("streaming port: {0}")]
+    Streaming(#[from] streaming::Error),
 }
+
+/// Kubelet's port for logs, exec, attach and port-forward.
+pub const DEFAULT_PORT: u16 = 10250;
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -67,6 +74,8 @@ pub struct Config {
     pub cluster_domain: String,
     /// How pods reach pods on other nodes.
     pub pod_network: podnet::Mode,
+    /// The streaming port (logs, exec, attach, port-forward), on every address.
+    pub port: u16,
 }
 
 impl Config {
@@ -84,6 +93,7 @@ impl Config {
             cluster_dns: "10.96.0.10".into(),
             cluster_domain: "cluster.local".into(),
             pod_network: podnet::Mode::HostGw,
+            port: DEFAULT_PORT,
         }
     }
 }
@@ -248,7 +258,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         }
     };
     let cri = cri::Cri::connect(&socket).await?;
-    let facts = node::facts(&config.node_name, node_ip, &config.data_dir, &cri).await;
+    // The port is bound before the Node advertises it.
+    let stream_tls = streaming::tls_config(
+        config.kube.root_cert.as_deref().unwrap_or_default(),
+        vec![
+            config.node_name.clone(),
+            node_ip.to_string(),
+            "localhost".into(),
+        ],
+    )?;
+    let stream_listener = streaming::bind(std::net::SocketAddr::new(
+        IpAddr::from([0, 0, 0, 0]),
+        config.port,
+    ))
+    .await?;
+    let mut facts = node::facts(&config.node_name, node_ip, &config.data_dir, &cri).await;
+    facts.port = config.port;
     let node = node::register(&nodes, &facts, requested_cidr.as_deref()).await?;
     let pod_cidr = match node.spec.as_ref().and_then(|s| s.pod_cidr.clone()) {
         Some(c) => c,
@@ -305,6 +330,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         cluster_domain: config.cluster_domain.clone(),
         owns_runtime: config.runtime_endpoint.is_none(),
     });
+    tokio::spawn(streaming::serve(
+        agent.clone(),
+        stream_listener,
+        Arc::new(stream_tls),
+        shutdown.clone(),
+    ));
     pods::run(agent, shutdown.clone()).await;
     if let Some(mut s) = supervisor {
         s.stopped().await;

@@ -41,6 +41,8 @@ pub struct Facts {
     pub capacity: Value,
     pub node_info: Value,
     pub images: Value,
+    /// The streaming port advertised as `daemonEndpoints.kubeletEndpoint.Port`.
+    pub port: u16,
 }
 
 fn read_trim(path: &str) -> String {
@@ -112,6 +114,7 @@ pub async fn facts(name: &str, ip: IpAddr, data_dir: &Path, cri: &Cri) -> Facts 
         hostname,
         capacity,
         node_info,
+        port: crate::DEFAULT_PORT,
         images: images(cri).await,
     }
 }
@@ -178,7 +181,7 @@ fn status(f: &Facts, now: &str, since: &str) -> Value {
             {"type": "InternalIP", "address": f.ip.to_string()},
             {"type": "Hostname", "address": f.hostname},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": f.port}},
         "nodeInfo": f.node_info,
         "images": f.images,
     })

@@ -1158,19 +1158,13 @@ async fn subresource(
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
             ))
         }
-        ("log" | "exec" | "attach" | "portforward" | "proxy", _) => {
-            // Streaming subresources reach the node agent; until one runs, say so plainly.
-            let pod = app.objects.get(spec, ns, name).await?;
-            let node = pod["spec"]["nodeName"].as_str().unwrap_or("");
-            Err(ApiError::bad_request(if node.is_empty() {
-                format!(
-                    "pod {name} is not scheduled to a node yet, so it has no containers to {sub}"
-                )
-            } else {
-                format!(
-                    "cannot reach the node agent of node \"{node}\" for pods/{sub}: no node agent is connected to this server"
-                )
-            }))
+        ("proxy", _) => {
+            // pods/log|exec|attach|portforward never get here: `proxy.rs` takes them first.
+            app.objects.get(spec, ns, name).await?;
+            Err(ApiError::bad_request(format!(
+                "{}/proxy is not supported by this server yet",
+                spec.resource
+            )))
         }
         _ if !verb_ok(match method {
             Method::GET => "get",

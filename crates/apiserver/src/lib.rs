@@ -18,8 +18,11 @@ pub mod join;
 pub mod lifecycle;
 pub mod objects;
 pub mod pki;
+pub mod proxy;
 pub mod request;
+pub mod translate;
 pub mod watch_cache;
+pub mod wstunnel;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -102,6 +105,8 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// Admits nodes that present the join token.
     pub join: join::Joiner,
+    /// TLS client configuration for the node agents' streaming ports.
+    pub kubelet_tls: Arc<rustls::ClientConfig>,
     reaper: tokio::sync::Notify,
 }
 
@@ -149,6 +154,7 @@ pub async fn start(
         &pki.ca_cert_pem,
     )
     .await?;
+    let kubelet_tls = Arc::new(pki.kubelet_client_config()?);
     let addr = SocketAddr::new(config.bind_address, config.port);
     let listener = TcpListener::bind(addr)
         .await
@@ -177,6 +183,7 @@ pub async fn start(
         server_address: format!("{host}:{}", local_addr.port()),
         shutdown: shutdown.clone(),
         join: joiner,
+        kubelet_tls,
         reaper: tokio::sync::Notify::new(),
     });
     // The OpenAPI catalog (field validation, /openapi/v3) is built on first use: it holds about
@@ -338,6 +345,13 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let authenticated = req.extensions().get::<Authenticated>().is_none_or(|a| a.0);
     let method = req.method().clone();
     let query = Query::parse(req.uri().query());
+    if proxy::is_streaming(&path) {
+        // Streams to the node agent keep the request as it is: upgrades need its connection.
+        if !authenticated {
+            return Err(ApiError::Unauthorized);
+        }
+        return proxy::handle(app, req).await;
+    }
     let headers = req.headers().clone();
     // The body is read (bounded) before any answer: an HTTP/2 stream answered while its body is
     // still unread gets reset, and some clients then lose the answer.

@@ -58,6 +58,10 @@ pub struct Pki {
     pub admin_cert_pem: String,
     /// Admin client key (PEM).
     pub admin_key_pem: String,
+    /// The API server's client certificate for node agents (PEM).
+    pub kubelet_client_cert_pem: String,
+    /// Its key (PEM).
+    pub kubelet_client_key_pem: String,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -197,12 +201,32 @@ impl Pki {
             validity(&mut ap);
             Ok(ap.signed_by(&admin_key, &issuer)?.pem())
         })?;
+        // Upstream's `--kubelet-client-certificate`: how the API server proves itself to the
+        // agents' streaming ports (logs, exec, attach, port-forward).
+        let kc_key_path = dir.join("kubelet-client.key");
+        let kc_cert_path = dir.join("kubelet-client.crt");
+        let kubelet_client_key_pem =
+            read_or(&kc_key_path, || Ok(KeyPair::generate()?.serialize_pem()))?;
+        let kc_key = KeyPair::from_pem(&kubelet_client_key_pem)?;
+        let kubelet_client_cert_pem = read_or(&kc_cert_path, || {
+            let mut p = CertificateParams::new(Vec::<String>::new())?;
+            p.distinguished_name = name("kube-apiserver-kubelet-client", Some("system:masters"));
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            p.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
+            validity(&mut p);
+            Ok(p.signed_by(&kc_key, &issuer)?.pem())
+        })?;
         Ok(Self {
             ca_cert_pem,
             server_cert_pem,
             server_key_pem,
             admin_cert_pem,
             admin_key_pem,
+            kubelet_client_cert_pem,
+            kubelet_client_key_pem,
         })
     }
 
@@ -239,6 +263,30 @@ impl Pki {
         Ok(config)
     }
 
+    /// The TLS client configuration for node agents: our kubelet client certificate; the
+    /// agent's self-signed serving certificate is not verified, as upstream without
+    /// `--kubelet-certificate-authority`.
+    pub fn kubelet_client_config(&self) -> Result<rustls::ClientConfig> {
+        let pem_err = |detail: String| Error::Pem {
+            path: PathBuf::from("(in memory)"),
+            detail,
+        };
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(self.kubelet_client_cert_pem.as_bytes())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| pem_err(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(self.kubelet_client_key_pem.as_bytes())
+            .map_err(|e| pem_err(e.to_string()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+            .with_client_auth_cert(certs, key)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+
     /// The admin kubeconfig for `server_url`.
     pub fn admin_kubeconfig(&self, server_url: &str) -> String {
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
@@ -248,6 +296,55 @@ impl Pki {
             b64(&self.admin_cert_pem),
             b64(&self.admin_key_pem),
         )
+    }
+}
+
+/// Accepts any server certificate (signatures are still checked, so the handshake is sound).
+#[derive(Debug)]
+struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
