@@ -885,20 +885,18 @@ pub fn register(
         }
     }));
     let set_store = sets.store();
-    let pod_store = pods.store();
-    let node_store = nodes.store();
-    let rev_store = revisions.store();
+    let synced = [
+        sets.synced(),
+        pods.synced(),
+        nodes.synced(),
+        revisions.synced(),
+    ];
     tasks.spawn(sets.run(shutdown.clone()));
     let tasks2 = tasks.clone();
     tasks.spawn(async move {
-        let ready = futures::future::join4(
-            set_store.wait_until_ready(),
-            pod_store.wait_until_ready(),
-            node_store.wait_until_ready(),
-            rev_store.wait_until_ready(),
-        );
+        let ready = futures::future::join_all(synced.map(|s| s.wait()));
         tokio::select! {
-            r = ready => if r.0.is_err() || r.1.is_err() || r.2.is_err() || r.3.is_err() { return },
+            r = ready => if r.contains(&false) { return },
             _ = shutdown.cancelled() => return,
         }
         spawn_resync(&tasks2, set_store, queue.clone(), shutdown.clone());

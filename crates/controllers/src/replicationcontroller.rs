@@ -303,14 +303,13 @@ pub fn register(
             }
         }
     }));
-    let rc_store = rcs.store();
-    let pod_store = pods.store();
+    let synced = [rcs.synced(), pods.synced()];
     tasks.spawn(rcs.run(shutdown.clone()));
     let tasks2 = tasks.clone();
     tasks.spawn(async move {
-        let ready = futures::future::join(rc_store.wait_until_ready(), pod_store.wait_until_ready());
+        let ready = futures::future::join_all(synced.map(|s| s.wait()));
         tokio::select! {
-            r = ready => if r.0.is_err() || r.1.is_err() { return },
+            r = ready => if r.contains(&false) { return },
             _ = shutdown.cancelled() => return,
         }
         // The mirror is filled by the handler before the RC cache reports ready.

@@ -816,18 +816,13 @@ pub fn register(
         }
     }));
     let set_store = sets.store();
-    let pod_store = pods.store();
-    let rev_store = revisions.store();
+    let synced = [sets.synced(), pods.synced(), revisions.synced()];
     tasks.spawn(sets.run(shutdown.clone()));
     let tasks2 = tasks.clone();
     tasks.spawn(async move {
-        let ready = futures::future::join3(
-            set_store.wait_until_ready(),
-            pod_store.wait_until_ready(),
-            rev_store.wait_until_ready(),
-        );
+        let ready = futures::future::join_all(synced.map(|s| s.wait()));
         tokio::select! {
-            r = ready => if r.0.is_err() || r.1.is_err() || r.2.is_err() { return },
+            r = ready => if r.contains(&false) { return },
             _ = shutdown.cancelled() => return,
         }
         spawn_resync(&tasks2, set_store, queue.clone(), shutdown.clone());
