@@ -152,7 +152,9 @@ pub fn new_pod(ds: &DaemonSet, template: &PodTemplateSpec, hash: &str, node: Opt
         // Upstream's ReplaceDaemonSetPodNodeNameNodeAffinity: the label terms were already
         // checked here, so the scheduler only needs to honour the node name.
         let affinity = spec.affinity.get_or_insert_with(Affinity::default);
-        let na = affinity.node_affinity.get_or_insert_with(NodeAffinity::default);
+        let na = affinity
+            .node_affinity
+            .get_or_insert_with(NodeAffinity::default);
         na.required_during_scheduling_ignored_during_execution = Some(NodeSelector {
             node_selector_terms: vec![NodeSelectorTerm {
                 match_expressions: None,
@@ -201,7 +203,10 @@ pub fn node_should_run(node: &Node, template: &PodTemplateSpec) -> (bool, bool) 
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|na| na.required_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|na| {
+            na.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
     {
         let terms: Vec<NodeTerm> = required
             .node_selector_terms
@@ -449,7 +454,11 @@ pub fn plan(
         let remaining = usize::try_from((max_unavailable - unavailable).max(0)).unwrap_or(0);
         let take = remaining.min(candidates.len());
         for p in allowed.into_iter().chain(candidates.into_iter().take(take)) {
-            if !plan.delete.iter().any(|d| d.metadata.name == p.metadata.name) {
+            if !plan
+                .delete
+                .iter()
+                .any(|d| d.metadata.name == p.metadata.name)
+            {
                 plan.delete.push(p.clone());
             }
         }
@@ -470,7 +479,10 @@ pub fn plan(
                 (Some(n), Some(o)) => {
                     surge += 1;
                     if available(n)
-                        && !plan.delete.iter().any(|d| d.metadata.name == o.metadata.name)
+                        && !plan
+                            .delete
+                            .iter()
+                            .any(|d| d.metadata.name == o.metadata.name)
                     {
                         plan.delete.push((*o).clone());
                     }
@@ -716,8 +728,7 @@ where
             );
         }
         if !plan.create_on.is_empty() {
-            self.creations
-                .expect_creations(key, plan.create_on.len());
+            self.creations.expect_creations(key, plan.create_on.len());
         }
         if !plan.delete.is_empty() {
             self.deletions.expect_deletions(

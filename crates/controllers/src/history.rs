@@ -121,10 +121,7 @@ pub fn equal_revisions<'a>(
     revisions: &'a [ControllerRevision],
     needle: &ControllerRevision,
 ) -> Vec<&'a ControllerRevision> {
-    revisions
-        .iter()
-        .filter(|r| r.data == needle.data)
-        .collect()
+    revisions.iter().filter(|r| r.data == needle.data).collect()
 }
 
 /// One more than the highest revision number (1 for an empty history).
@@ -189,13 +186,7 @@ pub async fn sync_revisions<C: RevisionControl + ?Sized>(
     current_name: Option<&str>,
 ) -> std::result::Result<Revisions, Error> {
     let next = next_revision(&revisions);
-    let probe = new_revision(
-        owner_meta,
-        owner_ref,
-        template,
-        next,
-        Some(collision_count),
-    );
+    let probe = new_revision(owner_meta, owner_ref, template, next, Some(collision_count));
     let equal: Vec<ControllerRevision> = equal_revisions(&revisions, &probe)
         .into_iter()
         .cloned()
@@ -355,7 +346,10 @@ mod tests {
         let rev = new_revision(&meta, r, &template("a"), 1, None);
         let hash = rev.metadata.labels.as_ref().expect("test value")[HASH_LABEL].clone();
         assert_eq!(rev.metadata.name.as_deref(), Some(&*format!("web-{hash}")));
-        assert_eq!(rev.metadata.labels.as_ref().expect("test value")["app"], "web");
+        assert_eq!(
+            rev.metadata.labels.as_ref().expect("test value")["app"],
+            "web"
+        );
         let data = &rev.data.as_ref().expect("test value").0;
         assert_eq!(data["spec"]["template"]["$patch"], "replace");
         assert_eq!(template_of(&rev), Some(template("a")));
@@ -405,17 +399,9 @@ mod tests {
         assert_eq!(got.current.metadata.name, r2.metadata.name);
         assert_eq!(fake.writes().len(), 1);
         // New template: a new revision numbered 3.
-        let got = sync_revisions(
-            &fake,
-            &meta,
-            r,
-            &template("c"),
-            vec![r1, r2],
-            0,
-            None,
-        )
-        .await
-        .expect("test value");
+        let got = sync_revisions(&fake, &meta, r, &template("c"), vec![r1, r2], 0, None)
+            .await
+            .expect("test value");
         assert_eq!(got.update.revision, 3);
         assert_eq!(got.all.len(), 3);
     }

@@ -236,7 +236,14 @@ pub async fn start(client: kube::Client, shutdown: CancellationToken, tasks: &Ta
     let mut revisions: Informer<k8s_openapi::api::apps::v1::ControllerRevision> =
         Informer::new(client.clone());
     statefulset::register(&client, &mut pods, &mut revisions, tasks, shutdown.clone());
-    daemonset::register(&client, &mut pods, &mut nodes, &mut revisions, tasks, shutdown.clone());
+    daemonset::register(
+        &client,
+        &mut pods,
+        &mut nodes,
+        &mut revisions,
+        tasks,
+        shutdown.clone(),
+    );
     replicationcontroller::register(&client, &mut pods, tasks, shutdown.clone());
     tasks.spawn(revisions.run(shutdown.clone()));
     // @nodes-register

@@ -23,9 +23,7 @@ use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::control::{
-    self, ClientControl, EventRecorder, PodControl, ReplicaSetControl, Result,
-};
+use crate::control::{self, ClientControl, EventRecorder, PodControl, ReplicaSetControl, Result};
 use crate::expectations::Expectations;
 use crate::informer::Informer;
 use crate::owner::controller_of;
@@ -239,10 +237,7 @@ pub fn register(
 ) {
     let mut rcs: Informer<ReplicationController> = Informer::new(client.clone());
     let writer = Arc::new(Mutex::new(Writer::<ReplicaSet>::new(())));
-    let as_sets = writer
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_reader();
+    let as_sets = writer.lock().unwrap_or_else(|e| e.into_inner()).as_reader();
     let queue = WorkQueue::new();
     let ctl = Arc::new(ReplicaSetController {
         control: Arc::new(AsReplicaSet {
@@ -369,7 +364,11 @@ mod tests {
         no_sel.spec.as_mut().expect("test value").selector = None;
         let rs = to_replica_set(&no_sel);
         assert_eq!(
-            rs.spec.expect("test value").selector.match_labels.expect("test value")["app"],
+            rs.spec
+                .expect("test value")
+                .selector
+                .match_labels
+                .expect("test value")["app"],
             "fe"
         );
     }
@@ -390,10 +389,16 @@ mod tests {
             expectations: Expectations::new(),
             clock: system_clock(),
         };
-        ctl.reconcile(&Key::new("default", "frontend")).await.expect("test value");
+        ctl.reconcile(&Key::new("default", "frontend"))
+            .await
+            .expect("test value");
         let created = fake.created_pods();
         assert_eq!(created.len(), 3);
-        let owner = &created[0].metadata.owner_references.as_ref().expect("test value")[0];
+        let owner = &created[0]
+            .metadata
+            .owner_references
+            .as_ref()
+            .expect("test value")[0];
         assert_eq!(owner.kind, "ReplicationController");
         assert_eq!(owner.api_version, "v1");
         assert_eq!(owner.uid, "rc-uid");
@@ -402,10 +407,9 @@ mod tests {
             Some("frontend-")
         );
         assert!(
-            fake.actions()
-                .contains(&Action::UpdateReplicaSetStatus {
-                    name: "frontend".into()
-                }),
+            fake.actions().contains(&Action::UpdateReplicaSetStatus {
+                name: "frontend".into()
+            }),
             "status written back to the RC"
         );
         assert_eq!(

@@ -216,12 +216,7 @@ pub fn claims_for(set: &StatefulSet, ordinal: i32) -> Vec<PersistentVolumeClaim>
 }
 
 /// The pod with `ordinal` made from `template` at revision `revision` (its name).
-pub fn new_pod(
-    set: &StatefulSet,
-    template: &PodTemplateSpec,
-    ordinal: i32,
-    revision: &str,
-) -> Pod {
+pub fn new_pod(set: &StatefulSet, template: &PodTemplateSpec, ordinal: i32, revision: &str) -> Pod {
     let set_name = set_name(set);
     let name = format!("{set_name}-{ordinal}");
     let tmeta = template.metadata.clone().unwrap_or_default();
@@ -448,7 +443,8 @@ pub fn calculate_status(
     };
     let replicas = count(&|_| true);
     let ready = count(&is_running_and_ready);
-    let available = count(&|p| is_running_and_ready(p) && pod_state::is_available(p, min_ready, now));
+    let available =
+        count(&|p| is_running_and_ready(p) && pod_state::is_available(p, min_ready, now));
     let mut current_replicas = count(&|p| !is_terminating(p) && revision_of(p) == current);
     let updated = count(&|p| !is_terminating(p) && revision_of(p) == update);
     let mut current_revision = current.to_string();
@@ -720,7 +716,9 @@ impl StatefulSetControl for ClientControl {
             set.metadata.namespace.as_deref().unwrap_or("default"),
         );
         let name = set.metadata.name.as_deref().unwrap_or_default();
-        Ok(api.replace_status(name, &PostParams::default(), set).await?)
+        Ok(api
+            .replace_status(name, &PostParams::default(), set)
+            .await?)
     }
 
     async fn create_claim(

@@ -116,11 +116,9 @@ async fn ordered_ready_creates_only_the_first_missing_ordinal_with_its_claim() {
     let f = fixture(&s, vec![], vec![]);
     f.ctl.reconcile(&key()).await.expect("sync");
     assert_eq!(f.fake.created_pod_names(), ["web-0"]);
-    assert!(
-        f.fake.writes().contains(&SetAction::CreateClaim {
-            name: "www-web-0".into()
-        })
-    );
+    assert!(f.fake.writes().contains(&SetAction::CreateClaim {
+        name: "www-web-0".into()
+    }));
     let created = &f.fake.created_pods()[0];
     let labels = created.metadata.labels.as_ref().expect("labels");
     assert_eq!(labels[POD_NAME_LABEL], "web-0");
@@ -135,7 +133,9 @@ async fn ordered_ready_creates_only_the_first_missing_ordinal_with_its_claim() {
         .and_then(|v| v.iter().find(|v| v.name == "www"))
         .expect("www volume");
     assert_eq!(
-        vol.persistent_volume_claim.as_ref().map(|c| c.claim_name.as_str()),
+        vol.persistent_volume_claim
+            .as_ref()
+            .map(|c| c.claim_name.as_str()),
         Some("www-web-0")
     );
     assert_eq!(
@@ -147,11 +147,20 @@ async fn ordered_ready_creates_only_the_first_missing_ordinal_with_its_claim() {
 #[tokio::test]
 async fn ordered_ready_waits_for_the_previous_pod_to_be_ready() {
     let s = set(3, json!({}));
-    let rev = history::new_revision(&s.metadata, controller_ref(&s), &template_of_set(&s), 1, Some(0));
+    let rev = history::new_revision(
+        &s.metadata,
+        controller_ref(&s),
+        &template_of_set(&s),
+        1,
+        Some(0),
+    );
     let name = rev.metadata.name.clone().expect("name");
     let f = fixture_with(&s, vec![pod(&s, 0, &name, false)], vec![rev.clone()]);
     f.ctl.reconcile(&key()).await.expect("sync");
-    assert!(f.fake.created_pod_names().is_empty(), "web-1 before web-0 is ready");
+    assert!(
+        f.fake.created_pod_names().is_empty(),
+        "web-1 before web-0 is ready"
+    );
     let f = fixture_with(&s, vec![pod(&s, 0, &name, true)], vec![rev]);
     f.ctl.reconcile(&key()).await.expect("sync");
     assert_eq!(f.fake.created_pod_names(), ["web-1"]);
@@ -168,7 +177,13 @@ async fn parallel_creates_every_missing_pod_at_once() {
 #[tokio::test]
 async fn scale_down_deletes_the_highest_ordinal_first_one_at_a_time() {
     let s = set(1, json!({}));
-    let rev = history::new_revision(&s.metadata, controller_ref(&s), &template_of_set(&s), 1, Some(0));
+    let rev = history::new_revision(
+        &s.metadata,
+        controller_ref(&s),
+        &template_of_set(&s),
+        1,
+        Some(0),
+    );
     let name = rev.metadata.name.clone().expect("name");
     let pods = (0..3).map(|i| pod(&s, i, &name, true)).collect();
     let f = fixture_with(&s, pods, vec![rev.clone()]);
@@ -181,7 +196,11 @@ async fn scale_down_deletes_the_highest_ordinal_first_one_at_a_time() {
     // While web-2 terminates, web-1 stays.
     let mut terminating = pod(&s, 2, &name, true);
     terminating.metadata.deletion_timestamp = Some(Time(now()));
-    let pods = vec![pod(&s, 0, &name, true), pod(&s, 1, &name, true), terminating];
+    let pods = vec![
+        pod(&s, 0, &name, true),
+        pod(&s, 1, &name, true),
+        terminating,
+    ];
     let f = fixture_with(&s, pods, vec![rev]);
     f.ctl.reconcile(&key()).await.expect("sync");
     assert!(f.fake.deleted_pod_names().is_empty());
@@ -190,8 +209,13 @@ async fn scale_down_deletes_the_highest_ordinal_first_one_at_a_time() {
 #[tokio::test]
 async fn rolling_update_replaces_from_the_highest_ordinal_down_to_the_partition() {
     let old = set(3, json!({}));
-    let old_rev =
-        history::new_revision(&old.metadata, controller_ref(&old), &template_of_set(&old), 1, Some(0));
+    let old_rev = history::new_revision(
+        &old.metadata,
+        controller_ref(&old),
+        &template_of_set(&old),
+        1,
+        Some(0),
+    );
     let old_name = old_rev.metadata.name.clone().expect("name");
     let mut s = set(
         3,
@@ -219,7 +243,11 @@ async fn rolling_update_replaces_from_the_highest_ordinal_down_to_the_partition(
         })
         .expect("a new revision");
     assert_eq!(new_rev.1, 2);
-    assert_eq!(f.fake.deleted_pod_names(), ["web-2"], "highest ordinal first");
+    assert_eq!(
+        f.fake.deleted_pod_names(),
+        ["web-2"],
+        "highest ordinal first"
+    );
     let status = f.fake.last_status().expect("status");
     assert_eq!(status["currentRevision"], old_name.as_str());
     assert_eq!(status["updateRevision"], new_rev.0.as_str());
@@ -227,19 +255,32 @@ async fn rolling_update_replaces_from_the_highest_ordinal_down_to_the_partition(
 
     // web-2 recreated at the update revision; web-1 (>= partition 1) is next, web-0 never.
     let mut revs = vec![old_rev.clone()];
-    let mut r2 = history::new_revision(&s.metadata, controller_ref(&s), &template_of_set(&s), 2, Some(0));
+    let mut r2 = history::new_revision(
+        &s.metadata,
+        controller_ref(&s),
+        &template_of_set(&s),
+        2,
+        Some(0),
+    );
     r2.metadata.name = Some(new_rev.0.clone());
     revs.push(r2);
     let mut p2 = new_pod(&s, &template_of_set(&s), 2, &new_rev.0);
     p2.status = pods[2].status.clone();
-    let f = fixture_with(&s, vec![pods[0].clone(), pods[1].clone(), p2.clone()], revs.clone());
+    let f = fixture_with(
+        &s,
+        vec![pods[0].clone(), pods[1].clone(), p2.clone()],
+        revs.clone(),
+    );
     f.ctl.reconcile(&key()).await.expect("sync");
     assert_eq!(f.fake.deleted_pod_names(), ["web-1"]);
     let mut p1 = new_pod(&s, &template_of_set(&s), 1, &new_rev.0);
     p1.status = pods[1].status.clone();
     let f = fixture_with(&s, vec![pods[0].clone(), p1, p2], revs);
     f.ctl.reconcile(&key()).await.expect("sync");
-    assert!(f.fake.deleted_pod_names().is_empty(), "web-0 is below the partition");
+    assert!(
+        f.fake.deleted_pod_names().is_empty(),
+        "web-0 is below the partition"
+    );
     let status = f.fake.last_status().expect("status");
     assert_eq!(status["updatedReplicas"], 2);
     assert_eq!(status["currentReplicas"], 1);
@@ -248,8 +289,13 @@ async fn rolling_update_replaces_from_the_highest_ordinal_down_to_the_partition(
 #[tokio::test]
 async fn a_missing_pod_below_the_partition_is_recreated_at_the_current_revision() {
     let old = set(2, json!({}));
-    let old_rev =
-        history::new_revision(&old.metadata, controller_ref(&old), &template_of_set(&old), 1, Some(0));
+    let old_rev = history::new_revision(
+        &old.metadata,
+        controller_ref(&old),
+        &template_of_set(&old),
+        1,
+        Some(0),
+    );
     let old_name = old_rev.metadata.name.clone().expect("name");
     let mut s = set(
         2,
@@ -271,7 +317,9 @@ async fn a_missing_pod_below_the_partition_is_recreated_at_the_current_revision(
         old_name
     );
     assert_eq!(
-        created.spec.as_ref().expect("spec").containers[0].image.as_deref(),
+        created.spec.as_ref().expect("spec").containers[0]
+            .image
+            .as_deref(),
         Some("v1"),
         "made from the current revision's template"
     );
@@ -280,8 +328,13 @@ async fn a_missing_pod_below_the_partition_is_recreated_at_the_current_revision(
 #[tokio::test]
 async fn on_delete_never_deletes_outdated_pods() {
     let old = set(2, json!({}));
-    let old_rev =
-        history::new_revision(&old.metadata, controller_ref(&old), &template_of_set(&old), 1, Some(0));
+    let old_rev = history::new_revision(
+        &old.metadata,
+        controller_ref(&old),
+        &template_of_set(&old),
+        1,
+        Some(0),
+    );
     let old_name = old_rev.metadata.name.clone().expect("name");
     let mut s = set(2, json!({"updateStrategy": {"type": "OnDelete"}}));
     s.spec.as_mut().expect("spec").template.spec = serde_json::from_value(json!({
@@ -298,7 +351,13 @@ async fn on_delete_never_deletes_outdated_pods() {
 #[tokio::test]
 async fn status_counts_and_completes_the_rollout_when_every_pod_is_updated_and_ready() {
     let s = set(2, json!({}));
-    let rev = history::new_revision(&s.metadata, controller_ref(&s), &template_of_set(&s), 1, Some(0));
+    let rev = history::new_revision(
+        &s.metadata,
+        controller_ref(&s),
+        &template_of_set(&s),
+        1,
+        Some(0),
+    );
     let name = rev.metadata.name.clone().expect("name");
     let pods = (0..2).map(|i| pod(&s, i, &name, true)).collect();
     let f = fixture_with(&s, pods, vec![rev]);

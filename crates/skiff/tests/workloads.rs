@@ -107,7 +107,9 @@ struct Diagnose<'a>(&'a Server, &'a Kubectl);
 impl Drop for Diagnose<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let state = self.1.run(&["get", "all,controllerrevisions,events", "-o", "wide"]);
+            let state = self
+                .1
+                .run(&["get", "all,controllerrevisions,events", "-o", "wide"]);
             let log = self.0.log();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             eprintln!(
@@ -203,12 +205,11 @@ fn statefulset_orders_pods_scales_down_in_reverse_and_rolls_with_partition() {
         labels.contains(r#""statefulset.kubernetes.io/pod-name":"web-1""#),
         "{labels}"
     );
-    assert!(labels.contains(r#""apps.kubernetes.io/pod-index":"1""#), "{labels}");
-    let host = jsonpath(
-        &k,
-        &["pod", "web-1"],
-        "{.spec.hostname}.{.spec.subdomain}",
+    assert!(
+        labels.contains(r#""apps.kubernetes.io/pod-index":"1""#),
+        "{labels}"
     );
+    let host = jsonpath(&k, &["pod", "web-1"], "{.spec.hostname}.{.spec.subdomain}");
     assert_eq!(host, "web-1.web");
     let claim = jsonpath(
         &k,
@@ -295,7 +296,10 @@ fn statefulset_orders_pods_scales_down_in_reverse_and_rolls_with_partition() {
 
     // History lists both revisions; undo goes back to the first template.
     let history = k.ok(&["rollout", "history", "sts/web"]);
-    assert!(history.contains("1 ") && history.contains("2 "), "{history}");
+    assert!(
+        history.contains("1 ") && history.contains("2 "),
+        "{history}"
+    );
     let revs = k.ok(&["get", "controllerrevisions", "-o", "name"]);
     assert_eq!(revs.lines().count(), 2, "{revs}");
     k.ok(&["rollout", "undo", "sts/web"]);
@@ -313,7 +317,10 @@ fn statefulset_orders_pods_scales_down_in_reverse_and_rolls_with_partition() {
     let revs = k.ok(&["get", "controllerrevisions", "-o", "name"]);
     assert_eq!(revs.lines().count(), 2, "no duplicate revision: {revs}");
     let history = k.ok(&["rollout", "history", "sts/web"]);
-    assert!(history.contains("3 "), "the old revision was renumbered: {history}");
+    assert!(
+        history.contains("3 "),
+        "the old revision was renumbered: {history}"
+    );
 }
 
 const DS: &str = r#"apiVersion: apps/v1
@@ -399,12 +406,19 @@ fn daemonset_runs_one_pod_per_eligible_node_and_rolls_updates() {
     assert!(revisions.windows(2).all(|w| w[0] == w[1]), "{p:?}");
 
     // An image update rolls one node at a time (maxUnavailable 1) to completion.
-    k.ok(&["set", "image", "ds/agent", "agent=registry.k8s.io/pause:3.10"]);
+    k.ok(&[
+        "set",
+        "image",
+        "ds/agent",
+        "agent=registry.k8s.io/pause:3.10",
+    ]);
     k.ok(&["rollout", "status", "ds/agent", "--timeout=120s"]);
     let p = eventually(WAIT, "agents on the new image", || {
         let p = pods(&k, "app=agent");
-        (p.len() == 4 && p.values().all(|v| running_ready(v) && v.image.ends_with("3.10")))
-            .then_some(p)
+        (p.len() == 4
+            && p.values()
+                .all(|v| running_ready(v) && v.image.ends_with("3.10")))
+        .then_some(p)
     });
     assert_eq!(p.len(), 4);
     let history = k.ok(&["rollout", "history", "ds/agent"]);
