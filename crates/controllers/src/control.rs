@@ -180,7 +180,7 @@ impl ClientControl {
     }
 
     /// Replace the ownerReferences of `namespace/name` of kind `K` (guarded by its uid).
-    pub(crate) async fn patch_owners<K>(
+    async fn patch_owners<K>(
         &self,
         namespace: &str,
         name: &str,
