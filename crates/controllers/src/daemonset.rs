@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Api;
 use kube::api::PostParams;
-use kube::core::{Selector, SelectorExt};
+use kube::core::Selector;
 use kube::runtime::reflector::{ObjectRef, Store};
 use skiff_scheduler::plugins::taint_toleration::tolerates;
 use skiff_scheduler::selector::{NodeTerm, node_terms_match};
@@ -27,8 +27,9 @@ use tokio_util::task::TaskTracker;
 use crate::control::{self, ClientControl, EventRecorder, PodControl, object_reference};
 use crate::expectations::Expectations;
 use crate::history::{self, HASH_LABEL, POD_REVISION_LABEL, RevisionControl};
+use crate::history_pods;
 use crate::informer::Informer;
-use crate::owner::{self, Claim, controller_of, controller_ref};
+use crate::owner::{controller_of, controller_ref};
 use crate::pod_state;
 use crate::queue::{Key, WorkQueue};
 use crate::{Clock, spawn_resync, spawn_workers, system_clock};
@@ -585,35 +586,15 @@ where
         let selector = selector_of(ds)?;
         let me = controller_ref(ds);
         let deleting = ds.metadata.deletion_timestamp.is_some();
-        let mut pods: Vec<Pod> = Vec::new();
-        for pod in self.pods.state() {
-            if pod.metadata.namespace.as_deref() != Some(key.namespace.as_str()) {
-                continue;
-            }
-            let pname = pod.metadata.name.clone().unwrap_or_default();
-            let uid = pod.metadata.uid.clone().unwrap_or_default();
-            match owner::claim(&me, deleting, &selector, &pod.metadata) {
-                Claim::Owned => pods.push(pod.as_ref().clone()),
-                Claim::Adopt(owners) | Claim::Release(owners) => {
-                    let adopt = owners.iter().any(|o| o.uid == me.uid);
-                    match self
-                        .control
-                        .set_pod_owners(&key.namespace, &pname, &uid, &owners)
-                        .await
-                    {
-                        Ok(()) if adopt => {
-                            let mut p = pod.as_ref().clone();
-                            p.metadata.owner_references = Some(owners);
-                            pods.push(p);
-                        }
-                        Ok(()) => {}
-                        Err(e) if e.is_not_found() => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Claim::Ignore => {}
-            }
-        }
+        let pods = history_pods::claim_pods(
+            self.control.as_ref(),
+            &key.namespace,
+            &me,
+            deleting,
+            &selector,
+            self.pods.state(),
+        )
+        .await?;
         let template = ds
             .spec
             .as_ref()
@@ -694,15 +675,7 @@ where
             .as_ref()
             .and_then(|s| s.min_ready_seconds)
             .unwrap_or(0);
-        Ok((min_ready > 0)
-            .then(|| {
-                pods.iter()
-                    .filter(|p| !pod_state::is_available(p, min_ready, now))
-                    .filter_map(|p| pod_state::until_available(p, min_ready, now))
-                    .min()
-                    .map(|d| d + Duration::from_millis(100))
-            })
-            .flatten())
+        Ok(history_pods::next_availability_check(&pods, min_ready, now))
     }
 
     async fn execute(
@@ -839,39 +812,14 @@ pub fn register(
             q.add(Key::of(&s.metadata));
         }
     }));
-    let q = queue.clone();
-    let c = ctl.clone();
-    let set_store = sets.store();
-    pods.on_change(Arc::new(move |old, new| {
-        if let Some(k) = new.and_then(owning_set)
-            && old.is_none()
-        {
-            c.creations.creation_observed(&k);
-        }
-        if let Some(p) = new.or(old)
-            && (new.is_none() || p.metadata.deletion_timestamp.is_some())
-            && let Some(k) = owning_set(p)
-        {
-            c.deletions
-                .deletion_observed(&k, p.metadata.name.as_deref().unwrap_or(""));
-        }
-        for p in [old, new].into_iter().flatten() {
-            if let Some(k) = owning_set(p) {
-                q.add(k);
-            }
-        }
-        if let Some(p) = new
-            && controller_of(&p.metadata).is_none()
-        {
-            let labels = p.metadata.labels.clone().unwrap_or_default();
-            for s in set_store.state() {
-                if s.metadata.namespace == p.metadata.namespace
-                    && selector_of(&s).is_ok_and(|sel| !sel.selects_all() && sel.matches(&labels))
-                {
-                    q.add(Key::of(&s.metadata));
-                }
-            }
-        }
+    let (c1, c2) = (ctl.clone(), ctl.clone());
+    pods.on_change(history_pods::pod_handler(history_pods::PodHandlerSpec {
+        queue: queue.clone(),
+        owning: owning_set,
+        created: Box::new(move |k| c1.creations.creation_observed(k)),
+        deleted: Box::new(move |k, name| c2.deletions.deletion_observed(k, name)),
+        owners: sets.store(),
+        selector: |s| selector_of(s).ok(),
     }));
     let q = queue.clone();
     let set_store = sets.store();

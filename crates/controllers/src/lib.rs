@@ -9,6 +9,7 @@ pub mod gc;
 pub mod history;
 #[cfg(test)]
 pub mod history_fake;
+pub mod history_pods;
 pub mod informer;
 pub mod owner;
 pub mod pod_state;

@@ -17,7 +17,6 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use kube::Api;
 use kube::api::PostParams;
-use kube::core::SelectorExt;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::control::{self, ClientControl, EventRecorder, PodControl, ReplicaSetControl, Result};
 use crate::expectations::Expectations;
+use crate::history_pods;
 use crate::informer::Informer;
 use crate::owner::controller_of;
 use crate::queue::{Key, WorkQueue};
@@ -263,40 +263,14 @@ pub fn register(
             (None, None) => {}
         }
     }));
-    let q = queue.clone();
-    let c = ctl.clone();
-    let set_store = as_sets.clone();
-    pods.on_change(Arc::new(move |old, new| {
-        if let Some(k) = new.and_then(owning_rc)
-            && old.is_none()
-        {
-            c.expectations.creation_observed(&k);
-        }
-        if let Some(p) = new.or(old)
-            && (new.is_none() || p.metadata.deletion_timestamp.is_some())
-            && let Some(k) = owning_rc(p)
-        {
-            c.expectations
-                .deletion_observed(&k, p.metadata.name.as_deref().unwrap_or(""));
-        }
-        for p in [old, new].into_iter().flatten() {
-            if let Some(k) = owning_rc(p) {
-                q.add(k);
-            }
-        }
-        if let Some(p) = new
-            && controller_of(&p.metadata).is_none()
-        {
-            let labels = p.metadata.labels.clone().unwrap_or_default();
-            for rs in set_store.state() {
-                if rs.metadata.namespace == p.metadata.namespace
-                    && replicaset::selector_of(&rs)
-                        .is_ok_and(|s| !s.selects_all() && s.matches(&labels))
-                {
-                    q.add(Key::of(&rs.metadata));
-                }
-            }
-        }
+    let (c1, c2) = (ctl.clone(), ctl.clone());
+    pods.on_change(history_pods::pod_handler(history_pods::PodHandlerSpec {
+        queue: queue.clone(),
+        owning: owning_rc,
+        created: Box::new(move |k| c1.expectations.creation_observed(k)),
+        deleted: Box::new(move |k, name| c2.expectations.deletion_observed(k, name)),
+        owners: as_sets.clone(),
+        selector: |rs| replicaset::selector_of(rs).ok(),
     }));
     let synced = [rcs.synced(), pods.synced()];
     tasks.spawn(rcs.run(shutdown.clone()));
@@ -321,6 +295,7 @@ mod tests {
     use super::*;
     use crate::control::{Action, Recorder};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kube::core::SelectorExt;
     use serde_json::json;
 
     #[async_trait]
