@@ -281,6 +281,25 @@ fn statefulset_orders_pods_scales_down_in_reverse_and_rolls_with_partition() {
         "-p",
         r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#,
     ]);
+    // Every snapshot: updated ordinals form a suffix (highest first) and at most one pod is
+    // down at a time.
+    eventually(WAIT, "web-0..2 on the new image", || {
+        let p = pods(&k, "app=web");
+        let new: Vec<bool> = ["web-0", "web-1", "web-2"]
+            .iter()
+            .map(|n| p.get(*n).is_some_and(|v| v.image.ends_with("3.10")))
+            .collect();
+        assert!(
+            new.windows(2).all(|w| !w[0] || w[1]),
+            "a lower ordinal was updated before a higher one: {p:?}"
+        );
+        let down = ["web-0", "web-1", "web-2"]
+            .iter()
+            .filter(|n| !p.get(**n).is_some_and(running_ready))
+            .count();
+        assert!(down <= 1, "more than one pod down at once: {p:?}");
+        (new.iter().all(|b| *b) && down == 0).then_some(())
+    });
     let status = k.ok(&["rollout", "status", "sts/web", "--timeout=90s"]);
     assert!(
         status.contains("partitioned roll out complete: 3 new pods have been updated"),
@@ -412,6 +431,23 @@ fn daemonset_runs_one_pod_per_eligible_node_and_rolls_updates() {
         "ds/agent",
         "agent=registry.k8s.io/pause:3.10",
     ]);
+    let all_nodes: Vec<String> = k
+        .ok(&["get", "nodes", "-o", "name"])
+        .lines()
+        .map(|l| l.trim_start_matches("node/").to_string())
+        .collect();
+    assert_eq!(all_nodes.len(), 4);
+    eventually(WAIT, "every node on the new image", || {
+        let p = pods(&k, "app=agent");
+        let serving = |n: &String| p.values().any(|v| &v.node == n && running_ready(v));
+        let down = all_nodes.iter().filter(|n| !serving(n)).count();
+        assert!(down <= 1, "maxUnavailable 1 exceeded: {p:?}");
+        let updated = all_nodes.iter().all(|n| {
+            p.values()
+                .any(|v| &v.node == n && running_ready(v) && v.image.ends_with("3.10"))
+        });
+        (updated && p.len() == 4).then_some(())
+    });
     k.ok(&["rollout", "status", "ds/agent", "--timeout=120s"]);
     let p = eventually(WAIT, "agents on the new image", || {
         let p = pods(&k, "app=agent");
