@@ -359,3 +359,16 @@ fn percentages_round_up_and_both_zero_means_one_unavailable() {
     );
     assert_eq!(surge_and_unavailable(&d, 10), (0, 1));
 }
+
+#[tokio::test]
+async fn a_lagging_cache_does_not_create_a_second_pod_per_node() {
+    let d = ds("v1", json!({}));
+    let nodes = vec![
+        node("a", json!({}), json!([])),
+        node("b", json!({}), json!([])),
+    ];
+    let f = fixture(&d, nodes, vec![], vec![]);
+    f.ctl.reconcile(&key()).await.expect("sync");
+    f.ctl.reconcile(&key()).await.expect("sync");
+    assert_eq!(created_nodes(&f.fake), ["a", "b"]);
+}

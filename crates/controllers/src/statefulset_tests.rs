@@ -401,3 +401,22 @@ fn claims_get_the_selector_labels_and_an_owner_only_when_deleted_with_the_set() 
         "StatefulSet"
     );
 }
+
+#[tokio::test]
+async fn a_lagging_cache_does_not_create_the_same_pod_twice() {
+    let s = set(3, json!({"podManagementPolicy": "Parallel"}));
+    let f = fixture(&s, vec![], vec![]);
+    f.ctl.reconcile(&key()).await.expect("sync");
+    // The cache has not seen the three creates yet: the next sync must wait for them.
+    f.ctl.reconcile(&key()).await.expect("sync");
+    assert_eq!(f.fake.created_pod_names(), ["web-0", "web-1", "web-2"]);
+    for _ in 0..3 {
+        f.ctl.expectations.creation_observed(&key());
+    }
+    f.ctl.reconcile(&key()).await.expect("sync");
+    assert_eq!(
+        f.fake.created_pod_names().len(),
+        6,
+        "once observed (here: never in the cache) the set acts again"
+    );
+}
