@@ -161,8 +161,13 @@ impl ClientControl {
         }
     }
 
+    /// The client side effects go through.
+    pub(crate) fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
     /// Delete `namespace/name` of kind `K`, only if it still has `uid`.
-    async fn delete_uid<K>(&self, namespace: &str, name: &str, uid: &str) -> Result<()>
+    pub(crate) async fn delete_uid<K>(&self, namespace: &str, name: &str, uid: &str) -> Result<()>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
             + Clone

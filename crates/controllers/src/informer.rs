@@ -29,6 +29,18 @@ where
     reader: Store<K>,
     writer: Option<reflector::store::Writer<K>>,
     handlers: Vec<Handler<K>>,
+    synced: tokio::sync::watch::Sender<bool>,
+}
+
+/// Resolves once an informer's cache holds a full list. Unlike `Store::wait_until_ready`, whose
+/// one-shot channel wakes only the last task that polled it, any number of tasks may wait.
+pub struct Synced(tokio::sync::watch::Receiver<bool>);
+
+impl Synced {
+    /// Wait for the first full list; `false` if the informer stopped before that.
+    pub async fn wait(mut self) -> bool {
+        self.0.wait_for(|synced| *synced).await.is_ok()
+    }
 }
 
 impl<K> Informer<K>
@@ -56,12 +68,19 @@ where
             reader: writer.as_reader(),
             writer: Some(writer),
             handlers: Vec::new(),
+            synced: tokio::sync::watch::Sender::new(false),
         }
     }
 
     /// The cache; empty until the first list completes (`wait_until_ready`).
     pub fn store(&self) -> Store<K> {
         self.reader.clone()
+    }
+
+    /// A signal that the cache synced; take it before `run`. Use this rather than
+    /// `Store::wait_until_ready` when several tasks wait for the same cache.
+    pub fn synced(&self) -> Synced {
+        Synced(self.synced.subscribe())
     }
 
     /// Register a handler; only before `run`.
@@ -136,6 +155,7 @@ where
                         h(Some(old.as_ref()), None);
                     }
                 }
+                self.synced.send_replace(true);
                 tracing::debug!(kind = %kind, objects = self.reader.len(), "informer synced");
             }
         }

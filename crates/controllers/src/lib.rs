@@ -2,14 +2,21 @@
 //! (`kube`), as kube-controller-manager's. See `docs/controllers.md`.
 
 pub mod control;
+pub mod daemonset;
 pub mod deployment;
 pub mod expectations;
 pub mod gc;
+pub mod history;
+#[cfg(test)]
+pub mod history_fake;
+pub mod history_pods;
 pub mod informer;
 pub mod owner;
 pub mod pod_state;
 pub mod queue;
 pub mod replicaset;
+pub mod replicationcontroller;
+pub mod statefulset;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -227,7 +234,19 @@ pub async fn start(client: kube::Client, shutdown: CancellationToken, tasks: &Ta
     // has synced.
     let mut nodes: Informer<Node> = Informer::new(client.clone());
     // @jobs-register
-    // @sets-register
+    let mut revisions: Informer<k8s_openapi::api::apps::v1::ControllerRevision> =
+        Informer::new(client.clone());
+    statefulset::register(&client, &mut pods, &mut revisions, tasks, shutdown.clone());
+    daemonset::register(
+        &client,
+        &mut pods,
+        &mut nodes,
+        &mut revisions,
+        tasks,
+        shutdown.clone(),
+    );
+    replicationcontroller::register(&client, &mut pods, tasks, shutdown.clone());
+    tasks.spawn(revisions.run(shutdown.clone()));
     // @nodes-register
     // @storage-register
     tasks.spawn(nodes.run(shutdown.clone()));
