@@ -6,6 +6,8 @@ pub mod deployment;
 pub mod expectations;
 pub mod gc;
 pub mod informer;
+pub mod job;
+pub mod job_control;
 pub mod owner;
 pub mod pod_state;
 pub mod queue;
