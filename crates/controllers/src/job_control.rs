@@ -33,6 +33,8 @@ pub trait JobControl: Send + Sync {
     async fn delete_job(&self, namespace: &str, name: &str, uid: &str) -> Result<()>;
     /// Replace a CronJob's status.
     async fn update_cron_job_status(&self, cj: &CronJob) -> Result<CronJob>;
+    /// Whether a Job exists (a live read: a cache miss must not drop an active Job).
+    async fn job_exists(&self, namespace: &str, name: &str) -> Result<bool>;
 }
 
 /// The real side effects: pods and events through `ClientControl`, Job writes through `client`.
@@ -131,6 +133,11 @@ impl JobControl for JobClientControl {
         let name = cj.metadata.name.as_deref().unwrap_or_default();
         Ok(api.replace_status(name, &PostParams::default(), cj).await?)
     }
+
+    async fn job_exists(&self, namespace: &str, name: &str) -> Result<bool> {
+        let api: Api<Job> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api.get_opt(name).await?.is_some())
+    }
 }
 
 /// One Job/CronJob side effect, as the fake records it.
@@ -157,6 +164,7 @@ pub struct JobRecorder {
     job_statuses: Mutex<Vec<Job>>,
     jobs: Mutex<Vec<Job>>,
     cron_statuses: Mutex<Vec<CronJob>>,
+    existing: Mutex<std::collections::HashSet<String>>,
 }
 
 impl JobRecorder {
@@ -192,6 +200,11 @@ impl JobRecorder {
     /// CronJob status objects written so far.
     pub fn cron_statuses(&self) -> Vec<CronJob> {
         Self::lock(&self.cron_statuses).clone()
+    }
+
+    /// Make `job_exists` answer true for `name` (a Job the cache has not seen).
+    pub fn add_existing_job(&self, name: &str) {
+        Self::lock(&self.existing).insert(name.to_string());
     }
 
     /// Events as `reason: message`.
@@ -284,5 +297,9 @@ impl JobControl for JobRecorder {
         });
         Self::lock(&self.cron_statuses).push(cj.clone());
         Ok(cj.clone())
+    }
+
+    async fn job_exists(&self, _namespace: &str, name: &str) -> Result<bool> {
+        Ok(Self::lock(&self.existing).contains(name))
     }
 }

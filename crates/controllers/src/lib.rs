@@ -2,6 +2,8 @@
 //! (`kube`), as kube-controller-manager's. See `docs/controllers.md`.
 
 pub mod control;
+pub mod cronjob;
+pub mod cronjob_schedule;
 pub mod deployment;
 pub mod expectations;
 pub mod gc;
