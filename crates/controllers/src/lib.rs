@@ -10,10 +10,12 @@ pub mod gc;
 pub mod informer;
 pub mod job;
 pub mod job_control;
+pub mod jobs;
 pub mod owner;
 pub mod pod_state;
 pub mod queue;
 pub mod replicaset;
+pub mod ttl;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -230,7 +232,7 @@ pub async fn start(client: kube::Client, shutdown: CancellationToken, tasks: &Ta
     // run), start informers of their own, and start their workers once every cache they read
     // has synced.
     let mut nodes: Informer<Node> = Informer::new(client.clone());
-    // @jobs-register
+    jobs::register(&client, &mut pods, tasks, shutdown.clone());
     // @sets-register
     // @nodes-register
     tasks.spawn(nodes.run(shutdown.clone()));
