@@ -245,7 +245,10 @@ where
                     .and_then(|s| s.completion_time.as_ref())
                     .map(|t| t.0);
                 if let Some(done) = done
-                    && status.last_successful_time.as_ref().is_none_or(|l| l.0 < done)
+                    && status
+                        .last_successful_time
+                        .as_ref()
+                        .is_none_or(|l| l.0 < done)
                 {
                     status.last_successful_time = Some(Time(done));
                 }
@@ -274,7 +277,9 @@ where
         if status.active.as_ref().is_some_and(|a| a.is_empty()) {
             status.active = None;
         }
-        if Some(&status) != original.as_ref() && !(original.is_none() && status == CronJobStatus::default()) {
+        if Some(&status) != original.as_ref()
+            && !(original.is_none() && status == CronJobStatus::default())
+        {
             cj.status = Some(status);
             self.control.update_cron_job_status(&cj).await?;
         }
@@ -296,8 +301,17 @@ where
         let tz = match time_zone(cj) {
             Ok(tz) => tz,
             Err(e) => {
-                let name = cj.spec.as_ref().and_then(|s| s.time_zone.clone()).unwrap_or_default();
-                self.control.record(&about, "Warning", "UnknownTimeZone", format!("invalid timeZone: {name:?}: {e}"));
+                let name = cj
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.time_zone.clone())
+                    .unwrap_or_default();
+                self.control.record(
+                    &about,
+                    "Warning",
+                    "UnknownTimeZone",
+                    format!("invalid timeZone: {name:?}: {e}"),
+                );
                 return Ok(None);
             }
         };
@@ -325,7 +339,12 @@ where
         let (scheduled, missed) = match most_recent_schedule_time(cj, now, &sched, &tz) {
             Ok(x) => x,
             Err(e) => {
-                self.control.record(&about, "Warning", "InvalidSchedule", format!("invalid schedule: {} : {e}", spec.schedule));
+                self.control.record(
+                    &about,
+                    "Warning",
+                    "InvalidSchedule",
+                    format!("invalid schedule: {} : {e}", spec.schedule),
+                );
                 return Ok(None);
             }
         };
@@ -349,13 +368,18 @@ where
                 &about,
                 "Warning",
                 "MissSchedule",
-                format!("Missed scheduled time to start a job: {}", format_rfc1123z(scheduled)),
+                format!(
+                    "Missed scheduled time to start a job: {}",
+                    format_rfc1123z(scheduled)
+                ),
             );
             return Ok(next_delay());
         }
         let name = job_name(cj, scheduled);
         let active = status.active.clone().unwrap_or_default();
-        if active.iter().any(|r| r.name.as_deref() == Some(name.as_str()))
+        if active
+            .iter()
+            .any(|r| r.name.as_deref() == Some(name.as_str()))
             || status.last_schedule_time.as_ref().map(|t| t.0) == Some(scheduled)
         {
             return Ok(next_delay());
@@ -374,33 +398,67 @@ where
             for r in &active {
                 let jname = r.name.clone().unwrap_or_default();
                 let juid = r.uid.clone().unwrap_or_default();
-                match self.control.delete_job(&cj.metadata.namespace.clone().unwrap_or_default(), &jname, &juid).await {
+                match self
+                    .control
+                    .delete_job(
+                        &cj.metadata.namespace.clone().unwrap_or_default(),
+                        &jname,
+                        &juid,
+                    )
+                    .await
+                {
                     Ok(()) => {}
                     Err(e) if e.is_not_found() => {}
                     Err(e) => {
-                        self.control.record(&about, "Warning", "FailedDelete", format!("Deleted job: {e}"));
+                        self.control.record(
+                            &about,
+                            "Warning",
+                            "FailedDelete",
+                            format!("Deleted job: {e}"),
+                        );
                         return Err(e.into());
                     }
                 }
-                self.control.record(&about, "Normal", "SuccessfulDelete", format!("Deleted job {jname}"));
+                self.control.record(
+                    &about,
+                    "Normal",
+                    "SuccessfulDelete",
+                    format!("Deleted job {jname}"),
+                );
             }
             status.active = None;
         }
         let job = job_from_template(cj, scheduled, &tz);
         match self.control.create_job(&job).await {
             Ok(created) => {
-                self.control.record(&about, "Normal", "SuccessfulCreate", format!("Created job {name}"));
-                status.active.get_or_insert_with(Vec::new).push(object_reference(&created));
+                self.control.record(
+                    &about,
+                    "Normal",
+                    "SuccessfulCreate",
+                    format!("Created job {name}"),
+                );
+                status
+                    .active
+                    .get_or_insert_with(Vec::new)
+                    .push(object_reference(&created));
             }
             Err(e) if e.is_already_exists() => {
                 // Created by an earlier sync whose status write the cache has not shown yet.
                 tracing::info!(cronjob = %Key::of(&cj.metadata), job = %name, "job already exists");
-                if !jobs.iter().any(|j| j.metadata.name.as_deref() == Some(name.as_str())) {
+                if !jobs
+                    .iter()
+                    .any(|j| j.metadata.name.as_deref() == Some(name.as_str()))
+                {
                     return Ok(Some(Duration::from_secs(1)));
                 }
             }
             Err(e) => {
-                self.control.record(&about, "Warning", "FailedCreate", format!("Error creating job: {e}"));
+                self.control.record(
+                    &about,
+                    "Warning",
+                    "FailedCreate",
+                    format!("Error creating job: {e}"),
+                );
                 return Err(e.into());
             }
         }
@@ -441,7 +499,12 @@ where
                 let ns = j.metadata.namespace.clone().unwrap_or_default();
                 match self.control.delete_job(&ns, &name, &uid).await {
                     Ok(()) => {
-                        self.control.record(&about, "Normal", "SuccessfulDelete", format!("Deleted job {name}"));
+                        self.control.record(
+                            &about,
+                            "Normal",
+                            "SuccessfulDelete",
+                            format!("Deleted job {name}"),
+                        );
                     }
                     Err(e) if e.is_not_found() => {}
                     Err(e) => {

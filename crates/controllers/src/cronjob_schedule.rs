@@ -51,7 +51,13 @@ fn value(s: &str, names: &[&str], base: u32) -> Result<u32, ParseError> {
 }
 
 /// One field: returns its bitset and whether it was a bare `*`/`?`.
-fn field(s: &str, min: u32, max: u32, names: &[&str], base: u32) -> Result<(u64, bool), ParseError> {
+fn field(
+    s: &str,
+    min: u32,
+    max: u32,
+    names: &[&str],
+    base: u32,
+) -> Result<(u64, bool), ParseError> {
     let mut bits = 0u64;
     let mut star = false;
     for part in s.split(',') {
@@ -83,7 +89,9 @@ fn field(s: &str, min: u32, max: u32, names: &[&str], base: u32) -> Result<(u64,
         }
         let step = step.unwrap_or(1);
         if step == 0 {
-            return Err(ParseError(format!("step of range should be a positive number: {part}")));
+            return Err(ParseError(format!(
+                "step of range should be a positive number: {part}"
+            )));
         }
         let mut v = lo;
         while v <= hi {
@@ -99,7 +107,9 @@ impl Schedule {
     pub fn parse(spec: &str) -> Result<Schedule, ParseError> {
         let spec = spec.trim();
         if spec.starts_with("TZ=") || spec.starts_with("CRON_TZ=") {
-            return Err(ParseError("CRON_TZ or TZ used in schedule is not supported".into()));
+            return Err(ParseError(
+                "CRON_TZ or TZ used in schedule is not supported".into(),
+            ));
         }
         if let Some(d) = spec.strip_prefix('@') {
             let five = match d {
@@ -177,7 +187,10 @@ impl Schedule {
                     .and_then(|t| t.round(jiff::Unit::Second).ok());
             }
             Schedule::Fields {
-                minute, hour, month, ..
+                minute,
+                hour,
+                month,
+                ..
             } => (*minute, *hour, *month),
         };
         let start = after.to_zoned(tz.clone());
@@ -193,15 +206,33 @@ impl Schedule {
         let limit = t.year() + 5;
         while t.year() <= limit {
             if month & (1 << t.month()) == 0 {
-                t = t.first_of_month().checked_add(1.month()).ok()?.with().hour(0).minute(0).build().ok()?;
+                t = t
+                    .first_of_month()
+                    .checked_add(1.month())
+                    .ok()?
+                    .with()
+                    .hour(0)
+                    .minute(0)
+                    .build()
+                    .ok()?;
                 continue;
             }
             if !self.day_matches(t.date()) {
-                t = t.date().checked_add(1.day()).ok()?.to_datetime(jiff::civil::Time::midnight());
+                t = t
+                    .date()
+                    .checked_add(1.day())
+                    .ok()?
+                    .to_datetime(jiff::civil::Time::midnight());
                 continue;
             }
             if hour & (1 << t.hour()) == 0 {
-                t = t.with().minute(0).build().ok()?.checked_add(1.hour()).ok()?;
+                t = t
+                    .with()
+                    .minute(0)
+                    .build()
+                    .ok()?
+                    .checked_add(1.hour())
+                    .ok()?;
                 continue;
             }
             if minute & (1 << t.minute()) == 0 {
@@ -296,7 +327,9 @@ mod tests {
             "the first Friday comes before the 13th"
         );
         assert_eq!(
-            Schedule::parse("0 0 30 2 *").expect("parse").next(ts("2024-01-01T00:00:00Z"), &utc),
+            Schedule::parse("0 0 30 2 *")
+                .expect("parse")
+                .next(ts("2024-01-01T00:00:00Z"), &utc),
             None
         );
         let every = Schedule::parse("@every 90s").expect("parse");
@@ -308,7 +341,14 @@ mod tests {
 
     #[test]
     fn bad_schedules_are_rejected() {
-        for bad in ["* * * *", "61 * * * *", "* * * * MOO", "@fortnightly", "CRON_TZ=UTC * * * * *", "*/0 * * * *"] {
+        for bad in [
+            "* * * *",
+            "61 * * * *",
+            "* * * * MOO",
+            "@fortnightly",
+            "CRON_TZ=UTC * * * * *",
+            "*/0 * * * *",
+        ] {
             assert!(Schedule::parse(bad).is_err(), "{bad}");
         }
     }

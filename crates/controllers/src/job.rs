@@ -326,7 +326,11 @@ pub fn parse_indexes(s: &str, limit: i32) -> BTreeSet<i32> {
 /// The pod a Job creates: its template, the tracking finalizer, and for Indexed Jobs the
 /// completion index (annotation, label, hostname, `JOB_COMPLETION_INDEX`).
 pub fn pod_from_template(job: &Job, index: Option<i32>) -> Pod {
-    let template = job.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let template = job
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
     let tmeta = template.metadata.unwrap_or_default();
     let name = job.metadata.name.clone().unwrap_or_default();
     let mut finalizers = tmeta.finalizers.unwrap_or_default();
@@ -383,7 +387,13 @@ pub fn pod_from_template(job: &Job, index: Option<i32>) -> Pod {
     pod
 }
 
-fn condition(type_: &str, status: &str, reason: &str, message: &str, now: Timestamp) -> JobCondition {
+fn condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> JobCondition {
     JobCondition {
         type_: type_.into(),
         status: status.into(),
@@ -622,7 +632,9 @@ where
             .filter(|c| c.status == "True")
             .cloned();
         if ctx.finished.is_none() {
-            if let Some(ft) = find_condition(&status, "FailureTarget").filter(|c| c.status == "True") {
+            if let Some(ft) =
+                find_condition(&status, "FailureTarget").filter(|c| c.status == "True")
+            {
                 ctx.finished = Some(ft.clone());
             } else if let Some(msg) = ctx
                 .pods
@@ -630,7 +642,13 @@ where
                 .filter(|p| is_pod_failed(p, &job))
                 .find_map(|p| match_pod_failure_policy(&job, p).and_then(|m| m.message))
             {
-                ctx.finished = Some(condition("FailureTarget", "True", "PodFailurePolicy", &msg, now));
+                ctx.finished = Some(condition(
+                    "FailureTarget",
+                    "True",
+                    "PodFailurePolicy",
+                    &msg,
+                    now,
+                ));
             }
         }
         if ctx.finished.is_none() {
@@ -699,11 +717,27 @@ where
             } else if managed {
                 let about = object_reference(&job);
                 if suspended(&job) {
-                    if ensure_condition(&mut status, "Suspended", "True", "JobSuspended", "Job suspended", now) {
-                        self.control.record(&about, "Normal", "Suspended", "Job suspended".into());
+                    if ensure_condition(
+                        &mut status,
+                        "Suspended",
+                        "True",
+                        "JobSuspended",
+                        "Job suspended",
+                        now,
+                    ) {
+                        self.control
+                            .record(&about, "Normal", "Suspended", "Job suspended".into());
                     }
-                } else if ensure_condition(&mut status, "Suspended", "False", "JobResumed", "Job resumed", now) {
-                    self.control.record(&about, "Normal", "Resumed", "Job resumed".into());
+                } else if ensure_condition(
+                    &mut status,
+                    "Suspended",
+                    "False",
+                    "JobResumed",
+                    "Job resumed",
+                    now,
+                ) {
+                    self.control
+                        .record(&about, "Normal", "Resumed", "Job resumed".into());
                     // activeDeadlineSeconds counts from the resume.
                     status.start_time = Some(Time(now));
                 }
@@ -713,8 +747,7 @@ where
         status.ready = Some(ctx.ready);
         status.terminating = Some(ctx.terminating);
         job.status = Some(status);
-        self.track(key, &mut job, &mut ctx, original, now)
-            .await?;
+        self.track(key, &mut job, &mut ctx, original, now).await?;
         if let Some(e) = manage_err {
             return Err(e);
         }
@@ -794,11 +827,23 @@ where
         };
         let status = job.status.clone().unwrap_or_default();
         let uncounted = status.uncounted_terminated_pods.clone().unwrap_or_default();
-        let uncounted_succeeded: HashSet<String> =
-            uncounted.succeeded.clone().unwrap_or_default().into_iter().collect();
-        let uncounted_failed: HashSet<String> =
-            uncounted.failed.clone().unwrap_or_default().into_iter().collect();
-        let active: Vec<Pod> = pods.iter().filter(|p| pod_state::is_active(p)).cloned().collect();
+        let uncounted_succeeded: HashSet<String> = uncounted
+            .succeeded
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let uncounted_failed: HashSet<String> = uncounted
+            .failed
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let active: Vec<Pod> = pods
+            .iter()
+            .filter(|p| pod_state::is_active(p))
+            .cloned()
+            .collect();
         let terminating = to_i32(
             pods.iter()
                 .filter(|p| {
@@ -887,17 +932,19 @@ where
         };
         let victims = self.pods_to_remove(job, ctx, usize::try_from(active - want).unwrap_or(0));
         if !victims.is_empty() {
-            self.expectations.expect_deletions(
-                key,
-                victims.iter().filter_map(|p| p.metadata.name.clone()),
-            );
+            self.expectations
+                .expect_deletions(key, victims.iter().filter_map(|p| p.metadata.name.clone()));
             let (deleted, ready, err) = self.delete_pods(job, &victims, true).await;
             active -= deleted;
             ctx.terminating += deleted;
             ctx.ready -= ready;
             return (active, None, err);
         }
-        let terminating = if only_replace_failed(job) { ctx.terminating } else { 0 };
+        let terminating = if only_replace_failed(job) {
+            ctx.terminating
+        } else {
+            0
+        };
         let diff = want - terminating - active;
         if diff <= 0 {
             return (active, None, None);
@@ -947,11 +994,21 @@ where
                     Ok(pod) => {
                         active += 1;
                         let name = pod.metadata.name.unwrap_or_default();
-                        self.control.record(&about, "Normal", "SuccessfulCreate", format!("Created pod: {name}"));
+                        self.control.record(
+                            &about,
+                            "Normal",
+                            "SuccessfulCreate",
+                            format!("Created pod: {name}"),
+                        );
                     }
                     Err(e) => {
                         self.expectations.creation_observed(key);
-                        self.control.record(&about, "Warning", "FailedCreate", format!("Error creating: {e}"));
+                        self.control.record(
+                            &about,
+                            "Warning",
+                            "FailedCreate",
+                            format!("Error creating: {e}"),
+                        );
                         failed = true;
                         result = Some(Error::from(e));
                     }
@@ -981,7 +1038,9 @@ where
             sorted.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
             for p in sorted {
                 match valid_index(job, &p) {
-                    Some(i) if !ctx.succeeded_indexes.contains(&i) && seen.insert(i) => left.push(p),
+                    Some(i) if !ctx.succeeded_indexes.contains(&i) && seen.insert(i) => {
+                        left.push(p)
+                    }
                     _ => rm.push(p),
                 }
             }
@@ -999,7 +1058,12 @@ where
 
     /// Delete pods (first dropping the tracking finalizer when `release` — they are replaced,
     /// not counted). Returns how many went, how many of those were ready, and an error.
-    async fn delete_pods(&self, job: &Job, pods: &[Pod], release: bool) -> (i32, i32, Option<Error>) {
+    async fn delete_pods(
+        &self,
+        job: &Job,
+        pods: &[Pod],
+        release: bool,
+    ) -> (i32, i32, Option<Error>) {
         let key = Key::of(&job.metadata);
         let about = object_reference(job);
         let outcomes = join_all(pods.iter().map(|p| async move {
@@ -1028,14 +1092,24 @@ where
                         ready += 1;
                     }
                     if recorded {
-                        self.control.record(&about, "Normal", "SuccessfulDelete", format!("Deleted pod: {name}"));
+                        self.control.record(
+                            &about,
+                            "Normal",
+                            "SuccessfulDelete",
+                            format!("Deleted pod: {name}"),
+                        );
                     } else {
                         self.expectations.deletion_observed(&key, &name);
                     }
                 }
                 Err(e) => {
                     self.expectations.deletion_observed(&key, &name);
-                    self.control.record(&about, "Warning", "FailedDelete", format!("Error deleting: {e}"));
+                    self.control.record(
+                        &about,
+                        "Warning",
+                        "FailedDelete",
+                        format!("Error deleting: {e}"),
+                    );
                     err = Some(e);
                 }
             }
@@ -1114,14 +1188,32 @@ where
         if let Some(fin) = ctx.finished.clone() {
             if fin.type_ == "FailureTarget" {
                 if !has_true(&status, "FailureTarget") {
-                    status.conditions.get_or_insert_with(Vec::new).push(fin.clone());
+                    status
+                        .conditions
+                        .get_or_insert_with(Vec::new)
+                        .push(fin.clone());
                 }
-                ctx.finished = Some(condition("Failed", "True", fin.reason.as_deref().unwrap_or(""), fin.message.as_deref().unwrap_or(""), now));
+                ctx.finished = Some(condition(
+                    "Failed",
+                    "True",
+                    fin.reason.as_deref().unwrap_or(""),
+                    fin.message.as_deref().unwrap_or(""),
+                    now,
+                ));
             } else if fin.type_ == "SuccessCriteriaMet" {
                 if !has_true(&status, "SuccessCriteriaMet") {
-                    status.conditions.get_or_insert_with(Vec::new).push(fin.clone());
+                    status
+                        .conditions
+                        .get_or_insert_with(Vec::new)
+                        .push(fin.clone());
                 }
-                ctx.finished = Some(condition("Complete", "True", fin.reason.as_deref().unwrap_or(""), fin.message.as_deref().unwrap_or(""), now));
+                ctx.finished = Some(condition(
+                    "Complete",
+                    "True",
+                    fin.reason.as_deref().unwrap_or(""),
+                    fin.message.as_deref().unwrap_or(""),
+                    now,
+                ));
             }
         }
         normalize(&mut status);
@@ -1180,7 +1272,8 @@ where
         if let Some(fin) = finished_now {
             let about = object_reference(job);
             if fin.type_ == "Complete" {
-                self.control.record(&about, "Normal", "Completed", "Job completed".into());
+                self.control
+                    .record(&about, "Normal", "Completed", "Job completed".into());
             } else {
                 self.control.record(
                     &about,
@@ -1276,7 +1369,11 @@ fn past_backoff_on_failure(job: &Job, pods: &[Pod]) -> bool {
         .map(|c| c.restart_count)
         .sum();
     let limit = backoff_limit(job);
-    if limit == 0 { restarts > 0 } else { restarts >= limit }
+    if limit == 0 {
+        restarts > 0
+    } else {
+        restarts >= limit
+    }
 }
 
 #[cfg(test)]

@@ -71,7 +71,9 @@ impl PodControl for JobClientControl {
         uid: &str,
         owners: &[OwnerReference],
     ) -> Result<()> {
-        self.inner.set_pod_owners(namespace, name, uid, owners).await
+        self.inner
+            .set_pod_owners(namespace, name, uid, owners)
+            .await
     }
 }
 
@@ -90,7 +92,9 @@ impl JobControl for JobClientControl {
     async fn update_job_status(&self, job: &Job) -> Result<Job> {
         let api: Api<Job> = Api::namespaced(self.client.clone(), &ns_of(&job.metadata));
         let name = job.metadata.name.as_deref().unwrap_or_default();
-        Ok(api.replace_status(name, &PostParams::default(), job).await?)
+        Ok(api
+            .replace_status(name, &PostParams::default(), job)
+            .await?)
     }
 
     async fn remove_pod_finalizer(
@@ -103,7 +107,13 @@ impl JobControl for JobClientControl {
     ) -> Result<()> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         // The uid makes the server refuse the patch if the pod was replaced meanwhile.
-        let patch = json!({"metadata": {"uid": uid, "finalizers": remaining}});
+        // An empty list is dropped (null), as upstream's strategic-merge delete leaves none.
+        let finalizers = if remaining.is_empty() {
+            serde_json::Value::Null
+        } else {
+            json!(remaining)
+        };
+        let patch = json!({"metadata": {"uid": uid, "finalizers": finalizers}});
         api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
             .await?;
         Ok(())

@@ -80,9 +80,8 @@ pub fn register(
                 }
             }
             let Some(p) = new else { return };
-            let owner_job = job::owning_job(p).and_then(|k| {
-                job_store.get(&ObjectRef::new(&k.name).within(&k.namespace))
-            });
+            let owner_job = job::owning_job(p)
+                .and_then(|k| job_store.get(&ObjectRef::new(&k.name).within(&k.namespace)));
             let owner_uid = owner::controller_of(&p.metadata).map(|c| c.uid.clone());
             if job::has_tracking_finalizer(p)
                 && owner_job.as_ref().and_then(|j| j.metadata.uid.clone()) != owner_uid
@@ -195,10 +194,16 @@ pub fn register(
                 }
             },
         );
-        spawn_workers(&tasks2, cronjob::NAME, cron_q, shutdown.clone(), move |key| {
-            let c = cjc.clone();
-            async move { c.reconcile(&key).await }
-        });
+        spawn_workers(
+            &tasks2,
+            cronjob::NAME,
+            cron_q,
+            shutdown.clone(),
+            move |key| {
+                let c = cjc.clone();
+                async move { c.reconcile(&key).await }
+            },
+        );
         spawn_workers(&tasks2, ttl::NAME, ttl_q, shutdown, move |key| {
             let c = ttlc.clone();
             async move { c.reconcile(&key).await }

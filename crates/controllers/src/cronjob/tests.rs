@@ -28,7 +28,11 @@ fn cronjob(schedule: &str) -> CronJob {
             failed_jobs_history_limit: Some(1),
             job_template: JobTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some([("app".to_string(), "tick".to_string())].into_iter().collect()),
+                    labels: Some(
+                        [("app".to_string(), "tick".to_string())]
+                            .into_iter()
+                            .collect(),
+                    ),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(JobSpec::default()),
@@ -108,18 +112,38 @@ async fn a_due_schedule_creates_a_named_annotated_owned_job_and_requeues_for_the
     assert_eq!(created.len(), 1);
     let j = &created[0];
     let minutes = ts("2024-01-01T10:05:00Z").as_second() / 60;
-    assert_eq!(j.metadata.name.as_deref(), Some(format!("tick-{minutes}").as_str()));
     assert_eq!(
-        j.metadata.annotations.as_ref().and_then(|a| a.get(SCHEDULED_TIMESTAMP)).map(String::as_str),
+        j.metadata.name.as_deref(),
+        Some(format!("tick-{minutes}").as_str())
+    );
+    assert_eq!(
+        j.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SCHEDULED_TIMESTAMP))
+            .map(String::as_str),
         Some("2024-01-01T10:05:00Z")
     );
-    assert_eq!(j.metadata.labels.as_ref().and_then(|l| l.get("app")).map(String::as_str), Some("tick"));
+    assert_eq!(
+        j.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("app"))
+            .map(String::as_str),
+        Some("tick")
+    );
     let owner = &j.metadata.owner_references.as_ref().expect("owner")[0];
-    assert_eq!((owner.kind.as_str(), owner.controller), ("CronJob", Some(true)));
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller),
+        ("CronJob", Some(true))
+    );
     let s = last_status(&c);
     assert_eq!(s.last_schedule_time, Some(Time(ts("2024-01-01T10:05:00Z"))));
     assert_eq!(s.active.as_ref().map(Vec::len), Some(1));
-    assert_eq!(c.control.events(), vec![format!("SuccessfulCreate: Created job tick-{minutes}")]);
+    assert_eq!(
+        c.control.events(),
+        vec![format!("SuccessfulCreate: Created job tick-{minutes}")]
+    );
     // Next activation 10:10:00, 4 min 50 s away (+100 ms).
     assert_eq!(requeue, Some(Duration::from_millis(290_100)));
 }
@@ -147,7 +171,9 @@ async fn forbid_skips_while_a_job_is_active_and_replace_deletes_it() {
     assert!(c.control.created_jobs().is_empty());
     assert_eq!(
         c.control.events(),
-        vec!["JobAlreadyActive: Not starting job because prior execution is running and concurrency policy is Forbid"]
+        vec![
+            "JobAlreadyActive: Not starting job because prior execution is running and concurrency policy is Forbid"
+        ]
     );
 
     cj.spec.as_mut().expect("spec").concurrency_policy = Some("Replace".into());
@@ -156,8 +182,12 @@ async fn forbid_skips_while_a_job_is_active_and_replace_deletes_it() {
     assert_eq!(
         c.control.actions()[..2],
         [
-            JobAction::DeleteJob { name: "tick-1".into() },
-            JobAction::CreateJob { name: format!("tick-{}", ts("2024-01-01T10:05:00Z").as_second() / 60) },
+            JobAction::DeleteJob {
+                name: "tick-1".into()
+            },
+            JobAction::CreateJob {
+                name: format!("tick-{}", ts("2024-01-01T10:05:00Z").as_second() / 60)
+            },
         ]
     );
     assert!(c.control.events()[0].starts_with("SuccessfulDelete: Deleted job tick-1"));
@@ -177,7 +207,10 @@ async fn a_start_later_than_the_starting_deadline_is_missed() {
     let c = controller(cj, vec![], "2024-01-01T11:05:00Z");
     c.reconcile(&key()).await.expect("sync");
     assert!(c.control.created_jobs().is_empty());
-    assert!(c.control.events().is_empty(), "the deadline window starts after the missed time");
+    assert!(
+        c.control.events().is_empty(),
+        "the deadline window starts after the missed time"
+    );
 }
 
 #[tokio::test]
@@ -224,18 +257,36 @@ async fn too_many_missed_start_times_are_reported_and_the_latest_one_runs() {
     let c = controller(cj, vec![], "2024-01-01T10:00:30Z");
     c.reconcile(&key()).await.expect("sync");
     let events = c.control.events();
-    assert!(events[0].starts_with("TooManyMissedTimes: too many missed start times: 600."), "{events:?}");
-    assert_eq!(last_status(&c).last_schedule_time, Some(Time(ts("2024-01-01T10:00:00Z"))));
+    assert!(
+        events[0].starts_with("TooManyMissedTimes: too many missed start times: 600."),
+        "{events:?}"
+    );
+    assert_eq!(
+        last_status(&c).last_schedule_time,
+        Some(Time(ts("2024-01-01T10:00:00Z")))
+    );
 }
 
 #[tokio::test]
 async fn completed_jobs_leave_active_update_last_successful_time_and_history_is_trimmed() {
     let mut cj = cronjob("0 0 1 1 *");
     let done: Vec<Job> = (1..=4)
-        .map(|i| owned_job(&cj, &format!("tick-{i}"), Some(("Complete", &format!("2024-01-01T0{i}:00:00Z")))))
+        .map(|i| {
+            owned_job(
+                &cj,
+                &format!("tick-{i}"),
+                Some(("Complete", &format!("2024-01-01T0{i}:00:00Z"))),
+            )
+        })
         .collect();
     let failed: Vec<Job> = (5..=6)
-        .map(|i| owned_job(&cj, &format!("tick-{i}"), Some(("Failed", &format!("2024-01-01T0{i}:00:00Z")))))
+        .map(|i| {
+            owned_job(
+                &cj,
+                &format!("tick-{i}"),
+                Some(("Failed", &format!("2024-01-01T0{i}:00:00Z"))),
+            )
+        })
         .collect();
     cj.status = Some(CronJobStatus {
         active: Some(vec![active_ref(&done[3])]),
@@ -246,19 +297,34 @@ async fn completed_jobs_leave_active_update_last_successful_time_and_history_is_
     let c = controller(cj, jobs, "2024-01-01T09:00:00Z");
     c.reconcile(&key()).await.expect("sync");
     let events = c.control.events();
-    assert!(events.contains(&"SawCompletedJob: Saw completed job: tick-4, status: Complete".to_string()));
-    let deleted: Vec<JobAction> = c.control.actions().into_iter().filter(|a| matches!(a, JobAction::DeleteJob { .. })).collect();
+    assert!(
+        events
+            .contains(&"SawCompletedJob: Saw completed job: tick-4, status: Complete".to_string())
+    );
+    let deleted: Vec<JobAction> = c
+        .control
+        .actions()
+        .into_iter()
+        .filter(|a| matches!(a, JobAction::DeleteJob { .. }))
+        .collect();
     assert_eq!(
         deleted,
         vec![
-            JobAction::DeleteJob { name: "tick-1".into() },
-            JobAction::DeleteJob { name: "tick-5".into() },
+            JobAction::DeleteJob {
+                name: "tick-1".into()
+            },
+            JobAction::DeleteJob {
+                name: "tick-5".into()
+            },
         ],
         "oldest success beyond 3 and oldest failure beyond 1"
     );
     let s = last_status(&c);
     assert_eq!(s.active, None);
-    assert_eq!(s.last_successful_time, Some(Time(ts("2024-01-01T04:00:00Z"))));
+    assert_eq!(
+        s.last_successful_time,
+        Some(Time(ts("2024-01-01T04:00:00Z")))
+    );
 }
 
 #[tokio::test]
@@ -280,14 +346,20 @@ async fn time_zone_shifts_the_schedule_and_the_annotation() {
     c.reconcile(&key()).await.expect("sync");
     let j = &c.control.created_jobs()[0];
     assert_eq!(
-        j.metadata.annotations.as_ref().and_then(|a| a.get(SCHEDULED_TIMESTAMP)).map(String::as_str),
+        j.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SCHEDULED_TIMESTAMP))
+            .map(String::as_str),
         Some("2024-01-15T09:00:00+01:00")
     );
     cj.spec.as_mut().expect("spec").time_zone = Some("Mars/Olympus".into());
     let c = controller(cj, vec![], "2024-01-15T08:00:05Z");
     c.reconcile(&key()).await.expect("sync");
     assert!(c.control.created_jobs().is_empty());
-    assert!(c.control.events()[0].starts_with("UnknownTimeZone: invalid timeZone: \"Mars/Olympus\""));
+    assert!(
+        c.control.events()[0].starts_with("UnknownTimeZone: invalid timeZone: \"Mars/Olympus\"")
+    );
 }
 
 #[tokio::test]
@@ -303,8 +375,16 @@ async fn an_active_job_gone_from_cache_and_server_is_dropped_but_kept_if_only_th
     let c = controller(cj, vec![], "2024-01-01T09:00:00Z");
     c.control.add_existing_job("tick-new");
     c.reconcile(&key()).await.expect("sync");
-    assert_eq!(c.control.events(), vec!["MissingJob: Active job went missing: tick-gone"]);
+    assert_eq!(
+        c.control.events(),
+        vec!["MissingJob: Active job went missing: tick-gone"]
+    );
     let s = last_status(&c);
-    let names: Vec<String> = s.active.unwrap_or_default().into_iter().filter_map(|r| r.name).collect();
+    let names: Vec<String> = s
+        .active
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| r.name)
+        .collect();
     assert_eq!(names, vec!["tick-new"]);
 }

@@ -20,9 +20,12 @@ fn at(secs: i64) -> Timestamp {
 
 fn labels() -> Option<std::collections::BTreeMap<String, String>> {
     Some(
-        [("batch.kubernetes.io/controller-uid".to_string(), "job-uid".to_string())]
-            .into_iter()
-            .collect(),
+        [(
+            "batch.kubernetes.io/controller-uid".to_string(),
+            "job-uid".to_string(),
+        )]
+        .into_iter()
+        .collect(),
     )
 }
 
@@ -83,7 +86,9 @@ fn pod(j: &Job, name: &str, phase: &str, index: Option<i32>) -> Pod {
 }
 
 fn exited(mut p: Pod, code: i32, finished: i64) -> Pod {
-    p.status.get_or_insert_with(Default::default).container_statuses = Some(vec![ContainerStatus {
+    p.status
+        .get_or_insert_with(Default::default)
+        .container_statuses = Some(vec![ContainerStatus {
         name: "main".into(),
         state: Some(ContainerState {
             terminated: Some(ContainerStateTerminated {
@@ -145,7 +150,10 @@ async fn a_new_job_creates_parallelism_pods_with_the_tracking_finalizer_and_sets
     assert_eq!(s.start_time, Some(Time(at(10))));
     assert_eq!(
         c.control.events(),
-        vec!["SuccessfulCreate: Created pod: pi-0", "SuccessfulCreate: Created pod: pi-1"]
+        vec![
+            "SuccessfulCreate: Created pod: pi-0",
+            "SuccessfulCreate: Created pod: pi-1"
+        ]
     );
     // Expectations: a second sync before the cache sees the pods creates nothing.
     c.reconcile(&key()).await.expect("sync");
@@ -167,11 +175,21 @@ async fn succeeded_pods_go_through_uncounted_then_the_counter_and_the_job_comple
     let c = controller(j, pods, 30);
     c.reconcile(&key()).await.expect("sync");
     let statuses = c.control.job_statuses();
-    assert_eq!(statuses.len(), 2, "uncounted write, then counted + Complete");
+    assert_eq!(
+        statuses.len(),
+        2,
+        "uncounted write, then counted + Complete"
+    );
     let first = statuses[0].status.clone().expect("status");
     let unc = first.uncounted_terminated_pods.clone().expect("uncounted");
-    assert_eq!(unc.succeeded, Some(vec!["uid-a".to_string(), "uid-b".to_string()]));
-    assert_eq!(first.succeeded, None, "not counted before the finalizers go");
+    assert_eq!(
+        unc.succeeded,
+        Some(vec!["uid-a".to_string(), "uid-b".to_string()])
+    );
+    assert_eq!(
+        first.succeeded, None,
+        "not counted before the finalizers go"
+    );
     assert_eq!(
         cond(&first, "SuccessCriteriaMet").and_then(|c| c.reason.as_deref()),
         Some("CompletionsReached")
@@ -186,7 +204,10 @@ async fn succeeded_pods_go_through_uncounted_then_the_counter_and_the_job_comple
     let s = last_status(&c);
     assert_eq!(s.succeeded, Some(2));
     assert_eq!(s.active, None);
-    assert_eq!(s.uncounted_terminated_pods, Some(UncountedTerminatedPods::default()));
+    assert_eq!(
+        s.uncounted_terminated_pods,
+        Some(UncountedTerminatedPods::default())
+    );
     let complete = cond(&s, "Complete").expect("Complete");
     assert_eq!(complete.status, "True");
     assert_eq!(complete.reason.as_deref(), Some("CompletionsReached"));
@@ -195,7 +216,11 @@ async fn succeeded_pods_go_through_uncounted_then_the_counter_and_the_job_comple
         Some("Reached expected number of succeeded pods")
     );
     assert_eq!(s.completion_time, Some(Time(at(30))));
-    assert!(c.control.events().contains(&"Completed: Job completed".to_string()));
+    assert!(
+        c.control
+            .events()
+            .contains(&"Completed: Job completed".to_string())
+    );
 }
 
 #[tokio::test]
@@ -230,7 +255,10 @@ async fn failures_past_backoff_limit_fail_the_job_after_failure_target() {
     let first = statuses[0].status.clone().expect("status");
     let target = cond(&first, "FailureTarget").expect("FailureTarget first");
     assert_eq!(target.reason.as_deref(), Some("BackoffLimitExceeded"));
-    assert!(cond(&first, "Failed").is_none(), "Failed only after finalizers go");
+    assert!(
+        cond(&first, "Failed").is_none(),
+        "Failed only after finalizers go"
+    );
     let s = last_status(&c);
     assert_eq!(s.failed, Some(2));
     let failed = cond(&s, "Failed").expect("Failed");
@@ -241,11 +269,9 @@ async fn failures_past_backoff_limit_fail_the_job_after_failure_target() {
     );
     assert!(s.completion_time.is_none());
     assert!(c.control.pods.created_pods().is_empty(), "no replacement");
-    assert!(
-        c.control
-            .events()
-            .contains(&"BackoffLimitExceeded: Job has reached the specified backoff limit".to_string())
-    );
+    assert!(c.control.events().contains(
+        &"BackoffLimitExceeded: Job has reached the specified backoff limit".to_string()
+    ));
 }
 
 #[tokio::test]
@@ -263,12 +289,10 @@ async fn a_failed_job_deletes_running_pods_and_waits_for_them_before_failed() {
     ];
     let c = controller(j, pods, 30);
     c.reconcile(&key()).await.expect("sync");
-    assert!(
-        c.control.pods.writes().contains(&Action::DeletePod {
-            namespace: "default".into(),
-            name: "b".into()
-        })
-    );
+    assert!(c.control.pods.writes().contains(&Action::DeletePod {
+        namespace: "default".into(),
+        name: "b".into()
+    }));
     let s = last_status(&c);
     assert!(cond(&s, "FailureTarget").is_some());
     assert!(cond(&s, "Failed").is_none(), "a pod is still terminating");
@@ -321,14 +345,20 @@ async fn pod_failure_policy_fail_job_fails_at_once_with_upstreams_message() {
         start_time: Some(Time(at(0))),
         ..JobStatus::default()
     });
-    let c = controller(j.clone(), vec![exited(pod(&j, "a", "Failed", None), 42, 5)], 10);
+    let c = controller(
+        j.clone(),
+        vec![exited(pod(&j, "a", "Failed", None), 42, 5)],
+        10,
+    );
     c.reconcile(&key()).await.expect("sync");
     let s = last_status(&c);
     let failed = cond(&s, "Failed").expect("Failed");
     assert_eq!(failed.reason.as_deref(), Some("PodFailurePolicy"));
     assert_eq!(
         failed.message.as_deref(),
-        Some("Container main for pod default/a failed with exit code 42 matching FailJob rule at index 0")
+        Some(
+            "Container main for pod default/a failed with exit code 42 matching FailJob rule at index 0"
+        )
     );
 }
 
@@ -340,7 +370,11 @@ async fn pod_failure_policy_ignore_does_not_count_toward_backoff_limit() {
         start_time: Some(Time(at(0))),
         ..JobStatus::default()
     });
-    let c = controller(j.clone(), vec![exited(pod(&j, "a", "Failed", None), 137, 5)], 100);
+    let c = controller(
+        j.clone(),
+        vec![exited(pod(&j, "a", "Failed", None), 137, 5)],
+        100,
+    );
     c.reconcile(&key()).await.expect("sync");
     let s = last_status(&c);
     assert!(cond(&s, "FailureTarget").is_none());
@@ -358,7 +392,11 @@ async fn replacement_pods_wait_out_the_failure_backoff() {
     let failed = exited(pod(&j, "a", "Failed", None), 1, 100);
     let c = controller(j.clone(), vec![failed.clone()], 104);
     let requeue = c.reconcile(&key()).await.expect("sync");
-    assert_eq!(requeue, Some(Duration::from_secs(6)), "10 s after the failure");
+    assert_eq!(
+        requeue,
+        Some(Duration::from_secs(6)),
+        "10 s after the failure"
+    );
     assert!(c.control.pods.created_pods().is_empty());
     assert_eq!(last_status(&c).failed, Some(1));
 
@@ -378,7 +416,11 @@ async fn replacement_pods_wait_out_the_failure_backoff() {
 
     let c = controller(j, vec![failed], 111);
     assert_eq!(c.reconcile(&key()).await.expect("sync"), None);
-    assert_eq!(c.control.pods.created_pods().len(), 1, "backoff over: replaced");
+    assert_eq!(
+        c.control.pods.created_pods().len(),
+        1,
+        "backoff over: replaced"
+    );
 }
 
 #[tokio::test]
@@ -399,7 +441,11 @@ async fn indexed_jobs_create_missing_indexes_with_annotation_label_hostname_and_
     let p = &created[0];
     assert_eq!(p.metadata.generate_name.as_deref(), Some("pi-2-"));
     assert_eq!(
-        p.metadata.labels.as_ref().and_then(|l| l.get(INDEX_KEY)).map(String::as_str),
+        p.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(INDEX_KEY))
+            .map(String::as_str),
         Some("2")
     );
     let spec = p.spec.as_ref().expect("spec");
@@ -448,22 +494,39 @@ async fn suspending_deletes_active_pods_and_sets_the_suspended_condition() {
     });
     let c = controller(j.clone(), vec![pod(&j, "a", "Running", None)], 10);
     c.reconcile(&key()).await.expect("sync");
-    assert!(c.control.actions().contains(&JobAction::RemoveFinalizer { pod: "a".into() }));
+    assert!(
+        c.control
+            .actions()
+            .contains(&JobAction::RemoveFinalizer { pod: "a".into() })
+    );
     assert!(c.control.pods.writes().contains(&Action::DeletePod {
         namespace: "default".into(),
         name: "a".into()
     }));
     let s = last_status(&c);
     let sus = cond(&s, "Suspended").expect("Suspended");
-    assert_eq!((sus.status.as_str(), sus.reason.as_deref()), ("True", Some("JobSuspended")));
-    assert!(c.control.events().contains(&"Suspended: Job suspended".to_string()));
+    assert_eq!(
+        (sus.status.as_str(), sus.reason.as_deref()),
+        ("True", Some("JobSuspended"))
+    );
+    assert!(
+        c.control
+            .events()
+            .contains(&"Suspended: Job suspended".to_string())
+    );
 }
 
 #[tokio::test]
 async fn a_finished_job_is_left_alone() {
     let mut j = job(Some(1), 1);
     j.status = Some(JobStatus {
-        conditions: Some(vec![condition("Complete", "True", "CompletionsReached", "x", at(0))]),
+        conditions: Some(vec![condition(
+            "Complete",
+            "True",
+            "CompletionsReached",
+            "x",
+            at(0),
+        )]),
         ..JobStatus::default()
     });
     let c = controller(j, vec![], 10);
@@ -476,5 +539,8 @@ async fn a_finished_job_is_left_alone() {
 fn completed_indexes_render_and_parse_as_intervals() {
     let set: BTreeSet<i32> = [0, 1, 2, 5, 7, 8].into_iter().collect();
     assert_eq!(format_indexes(&set), "0-2,5,7-8");
-    assert_eq!(parse_indexes("0-2,5,7-8", 8), [0, 1, 2, 5, 7].into_iter().collect());
+    assert_eq!(
+        parse_indexes("0-2,5,7-8", 8),
+        [0, 1, 2, 5, 7].into_iter().collect()
+    );
 }
