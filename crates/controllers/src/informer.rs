@@ -29,6 +29,9 @@ where
     reader: Store<K>,
     writer: Option<reflector::store::Writer<K>>,
     handlers: Vec<Handler<K>>,
+    // Set once the first list completed. kube's `Store::wait_until_ready` wakes only one of
+    // several concurrent waiters (a oneshot underneath), so shared caches signal through this.
+    synced: tokio::sync::watch::Sender<bool>,
 }
 
 impl<K> Informer<K>
@@ -56,12 +59,19 @@ where
             reader: writer.as_reader(),
             writer: Some(writer),
             handlers: Vec::new(),
+            synced: tokio::sync::watch::Sender::new(false),
         }
     }
 
     /// The cache; empty until the first list completes (`wait_until_ready`).
     pub fn store(&self) -> Store<K> {
         self.reader.clone()
+    }
+
+    /// Becomes `true` once the cache holds a full list; any number of tasks may wait on it
+    /// (`wait_for(|s| *s)`), unlike `Store::wait_until_ready`.
+    pub fn synced(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.synced.subscribe()
     }
 
     /// Register a handler; only before `run`.
@@ -136,6 +146,7 @@ where
                         h(Some(old.as_ref()), None);
                     }
                 }
+                self.synced.send_replace(true);
                 tracing::debug!(kind = %kind, objects = self.reader.len(), "informer synced");
             }
         }

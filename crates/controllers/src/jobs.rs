@@ -149,18 +149,24 @@ pub fn register(
     let job_store = jobs.store();
     let cron_store = cronjobs.store();
     let pod_store = pods.store();
+    // Not `Store::wait_until_ready`: the pod cache is shared, and kube wakes one waiter only.
+    let mut synced = [jobs.synced(), cronjobs.synced(), pods.synced()];
     tasks.spawn(jobs.run(shutdown.clone()));
     tasks.spawn(cronjobs.run(shutdown.clone()));
     let tasks2 = tasks.clone();
     tasks.spawn(async move {
-        let ready = futures::future::join3(
-            job_store.wait_until_ready(),
-            cron_store.wait_until_ready(),
-            pod_store.wait_until_ready(),
-        );
+        let ready = async {
+            for s in synced.iter_mut() {
+                // The guard is dropped at once: only whether it synced matters.
+                if s.wait_for(|v| *v).await.map(|_| ()).is_err() {
+                    return false;
+                }
+            }
+            true
+        };
         tokio::select! {
-            r = ready => {
-                if r.0.is_err() || r.1.is_err() || r.2.is_err() {
+            ok = ready => {
+                if !ok {
                     tracing::error!("a batch informer stopped before it synced");
                     return;
                 }

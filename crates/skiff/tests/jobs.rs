@@ -107,7 +107,9 @@ fn running_pods(server: &Server, k: &Kubectl, job: &str, n: usize) -> Vec<Value>
             let log: Vec<String> = server
                 .log()
                 .lines()
-                .filter(|l| !l.contains("scheduler"))
+                .filter(|l| {
+                    l.contains("skiff_controllers") || l.contains("WARN") || l.contains("ERROR")
+                })
                 .map(String::from)
                 .collect();
             panic!(
