@@ -2,6 +2,8 @@
 //! (`kube`), as kube-controller-manager's. See `docs/controllers.md`.
 
 pub mod control;
+pub mod cronjob;
+pub mod cronjob_schedule;
 pub mod daemonset;
 pub mod deployment;
 pub mod expectations;
@@ -11,12 +13,16 @@ pub mod history;
 pub mod history_fake;
 pub mod history_pods;
 pub mod informer;
+pub mod job;
+pub mod job_control;
+pub mod jobs;
 pub mod owner;
 pub mod pod_state;
 pub mod queue;
 pub mod replicaset;
 pub mod replicationcontroller;
 pub mod statefulset;
+pub mod ttl;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -233,7 +239,7 @@ pub async fn start(client: kube::Client, shutdown: CancellationToken, tasks: &Ta
     // run), start informers of their own, and start their workers once every cache they read
     // has synced.
     let mut nodes: Informer<Node> = Informer::new(client.clone());
-    // @jobs-register
+    jobs::register(&client, &mut pods, tasks, shutdown.clone());
     let mut revisions: Informer<k8s_openapi::api::apps::v1::ControllerRevision> =
         Informer::new(client.clone());
     statefulset::register(&client, &mut pods, &mut revisions, tasks, shutdown.clone());
