@@ -348,9 +348,8 @@ pub(crate) fn register(
             }
         }
     }));
-    let (ps, bs) = (pods.store(), budgets.store());
-    let ready =
-        async move { ps.wait_until_ready().await.is_ok() && bs.wait_until_ready().await.is_ok() };
+    let (ps, bs) = (pods.synced(), budgets.synced());
+    let ready = async move { ps.wait().await && bs.wait().await };
     let resync = budgets.store();
     tasks.spawn(budgets.run(shutdown.clone()));
     crate::writes::start_after(

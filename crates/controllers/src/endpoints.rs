@@ -409,12 +409,8 @@ pub(crate) fn register(
             }
         }
     }));
-    let (ps, ss, es) = (pods.store(), services.store(), endpoints.store());
-    let ready = async move {
-        ps.wait_until_ready().await.is_ok()
-            && ss.wait_until_ready().await.is_ok()
-            && es.wait_until_ready().await.is_ok()
-    };
+    let (ps, ss, es) = (pods.synced(), services.synced(), endpoints.synced());
+    let ready = async move { ps.wait().await && ss.wait().await && es.wait().await };
     let resync = services.store();
     tasks.spawn(services.run(shutdown.clone()));
     tasks.spawn(endpoints.run(shutdown.clone()));

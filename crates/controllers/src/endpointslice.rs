@@ -375,17 +375,13 @@ pub(crate) fn register(
         }
     }));
     let (ps, ss, es, ns) = (
-        pods.store(),
-        services.store(),
-        slices.store(),
-        nodes.store(),
+        pods.synced(),
+        services.synced(),
+        slices.synced(),
+        nodes.synced(),
     );
-    let ready = async move {
-        ps.wait_until_ready().await.is_ok()
-            && ss.wait_until_ready().await.is_ok()
-            && es.wait_until_ready().await.is_ok()
-            && ns.wait_until_ready().await.is_ok()
-    };
+    let ready =
+        async move { ps.wait().await && ss.wait().await && es.wait().await && ns.wait().await };
     let resync = services.store();
     tasks.spawn(services.run(shutdown.clone()));
     tasks.spawn(slices.run(shutdown.clone()));

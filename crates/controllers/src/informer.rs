@@ -29,6 +29,19 @@ where
     reader: Store<K>,
     writer: Option<reflector::store::Writer<K>>,
     handlers: Vec<Handler<K>>,
+    synced: tokio::sync::watch::Sender<bool>,
+}
+
+/// Resolves once an informer's first list completed. Any number of tasks may wait on clones,
+/// unlike `Store::wait_until_ready`, whose oneshot wakes only the task that polled it last.
+#[derive(Clone)]
+pub struct Synced(tokio::sync::watch::Receiver<bool>);
+
+impl Synced {
+    /// Wait for the first full list; `false` if the informer stopped before it.
+    pub async fn wait(mut self) -> bool {
+        self.0.wait_for(|s| *s).await.is_ok()
+    }
 }
 
 impl<K> Informer<K>
@@ -56,12 +69,18 @@ where
             reader: writer.as_reader(),
             writer: Some(writer),
             handlers: Vec::new(),
+            synced: tokio::sync::watch::Sender::new(false),
         }
     }
 
     /// The cache; empty until the first list completes (`wait_until_ready`).
     pub fn store(&self) -> Store<K> {
         self.reader.clone()
+    }
+
+    /// A waiter for the first full list (safe to share between controllers).
+    pub fn synced(&self) -> Synced {
+        Synced(self.synced.subscribe())
     }
 
     /// Register a handler; only before `run`.
@@ -136,6 +155,7 @@ where
                         h(Some(old.as_ref()), None);
                     }
                 }
+                self.synced.send_replace(true);
                 tracing::debug!(kind = %kind, objects = self.reader.len(), "informer synced");
             }
         }

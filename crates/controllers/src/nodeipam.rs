@@ -343,8 +343,8 @@ pub(crate) fn register(
             q.add(Key::of(&n.metadata));
         }
     }));
-    let ns = nodes.store();
-    let ready = async move { ns.wait_until_ready().await.is_ok() };
+    let ns = nodes.synced();
+    let ready = async move { ns.wait().await };
     crate::writes::start_after(
         tasks,
         NAME,

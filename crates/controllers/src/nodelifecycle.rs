@@ -549,12 +549,8 @@ pub(crate) fn register(
             }
         });
     }
-    let (ps, ns, ls) = (pods.store(), nodes.store(), leases.store());
-    let ready = async move {
-        ps.wait_until_ready().await.is_ok()
-            && ns.wait_until_ready().await.is_ok()
-            && ls.wait_until_ready().await.is_ok()
-    };
+    let (ps, ns, ls) = (pods.synced(), nodes.synced(), leases.synced());
+    let ready = async move { ps.wait().await && ns.wait().await && ls.wait().await };
     tasks.spawn(leases.run(shutdown.clone()));
     crate::writes::start_after(
         tasks,

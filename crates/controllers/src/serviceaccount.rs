@@ -183,9 +183,8 @@ pub(crate) fn register(
             q.add(k);
         }
     }));
-    let (ns, sa) = (namespaces.store(), accounts.store());
-    let ready =
-        async move { ns.wait_until_ready().await.is_ok() && sa.wait_until_ready().await.is_ok() };
+    let (ns, sa) = (namespaces.synced(), accounts.synced());
+    let ready = async move { ns.wait().await && sa.wait().await };
     let resync = namespaces.store();
     tasks.spawn(namespaces.run(shutdown.clone()));
     tasks.spawn(accounts.run(shutdown.clone()));
