@@ -367,7 +367,7 @@ impl<W: Writes> EndpointsController<W> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Wire the controller: handlers on the shared pod informer, its own Service and Endpoints
 /// informers, workers once the caches synced.

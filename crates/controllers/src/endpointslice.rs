@@ -220,12 +220,16 @@ impl<W: Writes> EndpointSliceController<W> {
                     .iter()
                     .enumerate()
                     .position(|(i, s)| !used[i] && same_ports(s) && s.endpoints == chunk);
-                let reuse = exact.or_else(|| {
-                    existing
-                        .iter()
-                        .enumerate()
-                        .position(|(i, s)| !used[i] && same_ports(s))
-                });
+                let reuse = exact
+                    .or_else(|| {
+                        existing
+                            .iter()
+                            .enumerate()
+                            .position(|(i, s)| !used[i] && same_ports(s))
+                    })
+                    // As upstream's finalize: update a slice that would be deleted rather than
+                    // create one and delete another.
+                    .or_else(|| (0..existing.len()).find(|i| !used[*i]));
                 let mut meta = ObjectMeta {
                     namespace: Some(key.namespace.clone()),
                     labels: Some(labels.clone()),
