@@ -175,40 +175,6 @@ pub fn admit_update(
     Ok(())
 }
 
-#[cfg(test)]
-mod toleration_tests {
-    use super::*;
-
-    #[test]
-    fn pods_get_300s_not_ready_and_unreachable_tolerations_unless_they_tolerate_them() {
-        let mut pod = json!({"spec": {"containers": []}});
-        default_toleration_seconds(&mut pod);
-        let t = pod["spec"]["tolerations"]
-            .as_array()
-            .expect("added")
-            .clone();
-        assert_eq!(t.len(), 2);
-        assert_eq!(
-            t[0],
-            json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists",
-            "effect": "NoExecute", "tolerationSeconds": 300})
-        );
-        assert_eq!(t[1]["key"], "node.kubernetes.io/unreachable");
-
-        let mut own = json!({"spec": {"tolerations": [{"key": "node.kubernetes.io/unreachable",
-            "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2}]}});
-        default_toleration_seconds(&mut own);
-        let t = own["spec"]["tolerations"].as_array().expect("kept").clone();
-        assert_eq!(t.len(), 2, "only not-ready added");
-        assert_eq!(t[0]["tolerationSeconds"], 2);
-        assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
-
-        let mut all = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
-        default_toleration_seconds(&mut all);
-        assert_eq!(all["spec"]["tolerations"].as_array().map(Vec::len), Some(1));
-    }
-}
-
 fn ip_to_u32(ip: &str) -> Option<u32> {
     ip.parse::<Ipv4Addr>().ok().map(u32::from)
 }
@@ -340,4 +306,38 @@ async fn allocate_service(app: &App, svc: &mut Value) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod toleration_tests {
+    use super::*;
+
+    #[test]
+    fn pods_get_300s_not_ready_and_unreachable_tolerations_unless_they_tolerate_them() {
+        let mut pod = json!({"spec": {"containers": []}});
+        default_toleration_seconds(&mut pod);
+        let t = pod["spec"]["tolerations"]
+            .as_array()
+            .expect("added")
+            .clone();
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            t[0],
+            json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+            "effect": "NoExecute", "tolerationSeconds": 300})
+        );
+        assert_eq!(t[1]["key"], "node.kubernetes.io/unreachable");
+
+        let mut own = json!({"spec": {"tolerations": [{"key": "node.kubernetes.io/unreachable",
+            "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2}]}});
+        default_toleration_seconds(&mut own);
+        let t = own["spec"]["tolerations"].as_array().expect("kept").clone();
+        assert_eq!(t.len(), 2, "only not-ready added");
+        assert_eq!(t[0]["tolerationSeconds"], 2);
+        assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
+
+        let mut all = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        default_toleration_seconds(&mut all);
+        assert_eq!(all["spec"]["tolerations"].as_array().map(Vec::len), Some(1));
+    }
 }

@@ -313,9 +313,6 @@ fn condition(
     }
 }
 
-#[cfg(test)]
-mod tests;
-
 /// Wire the controller: handlers on the shared pod informer, its own budget informer,
 /// workers once the caches synced.
 pub(crate) fn register(
@@ -365,3 +362,6 @@ pub(crate) fn register(
         },
     );
 }
+
+#[cfg(test)]
+mod tests;

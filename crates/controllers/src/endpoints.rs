@@ -192,15 +192,17 @@ pub fn pod_reference(pod: &Pod) -> ObjectReference {
     }
 }
 
+/// A pod's resolved ports: (service port name, container port, protocol), sorted.
+type PortList = Vec<(String, i32, String)>;
+/// Ready and not-ready addresses of the pods sharing one port list.
+type AddressGroups = BTreeMap<PortList, (Vec<EndpointAddress>, Vec<EndpointAddress>)>;
+
 /// The subsets upstream would compute: one per distinct port list, addresses sorted by IP.
 pub fn desired_subsets(svc: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
     let tolerate_unready = publish_not_ready(svc);
     let ports = service_ports(svc);
     // Port list → (ready, not ready) addresses.
-    let mut groups: BTreeMap<
-        Vec<(String, i32, String)>,
-        (Vec<EndpointAddress>, Vec<EndpointAddress>),
-    > = BTreeMap::new();
+    let mut groups: AddressGroups = BTreeMap::new();
     for pod in pods {
         let Some(ip) = pod_ip(pod) else { continue };
         if is_terminal(pod) || (!tolerate_unready && pod.metadata.deletion_timestamp.is_some()) {
@@ -212,7 +214,7 @@ pub fn desired_subsets(svc: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> 
             node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
             target_ref: Some(pod_reference(pod)),
         };
-        let mut pod_ports: Vec<(String, i32, String)> = Vec::new();
+        let mut pod_ports: PortList = Vec::new();
         for sp in &ports {
             if let Some(port) = resolve_target_port(sp, pod) {
                 pod_ports.push((
@@ -366,9 +368,6 @@ impl<W: Writes> EndpointsController<W> {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests;
-
 /// Wire the controller: handlers on the shared pod informer, its own Service and Endpoints
 /// informers, workers once the caches synced.
 pub(crate) fn register(
@@ -427,3 +426,6 @@ pub(crate) fn register(
         },
     );
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -331,9 +331,6 @@ fn slice_json(slice: &EndpointSlice) -> serde_json::Value {
     v
 }
 
-#[cfg(test)]
-mod tests;
-
 /// Wire the controller: handlers on the shared pod informer, its own Service and
 /// EndpointSlice informers, workers once the caches synced.
 pub(crate) fn register(
@@ -402,3 +399,6 @@ pub(crate) fn register(
         },
     );
 }
+
+#[cfg(test)]
+mod tests;

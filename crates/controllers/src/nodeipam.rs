@@ -132,8 +132,8 @@ impl CidrSet {
         }
         for step in 0..self.count {
             let i = (s.next + step) % self.count;
-            if !s.used.contains_key(&i) {
-                s.used.insert(i, node.to_string());
+            if let std::collections::hash_map::Entry::Vacant(slot) = s.used.entry(i) {
+                slot.insert(node.to_string());
                 s.next = (i + 1) % self.count;
                 return Some(self.block(i));
             }
@@ -218,6 +218,53 @@ impl<W: Writes> NodeIpamController<W> {
         tracing::info!(node = %key.name, cidr = %cidr, "allocated pod CIDR");
         Ok(None)
     }
+}
+
+/// Wire the allocator to the shared node informer; workers once it synced.
+pub(crate) fn register(
+    client: &kube::Client,
+    options: &crate::Options,
+    nodes: &mut crate::informer::Informer<Node>,
+    shutdown: &tokio_util::sync::CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
+) {
+    if !options.allocate_node_cidrs {
+        return;
+    }
+    let cidrs = match CidrSet::new(&options.cluster_cidr, options.node_cidr_mask_size) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            tracing::error!(controller = NAME, error = %e, "node IPAM disabled");
+            return;
+        }
+    };
+    let queue = crate::queue::WorkQueue::new();
+    let c = Arc::new(NodeIpamController {
+        writes: Arc::new(crate::writes::ClientWrites::new(client.clone(), NAME)),
+        nodes: nodes.store(),
+        cidrs: cidrs.clone(),
+    });
+    let q = queue.clone();
+    nodes.on_change(Arc::new(move |old, new| {
+        observe(&cidrs, old, new);
+        if let Some(n) = new {
+            q.add(Key::of(&n.metadata));
+        }
+    }));
+    let ns = nodes.synced();
+    let ready = async move { ns.wait().await };
+    crate::writes::start_after(
+        tasks,
+        NAME,
+        queue,
+        shutdown.clone(),
+        ready,
+        nodes.store(),
+        move |key| {
+            let c = c.clone();
+            async move { c.reconcile(&key).await }
+        },
+    );
 }
 
 #[cfg(test)]
@@ -310,51 +357,4 @@ mod tests {
         assert!(CidrSet::new("10.1.0.0/16", 8).is_err());
         assert!(CidrSet::new("nonsense", 24).is_err());
     }
-}
-
-/// Wire the allocator to the shared node informer; workers once it synced.
-pub(crate) fn register(
-    client: &kube::Client,
-    options: &crate::Options,
-    nodes: &mut crate::informer::Informer<Node>,
-    shutdown: &tokio_util::sync::CancellationToken,
-    tasks: &tokio_util::task::TaskTracker,
-) {
-    if !options.allocate_node_cidrs {
-        return;
-    }
-    let cidrs = match CidrSet::new(&options.cluster_cidr, options.node_cidr_mask_size) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            tracing::error!(controller = NAME, error = %e, "node IPAM disabled");
-            return;
-        }
-    };
-    let queue = crate::queue::WorkQueue::new();
-    let c = Arc::new(NodeIpamController {
-        writes: Arc::new(crate::writes::ClientWrites::new(client.clone(), NAME)),
-        nodes: nodes.store(),
-        cidrs: cidrs.clone(),
-    });
-    let q = queue.clone();
-    nodes.on_change(Arc::new(move |old, new| {
-        observe(&cidrs, old, new);
-        if let Some(n) = new {
-            q.add(Key::of(&n.metadata));
-        }
-    }));
-    let ns = nodes.synced();
-    let ready = async move { ns.wait().await };
-    crate::writes::start_after(
-        tasks,
-        NAME,
-        queue,
-        shutdown.clone(),
-        ready,
-        nodes.store(),
-        move |key| {
-            let c = c.clone();
-            async move { c.reconcile(&key).await }
-        },
-    );
 }

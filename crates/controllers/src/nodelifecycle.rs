@@ -475,9 +475,6 @@ fn desired_taints(node: &Node, ready: Option<&str>, now: Timestamp) -> Vec<Taint
     out
 }
 
-#[cfg(test)]
-mod tests;
-
 /// Wire the controller: handlers on the shared node and pod informers, its own Lease informer
 /// (`kube-node-lease`), a monitor tick over every node, workers once the caches synced.
 pub(crate) fn register(
@@ -565,3 +562,6 @@ pub(crate) fn register(
         },
     );
 }
+
+#[cfg(test)]
+mod tests;

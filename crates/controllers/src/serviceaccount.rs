@@ -84,6 +84,55 @@ pub fn namespace_of_default(sa: &ServiceAccount) -> Option<Key> {
         .then(|| Key::new("", sa.metadata.namespace.clone().unwrap_or_default()))
 }
 
+/// Wire the controller: its own Namespace and ServiceAccount informers, workers once synced.
+pub(crate) fn register(
+    client: &kube::Client,
+    shutdown: &tokio_util::sync::CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
+) {
+    use crate::informer::Informer;
+    let mut namespaces: Informer<Namespace> = Informer::new(client.clone());
+    let mut accounts: Informer<ServiceAccount> = Informer::new(client.clone());
+    let queue = crate::queue::WorkQueue::new();
+    let c = Arc::new(ServiceAccountController {
+        writes: Arc::new(crate::writes::ClientWrites::new(client.clone(), NAME)),
+        namespaces: namespaces.store(),
+        accounts: accounts.store(),
+    });
+    let q = queue.clone();
+    namespaces.on_change(Arc::new(move |_old, new| {
+        if let Some(n) = new {
+            q.add(Key::of(&n.metadata));
+        }
+    }));
+    let q = queue.clone();
+    accounts.on_change(Arc::new(move |old, new| {
+        // Only a deletion can leave a namespace without its account.
+        if new.is_none()
+            && let Some(k) = old.and_then(namespace_of_default)
+        {
+            q.add(k);
+        }
+    }));
+    let (ns, sa) = (namespaces.synced(), accounts.synced());
+    let ready = async move { ns.wait().await && sa.wait().await };
+    let resync = namespaces.store();
+    tasks.spawn(namespaces.run(shutdown.clone()));
+    tasks.spawn(accounts.run(shutdown.clone()));
+    crate::writes::start_after(
+        tasks,
+        NAME,
+        queue,
+        shutdown.clone(),
+        ready,
+        resync,
+        move |key| {
+            let c = c.clone();
+            async move { c.reconcile(&key).await }
+        },
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,53 +200,4 @@ mod tests {
         c.reconcile(&Key::new("", "gone")).await.expect("sync");
         assert!(c.writes.objects().is_empty());
     }
-}
-
-/// Wire the controller: its own Namespace and ServiceAccount informers, workers once synced.
-pub(crate) fn register(
-    client: &kube::Client,
-    shutdown: &tokio_util::sync::CancellationToken,
-    tasks: &tokio_util::task::TaskTracker,
-) {
-    use crate::informer::Informer;
-    let mut namespaces: Informer<Namespace> = Informer::new(client.clone());
-    let mut accounts: Informer<ServiceAccount> = Informer::new(client.clone());
-    let queue = crate::queue::WorkQueue::new();
-    let c = Arc::new(ServiceAccountController {
-        writes: Arc::new(crate::writes::ClientWrites::new(client.clone(), NAME)),
-        namespaces: namespaces.store(),
-        accounts: accounts.store(),
-    });
-    let q = queue.clone();
-    namespaces.on_change(Arc::new(move |_old, new| {
-        if let Some(n) = new {
-            q.add(Key::of(&n.metadata));
-        }
-    }));
-    let q = queue.clone();
-    accounts.on_change(Arc::new(move |old, new| {
-        // Only a deletion can leave a namespace without its account.
-        if new.is_none()
-            && let Some(k) = old.and_then(namespace_of_default)
-        {
-            q.add(k);
-        }
-    }));
-    let (ns, sa) = (namespaces.synced(), accounts.synced());
-    let ready = async move { ns.wait().await && sa.wait().await };
-    let resync = namespaces.store();
-    tasks.spawn(namespaces.run(shutdown.clone()));
-    tasks.spawn(accounts.run(shutdown.clone()));
-    crate::writes::start_after(
-        tasks,
-        NAME,
-        queue,
-        shutdown.clone(),
-        ready,
-        resync,
-        move |key| {
-            let c = c.clone();
-            async move { c.reconcile(&key).await }
-        },
-    );
 }

@@ -14,6 +14,9 @@ use serde_json::Value;
 
 use crate::control::{ClientControl, Error, EventRecorder, Result};
 
+/// A workload's `spec.replicas` and its controller (kind, name), as [`Writes::workload`] says.
+pub type Workload = (i32, Option<(String, String)>);
+
 /// The kinds these controllers write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -73,12 +76,7 @@ pub trait Writes: EventRecorder + Send + Sync {
     ) -> Result<()>;
     /// `spec.replicas` and the controller reference (kind, name) of a workload object
     /// (`apps/v1` ReplicaSet, Deployment, StatefulSet, `v1` ReplicationController).
-    async fn workload(
-        &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<(i32, Option<(String, String)>)>>;
+    async fn workload(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Workload>>;
 }
 
 /// The real writer: API requests through `kube`; events through [`ClientControl`].
@@ -170,12 +168,7 @@ impl Writes for ClientWrites {
         Ok(())
     }
 
-    async fn workload(
-        &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<(i32, Option<(String, String)>)>> {
+    async fn workload(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Workload>> {
         let ar = match kind {
             "ReplicaSet" => ApiResource::erase::<k8s_openapi::api::apps::v1::ReplicaSet>(&()),
             "Deployment" => ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
@@ -226,7 +219,7 @@ pub struct RecordingWrites {
     writes: Mutex<Vec<Write>>,
     seq: AtomicU64,
     /// `(kind, namespace, name)` → (replicas, controller).
-    pub workloads: HashMap<(String, String, String), (i32, Option<(String, String)>)>,
+    pub workloads: HashMap<(String, String, String), Workload>,
 }
 
 impl RecordingWrites {
@@ -351,12 +344,7 @@ impl Writes for RecordingWrites {
         Ok(())
     }
 
-    async fn workload(
-        &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<(i32, Option<(String, String)>)>> {
+    async fn workload(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Workload>> {
         Ok(self
             .workloads
             .get(&(kind.to_string(), namespace.to_string(), name.to_string()))

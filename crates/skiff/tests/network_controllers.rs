@@ -183,10 +183,9 @@ fn endpoints_and_slices_follow_pods_scale_and_readiness() {
     let table = k.ok(&["get", "endpoints", "web"]);
     assert!(table.contains(":8080"), "{table}");
 
-    let slices = eventually(WAIT, "a slice with the 3 pods", || {
+    eventually(WAIT, "a slice with the 3 pods", || {
         (slice_ips(&k, "web").0 == ips).then_some(())
     });
-    let _ = slices;
     let s = json(
         &k,
         &[
