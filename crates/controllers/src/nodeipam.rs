@@ -31,6 +31,11 @@ pub enum Error {
         /// Why.
         why: &'static str,
     },
+    /// Every block of the cluster CIDR is taken.
+    #[error(
+        "failed to allocate cidr for node {0}: CIDR allocation failed; there are no remaining CIDRs left to allocate in the accepted range"
+    )]
+    Exhausted(String),
     /// A write failed; the sync is retried with backoff.
     #[error(transparent)]
     Control(#[from] control::Error),
@@ -199,9 +204,9 @@ impl<W: Writes> NodeIpamController<W> {
                 "CIDRNotAvailable",
                 format!("Node {} status is now: CIDRNotAvailable", key.name),
             );
-            tracing::warn!(node = %key.name, "no pod CIDR left to allocate");
-            // Upstream retries; a deleted node may free a block.
-            return Ok(Some(Duration::from_secs(30)));
+            // An error: the queue retries with backoff, as upstream's, and a deleted node may
+            // free a block meanwhile. Repeats aggregate into one Event with a count.
+            return Err(Error::Exhausted(key.name.clone()));
         };
         let patch = json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
         if let Err(e) = self
@@ -330,7 +335,10 @@ mod tests {
             "10.0.0.0/24",
             25,
         );
-        c.reconcile(&Key::new("", "c")).await.expect("sync");
+        assert!(matches!(
+            c.reconcile(&Key::new("", "c")).await,
+            Err(Error::Exhausted(_))
+        ));
         assert!(c.writes.objects().is_empty());
         assert_eq!(
             c.writes.events(),

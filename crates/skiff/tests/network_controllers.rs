@@ -257,10 +257,15 @@ fn endpoints_and_slices_follow_pods_scale_and_readiness() {
 
 #[test]
 fn nodes_get_pod_cidrs_namespaces_get_default_accounts_and_budgets_guard_evictions() {
-    let server = Server::start();
+    let server = Server::start_with(&[
+        "--cluster-cidr",
+        "10.244.0.0/23",
+        "--node-cidr-mask-size",
+        "24",
+    ]);
     let k = server.kubectl(KUBECTL_133);
 
-    // Node IPAM: nodes registered without a pod CIDR get distinct /24s of 10.244.0.0/16.
+    // Node IPAM: nodes registered without a pod CIDR get distinct /24s of the cluster CIDR.
     for n in ["ipam-a", "ipam-b"] {
         k.ok_stdin(
             &["apply", "-f", "-"],
@@ -277,8 +282,34 @@ fn nodes_get_pod_cidrs_namespaces_get_default_accounts_and_budgets_guard_evictio
     });
     assert_ne!(cidrs.0, cidrs.1);
     for c in [&cidrs.0, &cidrs.1] {
-        assert!(c.starts_with("10.244.") && c.ends_with(".0/24"), "{c}");
+        assert!(c == "10.244.0.0/24" || c == "10.244.1.0/24", "{c}");
     }
+    // A /23 holds two: the third node gets none, and the retries fold into one counted Event.
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: ipam-c\n",
+    );
+    eventually(
+        WAIT,
+        "one CIDRNotAvailable event counted several times",
+        || {
+            let events = try_json(
+                &k,
+                &[
+                    "get",
+                    "events",
+                    "--field-selector",
+                    "reason=CIDRNotAvailable",
+                ],
+            )?;
+            let items = events["items"].as_array()?;
+            (items.len() == 1
+                && items[0]["message"] == "Node ipam-c status is now: CIDRNotAvailable"
+                && items[0]["count"].as_i64().is_some_and(|n| n >= 3))
+            .then_some(())
+        },
+    );
+    assert!(json(&k, &["get", "node", "ipam-c"])["spec"]["podCIDR"].is_null());
 
     // ServiceAccount: a new namespace gets `default`, and gets it back after a delete.
     k.ok(&["create", "namespace", "team"]);
