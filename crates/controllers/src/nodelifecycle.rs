@@ -190,6 +190,7 @@ impl<W: Writes> NodeLifecycleController<W> {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&key.name);
+            self.collect_orphans(&key.name).await?;
             return Ok(None);
         };
         let now = (self.clock)();
@@ -269,6 +270,55 @@ impl<W: Writes> NodeLifecycleController<W> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         })
+    }
+
+    /// Pods bound to a node that no longer exists can never be finished by a kubelet: delete
+    /// them at once (upstream's pod GC, gcOrphaned). Only reached for a node the cache saw
+    /// deleted, since keys come from node events and the node list.
+    async fn collect_orphans(&self, node: &str) -> Result<(), Error> {
+        let now = (self.clock)();
+        for pod in self.pods.state() {
+            if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(node) {
+                continue;
+            }
+            let ns = pod.metadata.namespace.clone().unwrap_or_default();
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let mut conditions = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.clone())
+                .unwrap_or_default();
+            conditions.retain(|c| c.type_ != "DisruptionTarget");
+            conditions.push(k8s_openapi::api::core::v1::PodCondition {
+                type_: "DisruptionTarget".into(),
+                status: "True".into(),
+                reason: Some("DeletionByPodGC".into()),
+                message: Some("PodGC: node no longer exists".into()),
+                last_transition_time: Some(Time(now)),
+                ..Default::default()
+            });
+            let patch = json!({"status": {"conditions": conditions}});
+            let result = self
+                .writes
+                .merge_patch(Kind::Pod, &ns, &name, patch, true)
+                .await;
+            if let Err(e) = result
+                && !e.is_not_found()
+            {
+                return Err(e.into());
+            }
+            tracing::info!(pod = %format!("{ns}/{name}"), node, "deleting pod of a vanished node");
+            match self
+                .writes
+                .force_delete_pod(&ns, &name, pod.metadata.uid.as_deref())
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     async fn mark_pods_not_ready(&self, pods: &[Arc<Pod>], now: Timestamp) -> Result<(), Error> {

@@ -74,6 +74,8 @@ pub trait Writes: EventRecorder + Send + Sync {
         name: &str,
         uid: Option<&str>,
     ) -> Result<()>;
+    /// Delete a pod at once (grace period 0), as the pod GC does for pods of vanished nodes.
+    async fn force_delete_pod(&self, namespace: &str, name: &str, uid: Option<&str>) -> Result<()>;
     /// `spec.replicas` and the controller reference (kind, name) of a workload object
     /// (`apps/v1` ReplicaSet, Deployment, StatefulSet, `v1` ReplicationController).
     async fn workload(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Workload>>;
@@ -165,6 +167,19 @@ impl Writes for ClientWrites {
             ..DeleteParams::default()
         };
         self.api(kind, namespace).delete(name, &dp).await?;
+        Ok(())
+    }
+
+    async fn force_delete_pod(&self, namespace: &str, name: &str, uid: Option<&str>) -> Result<()> {
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: uid.map(|u| kube::api::Preconditions {
+                uid: Some(u.to_string()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        self.api(Kind::Pod, namespace).delete(name, &dp).await?;
         Ok(())
     }
 
@@ -337,6 +352,22 @@ impl Writes for RecordingWrites {
         self.push(Write {
             verb: "delete",
             kind: Some(kind),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            body: Value::Null,
+        });
+        Ok(())
+    }
+
+    async fn force_delete_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        _uid: Option<&str>,
+    ) -> Result<()> {
+        self.push(Write {
+            verb: "force-delete",
+            kind: Some(Kind::Pod),
             namespace: namespace.to_string(),
             name: name.to_string(),
             body: Value::Null,

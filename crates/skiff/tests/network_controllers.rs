@@ -505,4 +505,10 @@ spec:
         events.contains(&format!("Marking for deletion Pod default/{first_name}")),
         "{events}"
     );
+
+    // No kubelet will ever finish the evicted pod; deleting its node lets the pod GC remove it.
+    k.ok(&["delete", "node", "doomed-0"]);
+    eventually(WAIT, "the evicted pod gone with its node", || {
+        (k.run(&["get", "pod", &first_name]).status != 0).then_some(())
+    });
 }

@@ -355,3 +355,16 @@ fn tolerations_match_as_upstream() {
     );
     assert_eq!(toleration_time(&pod("q", vec![]), &[&taint]), None);
 }
+
+#[tokio::test]
+async fn pods_of_a_vanished_node_are_deleted_at_once() {
+    let mut f = fixture(node("True", vec![]), vec![], vec![pod("p", vec![])]);
+    f.c.nodes = store_of(vec![]);
+    f.c.reconcile(&key()).await.expect("sync");
+    let w = f.c.writes.objects();
+    let verbs: Vec<(&str, &str)> = w.iter().map(|w| (w.verb, w.name.as_str())).collect();
+    assert_eq!(verbs, [("patch-status", "p"), ("force-delete", "p")]);
+    let cond = &w[0].body["status"]["conditions"][1];
+    assert_eq!(cond["type"], "DisruptionTarget");
+    assert_eq!(cond["reason"], "DeletionByPodGC");
+}
