@@ -256,13 +256,18 @@ impl<W: Writes> NodeLifecycleController<W> {
             }
         }
 
+        let unhealthy = ready_status.as_deref() != Some("True") && ready_status.is_some();
+        // A healthy, untainted node (the common case) needs no look at the pod cache.
+        if !unhealthy && !taints.iter().any(|t| t.effect == "NoExecute") {
+            return Ok(requeue);
+        }
         let pods: Vec<Arc<Pod>> = self
             .pods
             .state()
             .into_iter()
             .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&key.name))
             .collect();
-        if ready_status.as_deref() != Some("True") && ready_status.is_some() {
+        if unhealthy {
             self.mark_pods_not_ready(&pods, now).await?;
         }
         let next = self.evict_intolerant(&taints, &pods, now).await?;
