@@ -8,6 +8,7 @@ pub mod containerd;
 pub mod cri;
 pub mod images;
 pub mod node;
+pub mod podnet;
 pub mod pods;
 pub mod util;
 
@@ -53,8 +54,8 @@ pub struct Config {
     pub kube: kube::Config,
     /// An existing CRI socket (`unix:///…`); when unset the agent runs its own containerd.
     pub runtime_endpoint: Option<String>,
-    /// The podCIDR used when the Node has none in `spec.podCIDR`.
-    pub pod_cidr: String,
+    /// The podCIDR to register a new Node with; without it the node IPAM controller assigns one.
+    pub pod_cidr: Option<String>,
     /// The node's address; by default the source address of the route to the API server.
     pub node_ip: Option<IpAddr>,
     /// The cgroup all pods go under (`<root>/<qos>/pod<uid>`).
@@ -63,6 +64,8 @@ pub struct Config {
     pub busybox: PathBuf,
     pub cluster_dns: String,
     pub cluster_domain: String,
+    /// How pods reach pods on other nodes.
+    pub pod_network: podnet::Mode,
 }
 
 impl Config {
@@ -73,12 +76,13 @@ impl Config {
             node_name,
             kube,
             runtime_endpoint: None,
-            pod_cidr: "10.244.0.0/24".into(),
+            pod_cidr: None,
             node_ip: None,
             cgroup_root: "/kubepods".into(),
             busybox: PathBuf::from("/bin/busybox"),
             cluster_dns: "10.96.0.10".into(),
             cluster_domain: "cluster.local".into(),
+            pod_network: podnet::Mode::HostGw,
         }
     }
 }
@@ -97,6 +101,58 @@ pub struct Agent {
     /// Whether the runtime is the agent's own containerd: only then are sandboxes of unknown
     /// pods torn down as orphans (a shared runtime may run another kubelet's pods).
     pub owns_runtime: bool,
+}
+
+/// How long a new node waits for the node IPAM controller to assign its podCIDR.
+const POD_CIDR_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The podCIDR of a node nobody assigned one to (a server without controllers).
+const FALLBACK_POD_CIDR: &str = "10.244.0.0/24";
+
+/// Poll our Node for the podCIDR the node IPAM controller assigns; fall back after a while.
+async fn wait_for_pod_cidr(nodes: &Api<Node>, name: &str, shutdown: &CancellationToken) -> String {
+    let deadline = std::time::Instant::now() + POD_CIDR_WAIT;
+    while std::time::Instant::now() < deadline && !shutdown.is_cancelled() {
+        if let Ok(Some(cidr)) = nodes
+            .get_opt(name)
+            .await
+            .map(|n| n.and_then(|n| n.spec).and_then(|s| s.pod_cidr))
+        {
+            return cidr;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    tracing::warn!(
+        fallback = FALLBACK_POD_CIDR,
+        "no podCIDR was assigned to this node (is the controller manager running?); using the fallback"
+    );
+    FALLBACK_POD_CIDR.to_string()
+}
+
+/// Create the VXLAN device and publish its MAC on our Node for the other nodes' routes.
+/// Failures are logged: pods on this node still run, only cross-node traffic is affected.
+async fn vxlan_device(nodes: &Api<Node>, name: &str, node_ip: IpAddr, pod_cidr: &str) {
+    let IpAddr::V4(local) = node_ip else {
+        tracing::error!(%node_ip, "VXLAN needs an IPv4 node address");
+        return;
+    };
+    match podnet::ensure_vxlan(local, pod_cidr).await {
+        Ok(mac) => {
+            let patch = serde_json::json!({
+                "metadata": {"annotations": {podnet::VTEP_MAC_ANNOTATION: mac}}
+            });
+            if let Err(e) = nodes
+                .patch(
+                    name,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+            {
+                tracing::error!(error = %e, "publishing the VXLAN MAC on the node");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "creating the VXLAN device"),
+    }
 }
 
 /// The source address the kernel picks to reach `url`'s host (no packet is sent).
@@ -143,22 +199,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             name: config.node_name.clone(),
             source,
         })?;
-    let pod_cidr = existing
+    // The podCIDR the Node already has wins; else the one asked for on the command line; else
+    // the node IPAM controller assigns one after registration.
+    let requested_cidr = existing
         .and_then(|n| n.spec)
         .and_then(|s| s.pod_cidr)
-        .unwrap_or_else(|| config.pod_cidr.clone());
+        .or_else(|| config.pod_cidr.clone());
 
     let mut supervisor = None;
     let socket = match &config.runtime_endpoint {
         Some(endpoint) => cri::socket_of(endpoint),
         None => {
             let paths = containerd::Paths::new(&agent_dir);
-            cni::write(
-                &paths.cni_conf_dir,
-                &pod_cidr,
-                &agent_dir.join("cni").join("ipam"),
-            )
-            .map_err(Error::Cni)?;
+            // The CNI config follows once the podCIDR is known (containerd picks it up then).
+            mkdir(&paths.cni_conf_dir)?;
             mkdir(&paths.dir)?;
             let pause = paths.dir.join("pause.tar");
             std::fs::write(&pause, images::pause_archive(&config.busybox)?).map_err(|source| {
@@ -194,7 +248,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     };
     let cri = cri::Cri::connect(&socket).await?;
     let facts = node::facts(&config.node_name, node_ip, &config.data_dir, &cri).await;
-    let node = node::register(&nodes, &facts).await?;
+    let node = node::register(&nodes, &facts, requested_cidr.as_deref()).await?;
+    let pod_cidr = match node.spec.as_ref().and_then(|s| s.pod_cidr.clone()) {
+        Some(c) => c,
+        None => wait_for_pod_cidr(&nodes, &config.node_name, &shutdown).await,
+    };
+    if config.runtime_endpoint.is_none() {
+        let paths = containerd::Paths::new(&agent_dir);
+        cni::write(
+            &paths.cni_conf_dir,
+            &pod_cidr,
+            &agent_dir.join("cni").join("ipam"),
+        )
+        .map_err(Error::Cni)?;
+    }
     tracing::info!(
         node = %config.node_name,
         ip = %node_ip,
@@ -202,6 +269,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         runtime = %facts.node_info["containerRuntimeVersion"],
         "node agent ready"
     );
+    if config.pod_network == podnet::Mode::Vxlan {
+        vxlan_device(&nodes, &config.node_name, node_ip, &pod_cidr).await;
+    }
+    tokio::spawn(podnet::run(
+        client.clone(),
+        config.node_name.clone(),
+        config.pod_network,
+        shutdown.clone(),
+    ));
     tokio::spawn(node::heartbeat(
         client.clone(),
         facts,

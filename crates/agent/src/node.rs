@@ -185,7 +185,7 @@ fn status(f: &Facts, now: &str, since: &str) -> Value {
 }
 
 /// Create the Node (or take over an existing one) and write its status. Returns the Node.
-pub async fn register(nodes: &Api<Node>, f: &Facts) -> Result<Node, Error> {
+pub async fn register(nodes: &Api<Node>, f: &Facts, pod_cidr: Option<&str>) -> Result<Node, Error> {
     let api_err = |source| Error::Api {
         name: f.name.clone(),
         source,
@@ -204,7 +204,10 @@ pub async fn register(nodes: &Api<Node>, f: &Facts) -> Result<Node, Error> {
                 "beta.kubernetes.io/arch": f.node_info["architecture"],
             },
         },
-        "spec": {},
+        "spec": match pod_cidr {
+            Some(c) => json!({"podCIDR": c, "podCIDRs": [c]}),
+            None => json!({}),
+        },
     });
     let node: Node = serde_json::from_value(body)?;
     match nodes.create(&PostParams::default(), &node).await {

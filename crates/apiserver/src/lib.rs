@@ -8,10 +8,13 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admission;
+pub mod cluster_ca;
 pub mod compaction;
 pub mod discovery;
 pub mod error;
 pub mod handlers;
+pub mod health;
+pub mod join;
 pub mod lifecycle;
 pub mod objects;
 pub mod pki;
@@ -65,6 +68,12 @@ pub enum Error {
     /// Certificates could not be set up.
     #[error("PKI: {0}")]
     Pki(#[from] pki::Error),
+    /// The join secret could not be set up.
+    #[error("join token: {0}")]
+    Join(#[from] join::Error),
+    /// The cluster CA could not be read from or published to the datastore.
+    #[error("cluster CA: {0}")]
+    ClusterCa(#[from] cluster_ca::Error),
     /// The listener could not bind.
     #[error("listening on {addr}: {source}")]
     Bind {
@@ -91,6 +100,8 @@ pub struct App {
     pub server_address: String,
     /// Stops streams on shutdown.
     pub shutdown: CancellationToken,
+    /// Admits nodes that present the join token.
+    pub join: join::Joiner,
     reaper: tokio::sync::Notify,
 }
 
@@ -129,8 +140,15 @@ pub async fn start(
     tasks: &TaskTracker,
 ) -> Result<Server, Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let pki = pki::Pki::load_or_create(&config.data_dir.join("tls"), &config.tls_sans)?;
+    let pki = cluster_ca::load(&store, &config.data_dir.join("tls"), &config.tls_sans).await?;
     let tls = Arc::new(pki.server_config()?);
+    let joiner = join::Joiner::load(
+        &store,
+        &config.data_dir,
+        &config.data_dir.join("tls"),
+        &pki.ca_cert_pem,
+    )
+    .await?;
     let addr = SocketAddr::new(config.bind_address, config.port);
     let listener = TcpListener::bind(addr)
         .await
@@ -158,6 +176,7 @@ pub async fn start(
         allocation: tokio::sync::Mutex::new(()),
         server_address: format!("{host}:{}", local_addr.port()),
         shutdown: shutdown.clone(),
+        join: joiner,
         reaper: tokio::sync::Notify::new(),
     });
     // The OpenAPI catalog (field validation, /openapi/v3) is built on first use: it holds about
@@ -251,10 +270,51 @@ fn text(code: StatusCode, body: &'static str) -> Response {
     (code, [("content-type", "text/plain; charset=utf-8")], body).into_response()
 }
 
+/// `POST /skiff/v1/node-credentials` with the join token as bearer and `{"nodeName": …}`:
+/// a client certificate for `system:node:<name>` and the CA, as PEM in JSON.
+fn node_credentials(app: &App, bearer: &str, body: &[u8]) -> Result<Response, ApiError> {
+    if !app.join.admits(bearer) {
+        return Err(ApiError::Unauthorized);
+    }
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    let name = request["nodeName"].as_str().unwrap_or("");
+    let problems = skiff_api::validation::is_dns1123_subdomain(name);
+    if name.is_empty() || !problems.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "nodeName {name:?} is not a valid node name: {}",
+            if name.is_empty() {
+                "it is required".to_string()
+            } else {
+                problems.join("; ")
+            }
+        )));
+    }
+    let (cert, key) = app
+        .join
+        .node_credentials(name)
+        .map_err(|e| ApiError::Internal(format!("issuing node credentials: {e}")))?;
+    tracing::info!(node = name, "issued node credentials to a joining node");
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "caCert": app.join.ca_cert_pem(),
+            "clientCert": cert,
+            "clientKey": key,
+        }),
+    ))
+}
+
 fn is_public(path: &str) -> bool {
     matches!(
         path,
-        "/version" | "/version/" | "/healthz" | "/livez" | "/readyz"
+        "/version"
+            | "/version/"
+            | "/healthz"
+            | "/livez"
+            | "/readyz"
+            | "/cacerts"
+            | "/skiff/v1/node-credentials"
     ) || path.starts_with("/healthz/")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/")
@@ -297,7 +357,29 @@ async fn route(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         "/version" | "/version/" => {
             return Ok(json_response(StatusCode::OK, &discovery::version()));
         }
-        "/healthz" | "/livez" | "/readyz" => return Ok(text(StatusCode::OK, "ok")),
+        "/livez" => return Ok(text(StatusCode::OK, "ok")),
+        "/healthz" | "/readyz" | "/healthz/etcd" | "/readyz/etcd" | "/livez/etcd" => {
+            return Ok(health::check(&app, &path, query.get("verbose").is_some()).await);
+        }
+        "/cacerts" if method == Method::GET => {
+            return Ok((
+                StatusCode::OK,
+                [("content-type", "application/x-pem-file")],
+                app.join.ca_cert_pem().to_string(),
+            )
+                .into_response());
+        }
+        "/skiff/v1/node-credentials" if method == Method::POST => {
+            let bearer = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            return node_credentials(&app, bearer, &body);
+        }
+        "/skiff/datastore" if method == Method::GET => {
+            return Ok(health::datastore(&app).await);
+        }
         "/openapi/v3" | "/openapi/v3/" => {
             return Ok(json_response(
                 StatusCode::OK,

@@ -258,3 +258,24 @@ pub fn write_secret_file(path: &Path, contents: &str) -> Result<()> {
     }
     write_private(path, contents)
 }
+
+/// A client certificate and key (PEM) for `cn` in group `org`, signed by the CA given as PEM:
+/// how nodes that joined with a token get their credentials.
+pub fn issue_client_cert(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    cn: &str,
+    org: Option<&str>,
+) -> Result<(String, String)> {
+    let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, KeyPair::from_pem(ca_key_pem)?)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = name(cn, org);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    validity(&mut params);
+    Ok((params.signed_by(&key, &issuer)?.pem(), key.serialize_pem()))
+}

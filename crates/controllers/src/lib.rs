@@ -287,6 +287,7 @@ pub async fn start_with(
     nodelifecycle::register(&client, options, &mut pods, &mut nodes, &shutdown, tasks);
     serviceaccount::register(&client, &shutdown, tasks);
     disruption::register(&client, &mut pods, &shutdown, tasks);
+    // @storage-register
     tasks.spawn(nodes.run(shutdown.clone()));
 
     let pod_store = pods.store();

@@ -85,6 +85,64 @@ struct Args {
     /// Parent of the temporary data directories (default: the system temp dir).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Datastores to measure side by side, comma-separated: `redb` (embedded), `etcd1` (a
+    /// single etcd member) and `etcd3` (a three-member cluster), each etcd started by the
+    /// benchmark on loopback from Debian's `etcd` binary.
+    #[arg(long, value_delimiter = ',', default_value = "redb")]
+    backends: Vec<String>,
+}
+
+#[path = "../../store/tests/etcd_support/mod.rs"]
+mod etcd_support;
+
+/// One datastore under test: the store itself and, for redb, its commit counters.
+struct Backing {
+    store: Arc<dyn Store>,
+    redb: Option<Arc<RedbStore>>,
+}
+
+impl Backing {
+    /// `backend` in `dir`; etcd stores get `key_prefix` so phases on one etcd do not collide.
+    async fn open(
+        backend: &str,
+        dir: &Path,
+        etcd: Option<&etcd_support::Etcd>,
+        key_prefix: &str,
+    ) -> anyhow::Result<Backing> {
+        match etcd {
+            None => {
+                let redb = Arc::new(RedbStore::open(dir.join("state.redb"))?);
+                Ok(Backing {
+                    store: Arc::clone(&redb) as Arc<dyn Store>,
+                    redb: Some(redb),
+                })
+            }
+            Some(etcd) => {
+                let mut options = skiff_store::EtcdOptions::new(etcd.endpoints());
+                options.key_prefix = key_prefix.to_string();
+                let store = skiff_store::EtcdStore::connect(options)
+                    .await
+                    .with_context(|| format!("connecting to {backend}"))?;
+                Ok(Backing {
+                    store: Arc::new(store),
+                    redb: None,
+                })
+            }
+        }
+    }
+
+    fn commits(&self) -> Option<u64> {
+        self.redb.as_ref().map(|r| r.stats().commits)
+    }
+}
+
+/// Row names of `backend`: bare for redb (as before), `etcd1.` etc. otherwise.
+fn row_prefix(backend: &str) -> String {
+    if backend == "redb" {
+        String::new()
+    } else {
+        format!("{backend}.")
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -213,23 +271,35 @@ impl Report {
                 "binary.create",
             ),
         ];
-        println!();
-        println!(
-            "{:<34} | {:^29} | {:^29}",
-            "operation", "redb store (direct)", "API server (HTTPS)"
-        );
-        println!(
-            "{:<34} | {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9}",
-            "", "ops/s", "p50 ms", "p99 ms", "ops/s", "p50 ms", "p99 ms"
-        );
-        println!("{}", "-".repeat(34 + 3 + 29 + 3 + 29));
-        for (label, store, api) in &lines {
-            let store = (!store.is_empty()).then(|| self.get(store)).flatten();
-            let api = self.get(api);
-            if store.is_none() && api.is_none() {
-                continue;
+        for backend in &args.backends {
+            let p = row_prefix(backend);
+            let column = if backend == "redb" {
+                "redb store (direct)".to_string()
+            } else {
+                format!("{backend} (direct client)")
+            };
+            println!();
+            println!(
+                "{:<34} | {:^29} | {:^29}",
+                "operation",
+                column,
+                format!("API server on {backend}")
+            );
+            println!(
+                "{:<34} | {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9}",
+                "", "ops/s", "p50 ms", "p99 ms", "ops/s", "p50 ms", "p99 ms"
+            );
+            println!("{}", "-".repeat(34 + 3 + 29 + 3 + 29));
+            for (label, store, api) in &lines {
+                let store = (!store.is_empty())
+                    .then(|| self.get(&format!("{p}{store}")))
+                    .flatten();
+                let api = self.get(&format!("{p}{api}"));
+                if store.is_none() && api.is_none() {
+                    continue;
+                }
+                println!("{label:<34} | {} | {}", cell(store), cell(api));
             }
-            println!("{label:<34} | {} | {}", cell(store), cell(api));
         }
         println!();
         println!("targets (issue #2):");
@@ -334,16 +404,24 @@ fn scattered(i: usize, n: usize) -> usize {
 // ---------------------------------------------------------------------------------------------
 // Phase 1: the store
 
-async fn bench_store(args: &Args, dir: &Path, report: &mut Report) -> anyhow::Result<()> {
-    eprintln!("[store] RedbStore in {}", dir.display());
-    let store = Arc::new(RedbStore::open(dir.join("state.redb"))?);
+async fn bench_store(
+    args: &Args,
+    backend: &str,
+    etcd: Option<&etcd_support::Etcd>,
+    dir: &Path,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    eprintln!("[store] {backend} directly, in {}", dir.display());
+    let p = row_prefix(backend);
+    let backing = Backing::open(backend, dir, etcd, "/bench-direct").await?;
+    let store = Arc::clone(&backing.store);
     let prefix = format!("/registry/configmaps/{NAMESPACE}/");
     let key = {
         let prefix = prefix.clone();
         move |i: usize| format!("{prefix}{}", object_name(i))
     };
 
-    let before = store.stats();
+    let before = backing.commits();
     let (samples, wall) = {
         let store = Arc::clone(&store);
         let key = key.clone();
@@ -360,13 +438,15 @@ async fn bench_store(args: &Args, dir: &Path, report: &mut Report) -> anyhow::Re
         })
         .await?
     };
-    report.row("store.create", Summary::of(samples, wall));
-    let commits = store.stats().commits - before.commits;
-    report.scalar("store.create.commits", commits);
-    report.scalar(
-        "store.create.writes_per_commit",
-        format!("{:.1}", args.objects as f64 / commits.max(1) as f64),
-    );
+    report.row(&format!("{p}store.create"), Summary::of(samples, wall));
+    if let (Some(before), Some(after)) = (before, backing.commits()) {
+        let commits = after - before;
+        report.scalar(&format!("{p}store.create.commits"), commits);
+        report.scalar(
+            &format!("{p}store.create.writes_per_commit"),
+            format!("{:.1}", args.objects as f64 / commits.max(1) as f64),
+        );
+    }
 
     let (samples, wall) = {
         let store = Arc::clone(&store);
@@ -387,7 +467,7 @@ async fn bench_store(args: &Args, dir: &Path, report: &mut Report) -> anyhow::Re
         })
         .await?
     };
-    report.row("store.get", Summary::of(samples, wall));
+    report.row(&format!("{p}store.get"), Summary::of(samples, wall));
 
     let mut samples = Vec::new();
     let started = Instant::now();
@@ -399,7 +479,10 @@ async fn bench_store(args: &Args, dir: &Path, report: &mut Report) -> anyhow::Re
             bail!("range returned {} keys", r.kvs.len());
         }
     }
-    report.row("store.list_all", Summary::of(samples, started.elapsed()));
+    report.row(
+        &format!("{p}store.list_all"),
+        Summary::of(samples, started.elapsed()),
+    );
 
     let mut pages = Vec::new();
     let mut walks = Vec::new();
@@ -435,8 +518,11 @@ async fn bench_store(args: &Args, dir: &Path, report: &mut Report) -> anyhow::Re
         }
     }
     let wall = started.elapsed();
-    report.row("store.list_page", Summary::of(pages, wall));
-    report.row("store.list_paged_walk", Summary::of(walks, wall));
+    report.row(&format!("{p}store.list_page"), Summary::of(pages, wall));
+    report.row(
+        &format!("{p}store.list_paged_walk"),
+        Summary::of(walks, wall),
+    );
     Ok(())
 }
 
@@ -677,7 +763,12 @@ struct ListHead {
     items: Vec<serde::de::IgnoredAny>,
 }
 
-async fn api_reads(client: &Arc<Client>, args: &Args, report: &mut Report) -> anyhow::Result<()> {
+async fn api_reads(
+    client: &Arc<Client>,
+    args: &Args,
+    p: &str,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let one = client
         .expect(
             0,
@@ -687,7 +778,7 @@ async fn api_reads(client: &Arc<Client>, args: &Args, report: &mut Report) -> an
             StatusCode::OK,
         )
         .await?;
-    report.scalar("api.object_json_bytes", one.len());
+    report.scalar(&format!("{p}api.object_json_bytes"), one.len());
 
     let (samples, wall) = {
         let client = Arc::clone(client);
@@ -705,7 +796,7 @@ async fn api_reads(client: &Arc<Client>, args: &Args, report: &mut Report) -> an
         })
         .await?
     };
-    report.row("api.get", Summary::of(samples, wall));
+    report.row(&format!("{p}api.get"), Summary::of(samples, wall));
 
     // Lists run one at a time: they are big, and their latency is the point.
     let mut samples = Vec::new();
@@ -723,8 +814,11 @@ async fn api_reads(client: &Arc<Client>, args: &Args, report: &mut Report) -> an
             bail!("list returned {} items", list.items.len());
         }
     }
-    report.row("api.list_all", Summary::of(samples, started.elapsed()));
-    report.scalar("api.list_all.response_bytes", bytes);
+    report.row(
+        &format!("{p}api.list_all"),
+        Summary::of(samples, started.elapsed()),
+    );
+    report.scalar(&format!("{p}api.list_all.response_bytes"), bytes);
 
     let mut pages = Vec::new();
     let mut walks = Vec::new();
@@ -756,8 +850,8 @@ async fn api_reads(client: &Arc<Client>, args: &Args, report: &mut Report) -> an
         }
     }
     let wall = started.elapsed();
-    report.row("api.list_page", Summary::of(pages, wall));
-    report.row("api.list_paged_walk", Summary::of(walks, wall));
+    report.row(&format!("{p}api.list_page"), Summary::of(pages, wall));
+    report.row(&format!("{p}api.list_paged_walk"), Summary::of(walks, wall));
     Ok(())
 }
 
@@ -834,7 +928,12 @@ async fn watcher(
     Ok(out)
 }
 
-async fn api_watch(client: &Arc<Client>, args: &Args, report: &mut Report) -> anyhow::Result<()> {
+async fn api_watch(
+    client: &Arc<Client>,
+    args: &Args,
+    p: &str,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let head = client
         .expect(
             0,
@@ -916,7 +1015,10 @@ async fn api_watch(client: &Arc<Client>, args: &Args, report: &mut Report) -> an
         write_latencies.push(acked - sent);
         ack_at.insert((added, name), (sent, acked));
     }
-    report.row("api.watch_write", Summary::of(write_latencies, wall));
+    report.row(
+        &format!("{p}api.watch_write"),
+        Summary::of(write_latencies, wall),
+    );
 
     let mut latencies = Vec::new();
     // An event often overtakes the write's own response, so the ack-based latency is clamped at
@@ -949,14 +1051,17 @@ async fn api_watch(client: &Arc<Client>, args: &Args, report: &mut Report) -> an
     let expected = writes * args.watchers;
     let received = latencies.len() + unknown;
     let wall = last.duration_since(started);
-    report.row("api.watch_event", Summary::of(latencies, wall));
-    report.row("api.watch_event_from_send", Summary::of(from_send, wall));
-    report.scalar("api.watch.watchers", args.watchers);
-    report.scalar("api.watch.events_expected", expected);
-    report.scalar("api.watch.events_received", received);
-    report.scalar("api.watch.events_before_ack", before_ack);
-    report.scalar("api.watch.events_unmatched", unknown);
-    report.scalar("api.watch.watchers_failed", failed.len());
+    report.row(&format!("{p}api.watch_event"), Summary::of(latencies, wall));
+    report.row(
+        &format!("{p}api.watch_event_from_send"),
+        Summary::of(from_send, wall),
+    );
+    report.scalar(&format!("{p}api.watch.watchers"), args.watchers);
+    report.scalar(&format!("{p}api.watch.events_expected"), expected);
+    report.scalar(&format!("{p}api.watch.events_received"), received);
+    report.scalar(&format!("{p}api.watch.events_before_ack"), before_ack);
+    report.scalar(&format!("{p}api.watch.events_unmatched"), unknown);
+    report.scalar(&format!("{p}api.watch.watchers_failed"), failed.len());
     for e in failed {
         eprintln!("  watcher failed: {e}");
     }
@@ -966,12 +1071,15 @@ async fn api_watch(client: &Arc<Client>, args: &Args, report: &mut Report) -> an
 /// Start the API server in this process, on its own runtime, and benchmark it.
 fn bench_api(
     args: &Args,
+    backend: &str,
+    etcd: Option<&etcd_support::Etcd>,
     dir: &Path,
     client_rt: &tokio::runtime::Runtime,
     report: &mut Report,
 ) -> anyhow::Result<()> {
+    let p = row_prefix(backend);
     eprintln!(
-        "[api] in-process API server, data in {}, {} in flight over {}",
+        "[api] in-process API server on {backend}, data in {}, {} in flight over {}",
         dir.display(),
         args.concurrency,
         if args.http1 {
@@ -988,7 +1096,7 @@ fn bench_api(
         .build()?;
     let server_dir = dir.join("server");
     std::fs::create_dir_all(&server_dir)?;
-    let store = Arc::new(RedbStore::open(server_dir.join("state.redb"))?);
+    let backing = server_rt.block_on(Backing::open(backend, &server_dir, etcd, ""))?;
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let kubeconfig = dir.join("kubeconfig.yaml");
@@ -1002,7 +1110,7 @@ fn bench_api(
     };
     let server = server_rt.block_on(skiff_apiserver::start(
         config,
-        Arc::clone(&store) as Arc<dyn Store>,
+        Arc::clone(&backing.store),
         shutdown.clone(),
         &tasks,
     ))?;
@@ -1015,16 +1123,18 @@ fn bench_api(
     };
     let result = client_rt.block_on(async {
         let client = Arc::new(Client::connect(&target, connections).await?);
-        let before = store.stats();
-        api_load(&client, args, "api.create", report).await?;
-        let commits = store.stats().commits - before.commits;
-        report.scalar("api.create.commits", commits);
-        report.scalar(
-            "api.create.writes_per_commit",
-            format!("{:.1}", args.objects as f64 / commits.max(1) as f64),
-        );
-        api_reads(&client, args, report).await?;
-        api_watch(&client, args, report).await
+        let before = backing.commits();
+        api_load(&client, args, &format!("{p}api.create"), report).await?;
+        if let (Some(before), Some(after)) = (before, backing.commits()) {
+            let commits = after - before;
+            report.scalar(&format!("{p}api.create.commits"), commits);
+            report.scalar(
+                &format!("{p}api.create.writes_per_commit"),
+                format!("{:.1}", args.objects as f64 / commits.max(1) as f64),
+            );
+        }
+        api_reads(&client, args, &p, report).await?;
+        api_watch(&client, args, &p, report).await
     });
     shutdown.cancel();
     tasks.close();
@@ -1185,13 +1295,34 @@ fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
 
-    let store_dir = tempfile::tempdir_in(&base)?;
-    client_rt.block_on(bench_store(&args, store_dir.path(), &mut report))?;
-    drop(store_dir);
+    for backend in &args.backends {
+        let etcd = match backend.as_str() {
+            "redb" => None,
+            "etcd1" => Some(etcd_support::Etcd::single()),
+            "etcd3" => Some(etcd_support::Etcd::cluster(3)),
+            other => bail!("unknown backend {other:?}: use redb, etcd1 or etcd3"),
+        };
+        let store_dir = tempfile::tempdir_in(&base)?;
+        client_rt.block_on(bench_store(
+            &args,
+            backend,
+            etcd.as_ref(),
+            store_dir.path(),
+            &mut report,
+        ))?;
+        drop(store_dir);
 
-    let api_dir = tempfile::tempdir_in(&base)?;
-    bench_api(&args, api_dir.path(), &client_rt, &mut report)?;
-    drop(api_dir);
+        let api_dir = tempfile::tempdir_in(&base)?;
+        bench_api(
+            &args,
+            backend,
+            etcd.as_ref(),
+            api_dir.path(),
+            &client_rt,
+            &mut report,
+        )?;
+        drop(api_dir);
+    }
 
     if args.skip_binary {
         eprintln!("[binary] skipped");

@@ -10,6 +10,10 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod cluster;
+mod join;
+mod leader;
+
 /// Skiff: a Kubernetes-compatible container orchestrator in one binary.
 #[derive(Debug, Parser)]
 #[command(name = "skiff", version, about, long_about = None)]
@@ -28,6 +32,91 @@ enum Command {
     Hollow(HollowArgs),
     /// Run a node agent: register this host as a Node and run the pods bound to it.
     Agent(AgentArgs),
+    /// Report the health and size of the server's datastore.
+    Datastore(DatastoreArgs),
+    /// A local multi-node cluster: one server and agents in network namespaces (as root).
+    Cluster(ClusterArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ClusterArgs {
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Debug, clap::Args)]
+struct ClusterTarget {
+    /// The cluster's name (1-12 characters of a-z, 0-9, '-').
+    #[arg(long)]
+    name: String,
+    /// Its state directory (default: /var/lib/skiff/clusters/<name>).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+impl ClusterTarget {
+    fn dir(&self) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| cluster::default_dir(&self.name))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Build the cluster and print its kubeconfig path.
+    Up {
+        #[command(flatten)]
+        target: ClusterTarget,
+        /// How many nodes (agents, each with its own containerd and network namespace).
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        /// How nodes reach each other's pods: `host-gw` (routes) or `vxlan`.
+        #[arg(long, default_value = "host-gw")]
+        pod_network: String,
+        /// A directory of image archives (`*.tar`) every node imports at start.
+        #[arg(long)]
+        images: Option<PathBuf>,
+    },
+    /// Remove every namespace, link, cgroup, mount, process and file the cluster created.
+    Down {
+        #[command(flatten)]
+        target: ClusterTarget,
+    },
+    /// Stop a node's agent (its pods keep running, as when a kubelet dies).
+    StopNode {
+        #[command(flatten)]
+        target: ClusterTarget,
+        /// The node (`<name>-node-<i>`).
+        node: String,
+    },
+    /// Start a stopped node's agent again.
+    StartNode {
+        #[command(flatten)]
+        target: ClusterTarget,
+        /// The node (`<name>-node-<i>`).
+        node: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct DatastoreArgs {
+    #[command(subcommand)]
+    command: DatastoreCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum DatastoreCommand {
+    /// Backend, revision, compaction, size, keys and each etcd member's health, as the API
+    /// server sees them (`GET /skiff/datastore`).
+    Status {
+        /// Kubeconfig of the API server.
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: PathBuf,
+        /// `text` or `json`.
+        #[arg(long, short = 'o', default_value = "text")]
+        output: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -38,10 +127,14 @@ struct AgentArgs {
     /// API server URL (default: the kubeconfig's).
     #[arg(long)]
     server: Option<String>,
-    /// Join token file. Not supported yet: the server hands out no join tokens; use --kubeconfig.
+    /// Join token file (the server's `<data-dir>/server/node-token`); with --server, the agent
+    /// trades it for node credentials kept in `<data-dir>/agent/kubeconfig.yaml`.
     #[arg(long)]
     token_file: Option<PathBuf>,
-    /// Kubeconfig to reach the API server with (for now the server's admin kubeconfig).
+    /// Join token itself (instead of --token-file).
+    #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Kubeconfig to reach the API server with, instead of joining with a token.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
     /// Node name (default: the host name).
@@ -50,18 +143,76 @@ struct AgentArgs {
     /// An existing CRI socket (`unix:///...`); without it the agent runs its own containerd.
     #[arg(long)]
     container_runtime_endpoint: Option<String>,
-    /// podCIDR used when the Node has none in spec.podCIDR.
-    #[arg(long, default_value = "10.244.0.0/24")]
-    pod_cidr: String,
+    /// podCIDR to register a new Node with (default: the node IPAM controller assigns one).
+    #[arg(long)]
+    pod_cidr: Option<String>,
     /// The node's address (default: the source address of the route to the API server).
     #[arg(long)]
     node_ip: Option<IpAddr>,
     /// Parent cgroup of every pod.
     #[arg(long, default_value = "/kubepods")]
     cgroup_root: String,
+    /// How pods reach pods on other nodes: `host-gw` (routes via node addresses, nodes on one
+    /// L2 segment) or `vxlan` (an overlay over the node addresses).
+    #[arg(long, default_value = "host-gw")]
+    pod_network: String,
     /// Log filter, as `RUST_LOG`.
     #[arg(long, env = "SKIFF_LOG", default_value = "info")]
     log: String,
+}
+
+/// Lease-based leader election of the scheduler and the controllers (upstream's flags).
+#[derive(Debug, clap::Args)]
+struct LeaderElectArgs {
+    /// Run the scheduler and controllers only while holding their Lease in `kube-system`.
+    /// `skiff server` elects by default only with `--datastore-endpoint` (an embedded store has
+    /// exactly one server); `skiff scheduler` elects by default.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    leader_elect: Option<bool>,
+    /// How long other candidates wait after the last renewal they saw before taking over.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it stops leading.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_elect_renew_deadline: Duration,
+    /// How often candidates try to acquire and the leader renews.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_elect_retry_period: Duration,
+}
+
+impl LeaderElectArgs {
+    fn timing(&self) -> anyhow::Result<leader::Timing> {
+        let t = leader::Timing {
+            lease_duration: self.leader_elect_lease_duration,
+            renew_deadline: self.leader_elect_renew_deadline,
+            retry_period: self.leader_elect_retry_period,
+        };
+        anyhow::ensure!(
+            t.lease_duration > t.renew_deadline && t.renew_deadline > t.retry_period,
+            "--leader-elect-lease-duration must exceed --leader-elect-renew-deadline, which must \
+             exceed --leader-elect-retry-period"
+        );
+        Ok(t)
+    }
+}
+
+/// A duration as upstream's flags write it: `15s`, `500ms`, `2m`, or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 15s, 500ms or 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,6 +220,8 @@ struct SchedulerArgs {
     /// Kubeconfig of the API server.
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: PathBuf,
+    #[command(flatten)]
+    election: LeaderElectArgs,
     /// Log filter, as `RUST_LOG`.
     #[arg(long, env = "SKIFF_LOG", default_value = "info")]
     log: String,
@@ -161,6 +314,8 @@ struct ServerArgs {
     /// Heartbeat silence after which a node is marked Unknown (Go duration: `40s`, `1m30s`).
     #[arg(long, default_value = "40s", value_parser = parse_go_duration)]
     node_monitor_grace_period: std::time::Duration,
+    #[command(flatten)]
+    election: LeaderElectArgs,
     /// Log filter, as `RUST_LOG` (e.g. `info`, `skiff_apiserver=debug`).
     #[arg(long, env = "SKIFF_LOG", default_value = "info")]
     log: String,
@@ -216,6 +371,7 @@ fn main() -> anyhow::Result<()> {
         Command::Scheduler(args) => {
             let runtime = runtime_with_logs(&args.log)?;
             runtime.block_on(async move {
+                let timing = args.election.timing()?;
                 let client = skiff_scheduler::client_from_kubeconfig(&args.kubeconfig).await?;
                 let shutdown = CancellationToken::new();
                 let stop = shutdown.clone();
@@ -223,7 +379,12 @@ fn main() -> anyhow::Result<()> {
                     wait_for_signal().await;
                     stop.cancel();
                 });
-                skiff_scheduler::run(client, shutdown).await?;
+                if args.election.leader_elect.unwrap_or(true) {
+                    let config = leader::Config::new("kube-scheduler", timing);
+                    leader::run(client.clone(), config, shutdown, scheduler_work(client)).await;
+                } else {
+                    skiff_scheduler::run(client, shutdown).await?;
+                }
                 Ok(())
             })
         }
@@ -252,25 +413,85 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::Agent(args) => runtime_with_logs(&args.log)?.block_on(agent(args)),
+        Command::Cluster(ClusterArgs { command }) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+                .with_writer(std::io::stderr)
+                .init();
+            match command {
+                ClusterCommand::Up {
+                    target,
+                    nodes,
+                    pod_network,
+                    images,
+                } => {
+                    let state = cluster::up(&cluster::UpOptions {
+                        name: target.name.clone(),
+                        nodes,
+                        pod_network,
+                        dir: target.dir(),
+                        images,
+                    })?;
+                    println!(
+                        "skiff cluster {} is up: {} node(s), server {}\nkubeconfig={}",
+                        state.name,
+                        state.nodes.len(),
+                        state.server_url,
+                        state.kubeconfig.display()
+                    );
+                    Ok(())
+                }
+                ClusterCommand::Down { target } => cluster::down(&target.dir()),
+                ClusterCommand::StopNode { target, node } => {
+                    cluster::stop_node(&target.dir(), &node)
+                }
+                ClusterCommand::StartNode { target, node } => {
+                    cluster::start_node(&target.dir(), &node)
+                }
+            }
+        }
+        Command::Datastore(DatastoreArgs {
+            command: DatastoreCommand::Status { kubeconfig, output },
+        }) => runtime_with_logs("warn")?.block_on(datastore_status(&kubeconfig, &output)),
     }
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    let kube = skiff_agent::client_config(
-        args.kubeconfig.as_deref(),
-        args.server.as_deref(),
-        args.token_file.as_deref(),
-    )
-    .await
-    .map_err(anyhow::Error::msg)?;
     let name = args
         .node_name
+        .clone()
         .unwrap_or_else(skiff_agent::default_node_name);
+    let token = match (&args.token, &args.token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading the join token {}", f.display()))?,
+        ),
+        (None, None) => None,
+    };
+    let kubeconfig = match (token, &args.kubeconfig) {
+        (Some(token), None) => {
+            let server = args
+                .server
+                .as_deref()
+                .context("joining with a token needs --server https://<server>:6443")?;
+            Some(join::node_kubeconfig(server, &token, &name, &args.data_dir).await?)
+        }
+        (_, k) => k.clone(),
+    };
+    let kube = skiff_agent::client_config(kubeconfig.as_deref(), args.server.as_deref(), None)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let mut config = skiff_agent::Config::new(args.data_dir, name, kube);
     config.runtime_endpoint = args.container_runtime_endpoint;
     config.pod_cidr = args.pod_cidr;
     config.node_ip = args.node_ip;
     config.cgroup_root = args.cgroup_root;
+    config.pod_network = args
+        .pod_network
+        .parse()
+        .map_err(anyhow::Error::msg)
+        .context("--pod-network")?;
     let shutdown = CancellationToken::new();
     let mut run = tokio::spawn(skiff_agent::run(config, shutdown.clone()));
     tokio::select! {
@@ -289,6 +510,102 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     }
 }
 
+/// A data dir that ran on the embedded store moves to etcd: its state is copied into an empty
+/// etcd once, and the file is renamed so it is not mistaken for current state later.
+async fn migrate_embedded_state(
+    server_dir: &std::path::Path,
+    etcd: &skiff_store::EtcdStore,
+) -> anyhow::Result<()> {
+    let file = server_dir.join("state.redb");
+    if !file.exists() {
+        return Ok(());
+    }
+    let embedded = skiff_store::RedbStore::open(&file)
+        .with_context(|| format!("opening {} to migrate it", file.display()))?;
+    match skiff_store::copy_all(&embedded, etcd).await {
+        Ok(keys) => {
+            embedded
+                .close()
+                .await
+                .context("closing the embedded store")?;
+            let moved = server_dir.join("state.redb.migrated");
+            std::fs::rename(&file, &moved)
+                .with_context(|| format!("renaming {} after migrating it", file.display()))?;
+            tracing::info!(keys, from = %moved.display(), to = %etcd.endpoints(), "migrated the embedded store into etcd");
+            Ok(())
+        }
+        Err(skiff_store::Error::AlreadyExists { key }) => {
+            tracing::warn!(
+                file = %file.display(),
+                example_key = %key,
+                "etcd already holds data, so the embedded store was not migrated into it and is not used"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e).context("migrating the embedded store into etcd"),
+    }
+}
+
+/// `skiff datastore status`: ask the API server and print what it says.
+async fn datastore_status(kubeconfig: &std::path::Path, output: &str) -> anyhow::Result<()> {
+    let client = skiff_scheduler::client_from_kubeconfig(kubeconfig).await?;
+    let request = http::Request::get("/skiff/datastore")
+        .body(Vec::new())
+        .context("building the request")?;
+    let body = client
+        .request_text(request)
+        .await
+        .context("asking the API server for /skiff/datastore")?;
+    let status: serde_json::Value =
+        serde_json::from_str(&body).context("the API server's answer is not JSON")?;
+    if output == "json" {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    anyhow::ensure!(
+        output == "text",
+        "--output must be text or json, not {output:?}"
+    );
+    let mib = |v: &serde_json::Value| {
+        v.as_u64()
+            .map(|b| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!("backend:    {}", status["backend"].as_str().unwrap_or("?"));
+    println!(
+        "revision:   {} (compacted up to {})",
+        status["revision"], status["compactedRevision"]
+    );
+    println!("size:       {}", mib(&status["sizeBytes"]));
+    println!("keys:       {}", status["keys"]);
+    let members = status["members"].as_array().cloned().unwrap_or_default();
+    if !members.is_empty() {
+        println!("members:");
+    }
+    for m in members {
+        let state = if m["healthy"].as_bool() == Some(true) {
+            if m["leader"].as_bool() == Some(true) {
+                "healthy, leader"
+            } else {
+                "healthy"
+            }
+        } else {
+            "UNHEALTHY"
+        };
+        println!(
+            "  {}  {state}  etcd {}  {}{}",
+            m["endpoint"].as_str().unwrap_or("?"),
+            m["version"].as_str().unwrap_or("?"),
+            mib(&m["sizeBytes"]),
+            m["error"]
+                .as_str()
+                .map(|e| format!("  ({e})"))
+                .unwrap_or_default(),
+        );
+    }
+    Ok(())
+}
+
 /// Logs to stderr and a multi-threaded runtime, for the scheduler, hollow and agent subcommands.
 fn runtime_with_logs(log: &str) -> anyhow::Result<tokio::runtime::Runtime> {
     tracing_subscriber::fmt()
@@ -301,7 +618,20 @@ fn runtime_with_logs(log: &str) -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// The scheduler loop as leader work: runs until its token is cancelled.
+fn scheduler_work(client: kube::Client) -> leader::Work {
+    Box::new(move |stop| {
+        let client = client.clone();
+        Box::pin(async move {
+            if let Err(e) = skiff_scheduler::run(client, stop).await {
+                tracing::error!(error = %e, "scheduler stopped");
+            }
+        })
+    })
+}
+
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let timing = args.election.timing()?;
     let server_dir = args.data_dir.join("server");
     std::fs::create_dir_all(&server_dir)
         .with_context(|| format!("creating data directory {}", server_dir.display()))?;
@@ -315,11 +645,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         options.ca_file = args.datastore_cafile.clone();
         options.cert_file = args.datastore_certfile.clone();
         options.key_file = args.datastore_keyfile.clone();
-        Arc::new(
-            skiff_store::EtcdStore::connect(options)
-                .await
-                .context("connecting to the datastore")?,
-        )
+        let etcd = skiff_store::EtcdStore::connect(options)
+            .await
+            .context("connecting to the datastore")?;
+        migrate_embedded_state(&server_dir, &etcd).await?;
+        Arc::new(etcd)
     };
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -338,22 +668,29 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let server = skiff_apiserver::start(config, store, shutdown.clone(), &tasks)
         .await
         .context("starting the API server")?;
+    // With several servers on one datastore, the scheduler and the controllers run in the one
+    // holding their Lease; an embedded store has only this server, so it need not elect.
+    let elect = args
+        .election
+        .leader_elect
+        .unwrap_or(!args.datastore_endpoint.is_empty());
     // The scheduler (DESIGN.md §5) talks to the API server like any client, through the
     // admin kubeconfig just written.
     if !args.disable_scheduler {
         let client = skiff_scheduler::client_from_kubeconfig(&kubeconfig)
             .await
             .context("building the scheduler's client")?;
-        let scheduler_shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(e) = skiff_scheduler::run(client, scheduler_shutdown).await {
-                tracing::error!(error = %e, "scheduler stopped");
-            }
-        });
+        let work = scheduler_work(client.clone());
+        if elect {
+            let config = leader::Config::new("kube-scheduler", timing);
+            tasks.spawn(leader::run(client, config, shutdown.clone(), work));
+        } else {
+            tasks.spawn(work(shutdown.clone()));
+        }
     }
     // The controllers are API clients of the server that just started (DESIGN.md §1).
     if !args.disable_controller_manager {
-        let controller_client = skiff_scheduler::client_from_kubeconfig(&kubeconfig)
+        let client = skiff_scheduler::client_from_kubeconfig(&kubeconfig)
             .await
             .context("building the controllers' client")?;
         let options = skiff_controllers::Options {
@@ -362,11 +699,20 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             node_monitor_grace_period: args.node_monitor_grace_period,
             ..skiff_controllers::Options::default()
         };
-        tasks.spawn(skiff_controllers::run_with(
-            controller_client,
-            options,
-            shutdown.clone(),
-        ));
+        let c = client.clone();
+        let work: leader::Work = Box::new(move |stop| {
+            Box::pin(skiff_controllers::run_with(
+                c.clone(),
+                options.clone(),
+                stop,
+            ))
+        });
+        if elect {
+            let config = leader::Config::new("kube-controller-manager", timing);
+            tasks.spawn(leader::run(client, config, shutdown.clone(), work));
+        } else {
+            tasks.spawn(work(shutdown.clone()));
+        }
     }
     if !args.disable_agent {
         tracing::warn!(

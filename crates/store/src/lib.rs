@@ -12,6 +12,7 @@
 mod error;
 #[cfg(feature = "etcd")]
 mod etcd;
+mod migrate;
 mod redb_store;
 mod types;
 mod watch;
@@ -22,8 +23,11 @@ pub mod conformance;
 pub use error::{Error, Result};
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdOptions, EtcdStore};
+pub use migrate::copy_all;
 pub use redb_store::{RedbStore, Stats};
-pub use types::{EventKind, KeyValue, RangeOptions, RangeResult, Revision, WatchEvent};
+pub use types::{
+    EventKind, KeyValue, MemberStatus, RangeOptions, RangeResult, Revision, StoreStatus, WatchEvent,
+};
 pub use watch::{ProgressRequester, WatchResponse, WatchStream};
 
 use bytes::Bytes;
@@ -102,4 +106,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// The revision history was last compacted at; 0 when it never was.
     fn compacted_revision(&self) -> BoxFuture<'_, Result<Revision>>;
+
+    /// Health and size. A store that cannot be reached answers an error, so this doubles as
+    /// the health check behind `/readyz/etcd`.
+    fn status(&self) -> BoxFuture<'_, Result<StoreStatus>> {
+        Box::pin(async move {
+            Ok(StoreStatus {
+                backend: "unknown".into(),
+                revision: self.current_revision().await?,
+                compacted_revision: self.compacted_revision().await?,
+                ..StoreStatus::default()
+            })
+        })
+    }
 }

@@ -70,3 +70,37 @@ impl WatchEvent {
         self.kv.mod_revision
     }
 }
+
+/// Health and size of a store: what `skiff datastore status` and `/readyz/etcd` report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStatus {
+    /// `embedded` (redb) or `etcd`.
+    pub backend: String,
+    /// The current revision.
+    pub revision: Revision,
+    /// Revisions at or below this one are compacted.
+    pub compacted_revision: Revision,
+    /// Bytes on disk (the redb file; the largest member's database for etcd).
+    pub size_bytes: Option<u64>,
+    /// Keys stored (latest values only).
+    pub keys: Option<u64>,
+    /// etcd members, one per endpoint; empty for the embedded store.
+    pub members: Vec<MemberStatus>,
+}
+
+/// One etcd endpoint as its Maintenance/Status call answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberStatus {
+    /// The client URL asked.
+    pub endpoint: String,
+    /// Whether it answered.
+    pub healthy: bool,
+    /// Whether it is the Raft leader.
+    pub leader: bool,
+    /// etcd's version.
+    pub version: String,
+    /// Its database size in bytes.
+    pub size_bytes: u64,
+    /// Why it did not answer.
+    pub error: Option<String>,
+}

@@ -131,7 +131,8 @@ pub(crate) fn is_dns1123_label(v: &str) -> Vec<String> {
     errs
 }
 
-pub(crate) fn is_dns1123_subdomain(v: &str) -> Vec<String> {
+/// Why `v` is not an RFC 1123 subdomain (upstream's messages); empty when it is one.
+pub fn is_dns1123_subdomain(v: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if v.len() > 253 {
         errs.push(max_len_error(253));

@@ -17,6 +17,7 @@ mod workloads;
 use serde_json::Value;
 
 pub use format::go_quote;
+pub use meta::is_dns1123_subdomain;
 
 /// The kind of a field error; maps one to one onto upstream's `field.ErrorType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../../../store/tests/etcd_support/mod.rs"]
+mod etcd_support;
+
 /// The pinned kubectl binaries the scenarios use.
 pub const KUBECTL_132: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
 pub const KUBECTL_133: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
@@ -18,6 +21,8 @@ pub struct Server {
     pub port: u16,
     pub kubeconfig: PathBuf,
     stderr_log: PathBuf,
+    /// With `SKIFF_TEST_DATASTORE=etcd`, the server's own etcd (stopped after the server).
+    etcd: Option<etcd_support::Etcd>,
 }
 
 impl Server {
@@ -210,6 +215,14 @@ impl Server {
             .append(true)
             .open(&stderr_log)
             .expect("log file");
+        // `SKIFF_TEST_DATASTORE=etcd` runs the same scenarios on a fresh etcd per server.
+        let etcd = (std::env::var("SKIFF_TEST_DATASTORE").as_deref() == Ok("etcd")
+            && !extra.contains(&"--datastore-endpoint"))
+        .then(etcd_support::Etcd::single);
+        let endpoints: Vec<String> = etcd
+            .iter()
+            .flat_map(|e| ["--datastore-endpoint".to_string(), e.endpoints().join(",")])
+            .collect();
         let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .args([
                 "server",
@@ -220,6 +233,7 @@ impl Server {
             ])
             .arg(dir.path())
             .args(extra)
+            .args(&endpoints)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -239,12 +253,17 @@ impl Server {
             panic!("server with {extra:?} did not become ready: {line:?}\n{log}")
         };
         let kubeconfig = dir.path().join("kubeconfig.yaml");
+        if etcd.is_some() {
+            let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();
+            assert!(log.contains("connected to etcd"), "not on etcd:\n{log}");
+        }
         Server {
             child,
             dir,
             port,
             kubeconfig,
             stderr_log,
+            etcd,
         }
     }
 }

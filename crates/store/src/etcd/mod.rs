@@ -78,6 +78,8 @@ struct Inner {
     /// For error messages: which datastore failed.
     endpoints: String,
     timeout: Duration,
+    /// Kept to ask each member for its status separately.
+    options: EtcdOptions,
     /// The highest revision this process knows to be compacted (by itself or learned from etcd).
     compacted: AtomicI64,
 }
@@ -181,10 +183,11 @@ impl EtcdStore {
         let store = Self {
             inner: Arc::new(Inner {
                 client,
-                prefix: options.key_prefix,
+                prefix: options.key_prefix.clone(),
                 endpoints,
                 timeout: options.request_timeout,
                 compacted: AtomicI64::new(0),
+                options: options.clone(),
             }),
         };
         let revision = store.current_revision().await?;
@@ -472,6 +475,46 @@ fn tls_options(options: &EtcdOptions) -> Result<TlsOptions> {
     Ok(tls)
 }
 
+impl EtcdStore {
+    /// One member's answer to Maintenance/Status, through a connection to it alone.
+    async fn member_status(&self, endpoint: &str) -> crate::MemberStatus {
+        let mut member = crate::MemberStatus {
+            endpoint: endpoint.to_string(),
+            ..crate::MemberStatus::default()
+        };
+        let mut connect = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(Duration::from_secs(2));
+        let options = &self.inner.options;
+        if options.ca_file.is_some() || options.cert_file.is_some() {
+            match tls_options(options) {
+                Ok(tls) => connect = connect.with_tls(tls),
+                Err(e) => {
+                    member.error = Some(e.to_string());
+                    return member;
+                }
+            }
+        }
+        let answer = async {
+            let mut client = Client::connect([endpoint], Some(connect)).await?;
+            client.status().await
+        };
+        match tokio::time::timeout(Duration::from_secs(3), answer).await {
+            Ok(Ok(status)) => {
+                member.healthy = true;
+                member.leader = status
+                    .header()
+                    .is_some_and(|h| h.member_id() == status.leader());
+                member.version = status.version().to_string();
+                member.size_bytes = status.db_size().max(0) as u64;
+            }
+            Ok(Err(e)) => member.error = Some(e.to_string()),
+            Err(_) => member.error = Some("no answer within 3s".into()),
+        }
+        member
+    }
+}
+
 impl Store for EtcdStore {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<KeyValue>>> {
         Box::pin(async move {
@@ -660,6 +703,43 @@ impl Store for EtcdStore {
 
     fn current_revision(&self) -> BoxFuture<'_, Result<Revision>> {
         Box::pin(self.current_revision_inner())
+    }
+
+    fn status(&self) -> BoxFuture<'_, Result<crate::StoreStatus>> {
+        Box::pin(async move {
+            let prefix = format!("{}/", self.inner.prefix).into_bytes();
+            let end = prefix_end(&prefix);
+            let response = self
+                .call(true, |mut kv| {
+                    let prefix = prefix.clone();
+                    let end = end.clone();
+                    async move {
+                        kv.get(
+                            prefix,
+                            Some(GetOptions::new().with_range(end).with_count_only()),
+                        )
+                        .await
+                    }
+                })
+                .await
+                .map_err(|e| e.into_error(0))?;
+            let members = futures::future::join_all(
+                self.inner
+                    .options
+                    .endpoints
+                    .iter()
+                    .map(|e| self.member_status(e)),
+            )
+            .await;
+            Ok(crate::StoreStatus {
+                backend: "etcd".into(),
+                revision: header_revision(response.header()),
+                compacted_revision: self.inner.compacted.load(Ordering::SeqCst),
+                size_bytes: members.iter().map(|m| m.size_bytes).max(),
+                keys: Some(response.count().max(0) as u64),
+                members,
+            })
+        })
     }
 
     fn compact(&self, revision: Revision) -> BoxFuture<'_, Result<()>> {

@@ -50,6 +50,8 @@ struct Counters {
 /// State shared by the store handle, the writer thread and the watchers.
 struct Shared {
     db: Database,
+    /// The file, for its size in `status`.
+    path: std::path::PathBuf,
     /// Revision of the last commit, published after the commit and before its events.
     current: AtomicI64,
     compacted: AtomicI64,
@@ -84,6 +86,7 @@ impl RedbStore {
         let (current, compacted) = init(&db)?;
         let shared = Arc::new(Shared {
             db,
+            path: path.as_ref().to_path_buf(),
             current: AtomicI64::new(current),
             compacted: AtomicI64::new(compacted),
             stats: Counters::default(),
@@ -410,6 +413,28 @@ impl Store for RedbStore {
     fn compacted_revision(&self) -> BoxFuture<'_, Result<Revision>> {
         let compacted = self.shared.compacted.load(Ordering::SeqCst);
         async move { Ok(compacted) }.boxed()
+    }
+
+    fn status(&self) -> BoxFuture<'_, Result<crate::StoreStatus>> {
+        let shared = Arc::clone(&self.shared);
+        blocking(move || {
+            use redb::ReadableTableMetadata;
+            let txn = shared.db.begin_read().map_err(Error::storage)?;
+            let keys = txn
+                .open_table(codec::KV)
+                .map_err(Error::storage)?
+                .len()
+                .map_err(Error::storage)?;
+            Ok(crate::StoreStatus {
+                backend: "embedded".into(),
+                revision: shared.current.load(Ordering::SeqCst),
+                compacted_revision: shared.compacted.load(Ordering::SeqCst),
+                size_bytes: std::fs::metadata(&shared.path).map(|m| m.len()).ok(),
+                keys: Some(keys),
+                members: Vec::new(),
+            })
+        })
+        .boxed()
     }
 }
 

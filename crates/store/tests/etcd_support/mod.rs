@@ -74,9 +74,108 @@ impl Member {
     }
 }
 
+/// PEM files of an etcd that serves TLS and requires client certificates.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA that signed the server and client certificates.
+    pub ca: PathBuf,
+    /// A client certificate etcd accepts.
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+}
+
+/// Run `openssl` with `args` in `dir`, panicking with its output on failure.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a serving certificate for 127.0.0.1 and a client certificate, made with openssl.
+fn make_tls(dir: &Path) -> (TlsFiles, PathBuf, PathBuf) {
+    let key_args = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(key_args);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=etcd-test-ca",
+    ]);
+    openssl(dir, &ca);
+    for (name, usage) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+        ),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        let (key, csr, crt, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+            format!("{name}.ext"),
+        );
+        std::fs::write(dir.join(&ext), usage).expect("ext file");
+        let mut req = vec!["req"];
+        req.extend(key_args);
+        req.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=etcd-test"]);
+        openssl(dir, &req);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+    (
+        TlsFiles {
+            ca: dir.join("ca.crt"),
+            cert: dir.join("client.crt"),
+            key: dir.join("client.key"),
+        },
+        dir.join("server.crt"),
+        dir.join("server.key"),
+    )
+}
+
 /// A running etcd (single node or cluster); stopped on drop.
 pub struct Etcd {
     members: Vec<Member>,
+    /// Set when the members serve TLS with client-certificate authentication.
+    tls: Option<TlsFiles>,
     /// Owns the data directories; removed after the members stopped (field order).
     dir: tempfile::TempDir,
 }
@@ -92,6 +191,51 @@ impl Etcd {
     /// Starts a single-node etcd and waits until it is healthy.
     pub fn single() -> Self {
         Self::cluster(1)
+    }
+
+    /// Starts a single-node etcd serving `https://` that requires client certificates
+    /// (`--client-cert-auth`); [`Etcd::tls`] has the files a client needs.
+    pub fn single_tls() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (files, cert, key) = make_tls(dir.path());
+        let (client, peer) = (free_port(), free_port());
+        let client_url = format!("https://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let args = vec![
+            "--name=m0".to_owned(),
+            format!("--data-dir={}", dir.path().join("m0.etcd").display()),
+            "--logger=zap".to_owned(),
+            "--log-level=warn".to_owned(),
+            format!("--listen-client-urls={client_url}"),
+            format!("--advertise-client-urls={client_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster=m0={peer_url}"),
+            format!("--cert-file={}", cert.display()),
+            format!("--key-file={}", key.display()),
+            format!("--trusted-ca-file={}", files.ca.display()),
+            "--client-cert-auth".to_owned(),
+        ];
+        let mut member = Member {
+            log: dir.path().join("m0.log"),
+            name: "m0".into(),
+            client_url,
+            args,
+            child: None,
+        };
+        member.spawn();
+        let etcd = Self {
+            members: vec![member],
+            tls: Some(files),
+            dir,
+        };
+        etcd.wait_healthy(&etcd.endpoints());
+        etcd
+    }
+
+    /// The client's TLS files, for an etcd from [`Etcd::single_tls`].
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
     }
 
     /// Starts a `size`-member cluster on loopback and waits until every member is healthy.
@@ -134,7 +278,11 @@ impl Etcd {
             member.spawn();
             members.push(member);
         }
-        let etcd = Self { members, dir };
+        let etcd = Self {
+            members,
+            tls: None,
+            dir,
+        };
         etcd.wait_healthy(&etcd.endpoints());
         etcd
     }
@@ -162,7 +310,14 @@ impl Etcd {
     pub fn wait_healthy(&self, endpoints: &[String]) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            let ok = Command::new("etcdctl")
+            let mut etcdctl = Command::new("etcdctl");
+            if let Some(tls) = &self.tls {
+                etcdctl
+                    .arg(format!("--cacert={}", tls.ca.display()))
+                    .arg(format!("--cert={}", tls.cert.display()))
+                    .arg(format!("--key={}", tls.key.display()));
+            }
+            let ok = etcdctl
                 .arg(format!("--endpoints={}", endpoints.join(",")))
                 .args(["--command-timeout=2s", "endpoint", "health"])
                 .stdout(Stdio::null())
