@@ -359,12 +359,9 @@ impl<W: Writes> EndpointsController<W> {
                 .await
                 .map(|_| ())
         };
-        match result {
-            Ok(()) => Ok(None),
-            // Someone else wrote first; the watch brings the new state and a fresh sync.
-            Err(e) if e.is_conflict() || e.is_already_exists() => Err(e.into()),
-            Err(e) => Err(e.into()),
-        }
+        // A conflict means someone wrote first: the retry starts from the newer cache.
+        result?;
+        Ok(None)
     }
 }
 
