@@ -94,7 +94,45 @@ pub async fn admit_create(
     if spec.resource == "services" {
         allocate_service(app, obj).await?;
     }
+    if spec.resource == "pods" && spec.group.is_empty() {
+        default_toleration_seconds(obj);
+    }
     Ok(())
+}
+
+/// Upstream's DefaultTolerationSeconds admission: pods tolerate the not-ready and unreachable
+/// NoExecute taints for 300 s unless they already say how long.
+fn default_toleration_seconds(pod: &mut Value) {
+    const SECONDS: i64 = 300;
+    let existing = pod["spec"]["tolerations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let tolerated = |key: &str| {
+        existing.iter().any(|t| {
+            let k = t["key"].as_str().unwrap_or("");
+            let effect = t["effect"].as_str().unwrap_or("");
+            (k == key || k.is_empty()) && (effect == "NoExecute" || effect.is_empty())
+        })
+    };
+    let mut add = Vec::new();
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        if !tolerated(key) {
+            add.push(
+                json!({"key": key, "operator": "Exists", "effect": "NoExecute",
+                "tolerationSeconds": SECONDS}),
+            );
+        }
+    }
+    if add.is_empty() || !pod["spec"].is_object() {
+        return;
+    }
+    let mut all = existing;
+    all.extend(add);
+    pod["spec"]["tolerations"] = Value::Array(all);
 }
 
 /// Admit an update of `old` to `new`.
@@ -268,4 +306,38 @@ async fn allocate_service(app: &App, svc: &mut Value) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod toleration_tests {
+    use super::*;
+
+    #[test]
+    fn pods_get_300s_not_ready_and_unreachable_tolerations_unless_they_tolerate_them() {
+        let mut pod = json!({"spec": {"containers": []}});
+        default_toleration_seconds(&mut pod);
+        let t = pod["spec"]["tolerations"]
+            .as_array()
+            .expect("added")
+            .clone();
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            t[0],
+            json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+            "effect": "NoExecute", "tolerationSeconds": 300})
+        );
+        assert_eq!(t[1]["key"], "node.kubernetes.io/unreachable");
+
+        let mut own = json!({"spec": {"tolerations": [{"key": "node.kubernetes.io/unreachable",
+            "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2}]}});
+        default_toleration_seconds(&mut own);
+        let t = own["spec"]["tolerations"].as_array().expect("kept").clone();
+        assert_eq!(t.len(), 2, "only not-ready added");
+        assert_eq!(t[0]["tolerationSeconds"], 2);
+        assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
+
+        let mut all = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        default_toleration_seconds(&mut all);
+        assert_eq!(all["spec"]["tolerations"].as_array().map(Vec::len), Some(1));
+    }
 }

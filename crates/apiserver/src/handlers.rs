@@ -1151,6 +1151,11 @@ async fn subresource(
             let (eviction, _) = request::decode_object(content_type, body)?;
             let mut opts = DeleteOptions::from_json(&eviction["deleteOptions"])?;
             opts.dry_run = opts.dry_run || query.dry_run()?;
+            if let Some(refused) =
+                check_disruption_budget(&app, spec, ns, name, opts.dry_run).await?
+            {
+                return Ok(refused);
+            }
             app.objects.delete(spec, ns, name, &opts).await?;
             app.wake_reaper();
             Ok(json_response(
@@ -1179,4 +1184,157 @@ async fn subresource(
         }
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+/// A `metav1.LabelSelector` (matchLabels/matchExpressions) as selector text; `None` if null.
+fn label_selector_text(sel: &Value) -> Option<String> {
+    if sel.is_null() {
+        return None;
+    }
+    let mut parts: Vec<String> = Vec::new();
+    for (k, v) in sel["matchLabels"].as_object().into_iter().flatten() {
+        parts.push(format!("{k}={}", v.as_str().unwrap_or("")));
+    }
+    for e in sel["matchExpressions"].as_array().into_iter().flatten() {
+        let key = e["key"].as_str().unwrap_or("");
+        let values: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        parts.push(match e["operator"].as_str().unwrap_or("") {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_string(),
+            _ => format!("!{key}"),
+        });
+    }
+    Some(parts.join(","))
+}
+
+fn too_many_requests(message: &str, cause: &str) -> Response {
+    json_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": "TooManyRequests",
+            "details": {"causes": [{"reason": "DisruptionBudget", "message": cause}]},
+            "code": 429}),
+    )
+}
+
+/// The eviction's PodDisruptionBudget check, as upstream's eviction REST: `Some(429)` when the
+/// budget allows no disruption; otherwise the budget's allowance is spent (status
+/// `disruptionsAllowed` decremented, the pod noted in `disruptedPods`) and the pod may go.
+async fn check_disruption_budget(
+    app: &App,
+    spec: &'static ResourceSpec,
+    ns: Option<&str>,
+    name: &str,
+    dry_run: bool,
+) -> Result<Option<Response>> {
+    let pod = app.objects.get(spec, ns, name).await?;
+    let phase = pod["status"]["phase"].as_str().unwrap_or("");
+    if !pod["metadata"]["deletionTimestamp"].is_null()
+        || matches!(phase, "Succeeded" | "Failed" | "Pending")
+    {
+        return Ok(None);
+    }
+    let Some(pdb_spec) = skiff_api::registry::lookup("policy", "v1", "poddisruptionbudgets") else {
+        return Ok(None);
+    };
+    let query = ListQuery {
+        namespace: ns.map(str::to_string),
+        ..ListQuery::default()
+    };
+    let page = app.objects.list(pdb_spec, &query, &|_| true).await?;
+    let labels: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(pod["metadata"]["labels"].clone()).unwrap_or_default();
+    let matching: Vec<&Value> = page
+        .items
+        .iter()
+        .filter(|b| {
+            label_selector_text(&b["spec"]["selector"])
+                .and_then(|t| LabelSelector::parse(&t).ok())
+                .is_some_and(|s| s.matches(&labels))
+        })
+        .collect();
+    let pdb = match matching.as_slice() {
+        [] => return Ok(None),
+        [one] => *one,
+        _ => {
+            return Err(ApiError::Internal(
+                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.".into(),
+            ));
+        }
+    };
+    const REFUSED: &str = "Cannot evict pod as it would violate the pod's disruption budget.";
+    let pdb_name = pdb["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let status = &pdb["status"];
+    let observed = status["observedGeneration"].as_i64().unwrap_or(0);
+    if observed < pdb["metadata"]["generation"].as_i64().unwrap_or(0) {
+        return Ok(Some(too_many_requests(
+            REFUSED,
+            &format!("The disruption budget {pdb_name} is still being processed by the server."),
+        )));
+    }
+    let healthy = status["currentHealthy"].as_i64().unwrap_or(0);
+    let desired = status["desiredHealthy"].as_i64().unwrap_or(0);
+    let pod_ready = pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    // unhealthyPodEvictionPolicy IfHealthyBudget (the default): an unready pod may go while
+    // the budget is met, without spending it.
+    if !pod_ready && healthy >= desired && desired > 0 {
+        return Ok(None);
+    }
+    let refusal = || {
+        too_many_requests(
+            REFUSED,
+            &format!(
+                "The disruption budget {pdb_name} needs {desired} healthy pods and has {healthy} currently"
+            ),
+        )
+    };
+    if status["disruptionsAllowed"].as_i64().unwrap_or(0) <= 0 {
+        return Ok(Some(refusal()));
+    }
+    if dry_run {
+        return Ok(None);
+    }
+    let exhausted = std::sync::atomic::AtomicBool::new(false);
+    let now = crate::objects::now_rfc3339();
+    app.objects
+        .update_with(
+            pdb_spec,
+            ns,
+            &pdb_name,
+            UpdateScope::Status,
+            WriteOptions::default(),
+            None,
+            |current| {
+                let mut new = current.clone();
+                let allowed = current["status"]["disruptionsAllowed"]
+                    .as_i64()
+                    .unwrap_or(0);
+                if allowed <= 0 {
+                    exhausted.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Ok(new);
+                }
+                exhausted.store(false, std::sync::atomic::Ordering::SeqCst);
+                new["status"]["disruptionsAllowed"] = json!(allowed - 1);
+                if !new["status"]["disruptedPods"].is_object() {
+                    new["status"]["disruptedPods"] = json!({});
+                }
+                new["status"]["disruptedPods"][name] = json!(now);
+                Ok(new)
+            },
+        )
+        .await?;
+    if exhausted.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(Some(refusal()));
+    }
+    Ok(None)
 }

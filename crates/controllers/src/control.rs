@@ -290,20 +290,66 @@ impl DeploymentControl for ClientControl {
 
 static EVENT_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Identical events within this window are folded into one with a count (client-go's
+/// EventCorrelator: 10 minutes).
+const EVENT_AGGREGATION_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_secs(600);
+/// At most this many distinct events are remembered (client-go's LRU holds 4096).
+const EVENT_CACHE_SIZE: usize = 4096;
+
+/// Event identity → (event namespace, name, count, firstTimestamp, lastTimestamp).
+type EventCache =
+    std::collections::HashMap<String, (String, String, i32, jiff::Timestamp, jiff::Timestamp)>;
+static EVENT_CACHE: std::sync::LazyLock<std::sync::Mutex<EventCache>> =
+    std::sync::LazyLock::new(Default::default);
+
 impl EventRecorder for ClientControl {
     fn record(&self, about: &ObjectReference, type_: &str, reason: &str, message: String) {
         let namespace = about.namespace.clone().unwrap_or_else(|| "default".into());
         let now = jiff::Timestamp::now();
-        // Upstream names events `<object>.<unique hex>`; nanoseconds plus a counter are unique here.
-        let seq = EVENT_SEQ.fetch_add(1, Ordering::Relaxed);
-        let name = format!(
-            "{}.{:x}",
-            about.name.as_deref().unwrap_or("object"),
-            (now.as_nanosecond() as u64).wrapping_add(seq)
-        );
+        // Same involved object, reason, message, type and source: the same event, counted.
+        let identity = serde_json::to_string(&json!([
+            about.api_version,
+            about.kind,
+            about.namespace,
+            about.name,
+            about.uid,
+            about.field_path,
+            type_,
+            reason,
+            message,
+            self.component
+        ]))
+        .unwrap_or_default();
+        let (name, count, first) = {
+            let mut cache = EVENT_CACHE.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= EVENT_CACHE_SIZE {
+                cache.retain(|_, e| now.duration_since(e.4) < EVENT_AGGREGATION_WINDOW);
+                if cache.len() >= EVENT_CACHE_SIZE {
+                    cache.clear();
+                }
+            }
+            match cache.get_mut(&identity) {
+                Some(e) if now.duration_since(e.4) < EVENT_AGGREGATION_WINDOW => {
+                    e.2 = e.2.saturating_add(1);
+                    e.4 = now;
+                    (e.1.clone(), e.2, e.3)
+                }
+                _ => {
+                    // Upstream names events `<object>.<unique hex>`; nanoseconds plus a counter.
+                    let seq = EVENT_SEQ.fetch_add(1, Ordering::Relaxed);
+                    let name = format!(
+                        "{}.{:x}",
+                        about.name.as_deref().unwrap_or("object"),
+                        (now.as_nanosecond() as u64).wrapping_add(seq)
+                    );
+                    cache.insert(identity, (namespace.clone(), name.clone(), 1, now, now));
+                    (name, 1, now)
+                }
+            }
+        };
         let event = Event {
             metadata: ObjectMeta {
-                name: Some(name),
+                name: Some(name.clone()),
                 namespace: Some(namespace.clone()),
                 ..ObjectMeta::default()
             },
@@ -311,8 +357,8 @@ impl EventRecorder for ClientControl {
             reason: Some(reason.to_string()),
             message: Some(message),
             type_: Some(type_.to_string()),
-            count: Some(1),
-            first_timestamp: Some(Time(now)),
+            count: Some(count),
+            first_timestamp: Some(Time(first)),
             last_timestamp: Some(Time(now)),
             source: Some(k8s_openapi::api::core::v1::EventSource {
                 component: Some(self.component.to_string()),
@@ -326,7 +372,25 @@ impl EventRecorder for ClientControl {
         let reason = reason.to_string();
         // Fire and forget: a controller never waits on, or fails because of, an event.
         tokio::spawn(async move {
-            if let Err(e) = api.create(&PostParams::default(), &event).await {
+            let patch = Patch::Merge(json!({"count": count, "lastTimestamp": Time(now)}));
+            let pp = PatchParams::default();
+            let patch_it = || api.patch(&name, &pp, &patch);
+            let result = if count == 1 {
+                match api.create(&PostParams::default(), &event).await {
+                    // A later repeat's create won the race: count this one in.
+                    Err(kube::Error::Api(s)) if s.code == 409 => patch_it().await.map(|_| ()),
+                    r => r.map(|_| ()),
+                }
+            } else {
+                match patch_it().await {
+                    // The first occurrence is not stored (yet, or any more): write it whole.
+                    Err(kube::Error::Api(s)) if s.code == 404 => {
+                        api.create(&PostParams::default(), &event).await.map(|_| ())
+                    }
+                    r => r.map(|_| ()),
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(reason = %reason, error = %e, "event not recorded");
             }
         });

@@ -32,14 +32,15 @@ where
     synced: tokio::sync::watch::Sender<bool>,
 }
 
-/// Resolves once an informer's cache holds a full list. Unlike `Store::wait_until_ready`, whose
-/// one-shot channel wakes only the last task that polled it, any number of tasks may wait.
+/// Resolves once an informer's first list completed. Any number of tasks may wait on clones,
+/// unlike `Store::wait_until_ready`, whose oneshot wakes only the task that polled it last.
+#[derive(Clone)]
 pub struct Synced(tokio::sync::watch::Receiver<bool>);
 
 impl Synced {
-    /// Wait for the first full list; `false` if the informer stopped before that.
+    /// Wait for the first full list; `false` if the informer stopped before it.
     pub async fn wait(mut self) -> bool {
-        self.0.wait_for(|synced| *synced).await.is_ok()
+        self.0.wait_for(|s| *s).await.is_ok()
     }
 }
 
@@ -77,8 +78,7 @@ where
         self.reader.clone()
     }
 
-    /// A signal that the cache synced; take it before `run`. Use this rather than
-    /// `Store::wait_until_ready` when several tasks wait for the same cache.
+    /// A waiter for the first full list (safe to share between controllers).
     pub fn synced(&self) -> Synced {
         Synced(self.synced.subscribe())
     }

@@ -6,6 +6,9 @@ pub mod cronjob;
 pub mod cronjob_schedule;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod expectations;
 pub mod gc;
 pub mod history;
@@ -16,13 +19,17 @@ pub mod informer;
 pub mod job;
 pub mod job_control;
 pub mod jobs;
+pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod owner;
 pub mod pod_state;
 pub mod queue;
 pub mod replicaset;
 pub mod replicationcontroller;
+pub mod serviceaccount;
 pub mod statefulset;
 pub mod ttl;
+pub mod writes;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -110,10 +117,45 @@ pub(crate) fn spawn_resync<K>(
     });
 }
 
+/// Controller manager settings, with upstream kube-controller-manager's defaults.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Pod CIDR of the cluster (`--cluster-cidr`); node blocks are carved from it.
+    pub cluster_cidr: String,
+    /// Prefix length of each node's block (`--node-cidr-mask-size`).
+    pub node_cidr_mask_size: u8,
+    /// Whether nodes get pod CIDRs at all (`--allocate-node-cidrs`; on here, as in k3s).
+    pub allocate_node_cidrs: bool,
+    /// Heartbeat silence after which a node is Unknown (`--node-monitor-grace-period`).
+    pub node_monitor_grace_period: Duration,
+    /// Grace for nodes that never posted status (`--node-startup-grace-period`).
+    pub node_startup_grace_period: Duration,
+    /// How often every node's health is checked (`--node-monitor-period`).
+    pub node_monitor_period: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            cluster_cidr: "10.244.0.0/16".into(),
+            node_cidr_mask_size: 24,
+            allocate_node_cidrs: true,
+            node_monitor_grace_period: Duration::from_secs(40),
+            node_startup_grace_period: Duration::from_secs(60),
+            node_monitor_period: Duration::from_secs(5),
+        }
+    }
+}
+
 /// Run every controller against `client` until `shutdown` fires, then wait for their tasks.
 pub async fn run(client: kube::Client, shutdown: CancellationToken) {
+    run_with(client, Options::default(), shutdown).await;
+}
+
+/// [`run`] with explicit settings.
+pub async fn run_with(client: kube::Client, options: Options, shutdown: CancellationToken) {
     let tasks = TaskTracker::new();
-    start(client, shutdown.clone(), &tasks).await;
+    start_with(client, &options, shutdown.clone(), &tasks).await;
     shutdown.cancelled().await;
     tasks.close();
     tasks.wait().await;
@@ -121,6 +163,16 @@ pub async fn run(client: kube::Client, shutdown: CancellationToken) {
 
 /// Spawn every controller on `tasks`; returns once their caches synced (or on shutdown).
 pub async fn start(client: kube::Client, shutdown: CancellationToken, tasks: &TaskTracker) {
+    start_with(client, &Options::default(), shutdown, tasks).await;
+}
+
+/// [`start`] with explicit settings.
+pub async fn start_with(
+    client: kube::Client,
+    options: &Options,
+    shutdown: CancellationToken,
+    tasks: &TaskTracker,
+) {
     let mut pods: Informer<Pod> = Informer::new(client.clone());
     let mut sets: Informer<ReplicaSet> = Informer::new(client.clone());
 
@@ -253,26 +305,32 @@ pub async fn start(client: kube::Client, shutdown: CancellationToken, tasks: &Ta
     );
     replicationcontroller::register(&client, &mut pods, tasks, shutdown.clone());
     tasks.spawn(revisions.run(shutdown.clone()));
-    // @nodes-register
+    endpoints::register(&client, &mut pods, &shutdown, tasks);
+    endpointslice::register(&client, &mut pods, &nodes, &shutdown, tasks);
+    nodeipam::register(&client, options, &mut nodes, &shutdown, tasks);
+    nodelifecycle::register(&client, options, &mut pods, &mut nodes, &shutdown, tasks);
+    serviceaccount::register(&client, &shutdown, tasks);
+    disruption::register(&client, &mut pods, &shutdown, tasks);
     // @storage-register
     tasks.spawn(nodes.run(shutdown.clone()));
 
-    let pod_store = pods.store();
     let set_store = sets.store();
     let d_store = deployments.store();
+    // Not `Store::wait_until_ready`: other controllers wait on the same caches, and kube's
+    // readiness wakes only one waiter.
+    let ready = futures::future::join3(
+        pods.synced().wait(),
+        sets.synced().wait(),
+        deployments.synced().wait(),
+    );
     tasks.spawn(pods.run(shutdown.clone()));
     tasks.spawn(sets.run(shutdown.clone()));
     tasks.spawn(deployments.run(shutdown.clone()));
 
     // Workers start once the caches hold a full list, so a sync never acts on a partial view.
-    let ready = futures::future::join3(
-        pod_store.wait_until_ready(),
-        set_store.wait_until_ready(),
-        d_store.wait_until_ready(),
-    );
     tokio::select! {
         r = ready => {
-            if r.0.is_err() || r.1.is_err() || r.2.is_err() {
+            if !(r.0 && r.1 && r.2) {
                 tracing::error!("an informer stopped before it synced");
                 return;
             }

@@ -305,11 +305,53 @@ struct ServerArgs {
     /// Key of the etcd client certificate (PEM).
     #[arg(long)]
     datastore_keyfile: Option<PathBuf>,
+    /// Pod CIDR of the cluster; each node gets a block of it as `spec.podCIDR`.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// Prefix length of each node's pod CIDR block.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+    /// Heartbeat silence after which a node is marked Unknown (Go duration: `40s`, `1m30s`).
+    #[arg(long, default_value = "40s", value_parser = parse_go_duration)]
+    node_monitor_grace_period: std::time::Duration,
     #[command(flatten)]
     election: LeaderElectArgs,
     /// Log filter, as `RUST_LOG` (e.g. `info`, `skiff_apiserver=debug`).
     #[arg(long, env = "SKIFF_LOG", default_value = "info")]
     log: String,
+}
+
+/// A Go-style duration (`300ms`, `40s`, `2m`, `1h30m`), as kube-controller-manager's flags take.
+fn parse_go_duration(s: &str) -> Result<std::time::Duration, String> {
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("missing unit in duration {s:?}"))?;
+        let n: f64 = rest[..num_len]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}"))?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            u => return Err(format!("unknown unit {u:?} in duration {s:?}")),
+        };
+        total += n * scale;
+        rest = &rest[unit_len..];
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -651,9 +693,20 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         let client = skiff_scheduler::client_from_kubeconfig(&kubeconfig)
             .await
             .context("building the controllers' client")?;
+        let options = skiff_controllers::Options {
+            cluster_cidr: args.cluster_cidr.clone(),
+            node_cidr_mask_size: args.node_cidr_mask_size,
+            node_monitor_grace_period: args.node_monitor_grace_period,
+            ..skiff_controllers::Options::default()
+        };
         let c = client.clone();
-        let work: leader::Work =
-            Box::new(move |stop| Box::pin(skiff_controllers::run(c.clone(), stop)));
+        let work: leader::Work = Box::new(move |stop| {
+            Box::pin(skiff_controllers::run_with(
+                c.clone(),
+                options.clone(),
+                stop,
+            ))
+        });
         if elect {
             let config = leader::Config::new("kube-controller-manager", timing);
             tasks.spawn(leader::run(client, config, shutdown.clone(), work));
