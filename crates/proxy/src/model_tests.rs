@@ -14,8 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 fn node() -> NodeInfo {
     NodeInfo {
         node_name: "node-a".into(),
-        node_ips: vec!["192.168.77.1".parse().unwrap()],
-        cluster_cidr: Some("10.244.0.0/16".parse().unwrap()),
+        node_ips: vec!["192.168.77.1".parse().expect("valid literal")],
+        cluster_cidr: Some("10.244.0.0/16".parse().expect("valid literal")),
     }
 }
 
@@ -161,12 +161,12 @@ fn cluster_ip_balances_over_endpoint_chains_and_masquerades_outside_traffic() {
     let ep_a = eps
         .iter()
         .find(|e| e.0.ends_with("__10.244.1.10/8080"))
-        .unwrap()
+        .expect("present")
         .0;
     let ep_b = eps
         .iter()
         .find(|e| e.0.ends_with("__10.244.2.10/8080"))
-        .unwrap()
+        .expect("present")
         .0;
     assert_eq!(
         rules[1],
@@ -175,7 +175,7 @@ fn cluster_ip_balances_over_endpoint_chains_and_masquerades_outside_traffic() {
     let ep = eps
         .iter()
         .find(|e| e.0.ends_with("__10.244.1.10/8080"))
-        .unwrap();
+        .expect("present");
     // Hairpin: a backend reaching its own service is masqueraded so the reply comes back to it.
     assert_eq!(
         ep.1,
@@ -244,7 +244,7 @@ fn only_ready_endpoints_are_used_and_terminating_serving_ones_only_when_none_is_
         &[("", 8080, "TCP")],
         &[ready("10.244.1.10", "node-a"), not_ready, draining],
     );
-    let rs = build(&[s.clone()], &[e], &node());
+    let rs = build(std::slice::from_ref(&s), &[e], &node());
     let eps: Vec<&String> = chain_named(&rs, "endpoint-")
         .into_iter()
         .map(|c| c.0)
@@ -299,9 +299,15 @@ fn service_without_selector_uses_its_manual_slices_and_named_ports() {
     let rs = build(&[s], &[e], &node());
     let eps = chain_named(&rs, "endpoint-");
     assert_eq!(eps.len(), 2);
-    let udp = eps.iter().find(|c| c.0.contains("/udp/dns__")).unwrap();
+    let udp = eps
+        .iter()
+        .find(|c| c.0.contains("/udp/dns__"))
+        .expect("present");
     assert_eq!(udp.1[1], "meta l4proto udp dnat to 192.168.5.5:5353");
-    let tcp = eps.iter().find(|c| c.0.contains("/tcp/dns-tcp__")).unwrap();
+    let tcp = eps
+        .iter()
+        .find(|c| c.0.contains("/tcp/dns-tcp__"))
+        .expect("present");
     assert_eq!(tcp.1[1], "meta l4proto tcp dnat to 192.168.5.5:5354");
     let keys: Vec<&str> = map(&rs, SERVICE_IPS).into_iter().map(|k| k.0).collect();
     assert_eq!(keys, vec!["10.96.0.40 . tcp . 53", "10.96.0.40 . udp . 53"]);
@@ -325,7 +331,10 @@ fn node_port_goes_through_an_external_chain_that_masquerades() {
         map(&rs, SERVICE_NODEPORTS),
         vec![("tcp . 30080", format!("goto {ext}").as_str())]
     );
-    assert!(rs.nodeport_ips.contains(&"192.168.77.1".parse().unwrap()));
+    assert!(
+        rs.nodeport_ips
+            .contains(&"192.168.77.1".parse().expect("valid literal"))
+    );
     let full = script::full(&rs);
     assert!(full.contains(
         "add rule ip skiff-proxy services ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports"
@@ -421,15 +430,15 @@ fn client_ip_affinity_remembers_the_client_in_a_set_with_timeout() {
         .affinity_sets
         .iter()
         .find(|(n, _)| n.ends_with("__10.244.1.10/8080"))
-        .unwrap();
+        .expect("present");
     let (ep_chain, ep_rules) = chain_named(&rs, "endpoint-")
         .into_iter()
         .find(|c| c.0.ends_with("__10.244.1.10/8080"))
-        .unwrap();
+        .expect("present");
     assert_eq!(ep_rules[1], format!("update @{set} {{ ip saddr }}"));
     let (_, svc_rules) = only_chain(&rs, "service-");
     assert!(svc_rules.contains(&format!("ip saddr @{set} goto {ep_chain}")));
-    assert!(svc_rules.last().unwrap().starts_with("numgen"));
+    assert!(svc_rules.last().expect("present").starts_with("numgen"));
     let full = script::full(&rs);
     assert!(full.contains(&format!(
         "add set ip skiff-proxy {set} {{ type ipv4_addr; flags dynamic,timeout; timeout 600s; }}"
@@ -518,15 +527,15 @@ fn full_script_rebuilds_the_table_atomically() {
     let first_rule = lines
         .iter()
         .position(|l| l.contains(" endpoint-") && l.starts_with("add rule"))
-        .unwrap();
+        .expect("present");
     let last_chain = lines
         .iter()
         .rposition(|l| l.starts_with("add chain"))
-        .unwrap();
+        .expect("present");
     let first_elem = lines
         .iter()
         .position(|l| l.starts_with("add element ip skiff-proxy service-ips"))
-        .unwrap();
+        .expect("present");
     assert!(last_chain < first_rule && first_rule < first_elem);
 }
 
@@ -550,12 +559,12 @@ fn diff_removing_an_endpoint_rewrites_one_chain_and_deletes_one() {
         .chains
         .keys()
         .find(|k| k.starts_with("service-") && k.ends_with("/web/tcp/http"))
-        .unwrap();
+        .expect("present");
     let gone = before
         .chains
         .keys()
         .find(|k| k.ends_with("__10.244.2.10/8080"))
-        .unwrap();
+        .expect("present");
     let expected = format!(
         "flush chain ip skiff-proxy {web_svc}\n\
          add rule ip skiff-proxy {web_svc} ip daddr 10.96.0.20 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade\n\
@@ -583,22 +592,22 @@ fn svc_pair(name: &'static str, ip: &str) -> (Service, EndpointSlice) {
 #[test]
 fn diff_moves_a_service_between_reject_and_service_maps_before_deleting_chains() {
     let (s, e) = web();
-    let with = build(&[s.clone()], &[e], &node());
+    let with = build(std::slice::from_ref(&s), &[e], &node());
     let without = build(&[s], &[] as &[EndpointSlice], &node());
     let d = script::diff(&with, &without);
     let lines: Vec<&str> = d.lines().collect();
     let del_elem = lines
         .iter()
         .position(|l| *l == "delete element ip skiff-proxy service-ips { 10.96.0.20 . tcp . 80 }")
-        .unwrap();
+        .expect("present");
     let add_reject = lines
         .iter()
         .position(|l| *l == "add element ip skiff-proxy no-endpoint-services { 10.96.0.20 . tcp . 80 : goto reject-chain }")
-        .unwrap();
+        .expect("present");
     let first_delete_chain = lines
         .iter()
         .position(|l| l.starts_with("delete chain"))
-        .unwrap();
+        .expect("present");
     assert!(
         del_elem < add_reject && add_reject < first_delete_chain,
         "{d}"
@@ -624,7 +633,7 @@ fn diff_moves_a_service_between_reject_and_service_maps_before_deleting_chains()
 #[test]
 fn diff_turning_affinity_off_deletes_sets_after_flushing_their_users() {
     let (mut s, e) = web();
-    let plain = build(&[s.clone()], &[e.clone()], &node());
+    let plain = build(&[s.clone()], std::slice::from_ref(&e), &node());
     if let Some(spec) = s.spec.as_mut() {
         spec.session_affinity = Some("ClientIP".into());
     }
@@ -637,22 +646,25 @@ fn diff_turning_affinity_off_deletes_sets_after_flushing_their_users() {
     );
     let on = script::diff(&plain, &sticky);
     let lines: Vec<&str> = on.lines().collect();
-    let add_set = lines.iter().position(|l| l.starts_with("add set")).unwrap();
+    let add_set = lines
+        .iter()
+        .position(|l| l.starts_with("add set"))
+        .expect("present");
     let first_flush = lines
         .iter()
         .position(|l| l.starts_with("flush chain"))
-        .unwrap();
+        .expect("present");
     assert!(add_set < first_flush);
     let off = script::diff(&sticky, &plain);
     let lines: Vec<&str> = off.lines().collect();
     let last_flush = lines
         .iter()
         .rposition(|l| l.starts_with("flush chain"))
-        .unwrap();
+        .expect("present");
     let first_del = lines
         .iter()
         .position(|l| l.starts_with("delete set"))
-        .unwrap();
+        .expect("present");
     assert!(last_flush < first_del);
     assert_eq!(
         lines.iter().filter(|l| l.starts_with("delete set")).count(),
@@ -662,7 +674,7 @@ fn diff_turning_affinity_off_deletes_sets_after_flushing_their_users() {
 
 #[test]
 fn cidr_parses_and_prints() {
-    let c: Cidr = "10.244.0.0/16".parse().unwrap();
+    let c: Cidr = "10.244.0.0/16".parse().expect("valid literal");
     assert_eq!(c.to_string(), "10.244.0.0/16");
     assert!("10.244.0.0".parse::<Cidr>().is_err());
     assert!("10.244.0.0/33".parse::<Cidr>().is_err());

@@ -205,8 +205,8 @@ impl Topology {
 
         for (pod, text) in [(t.pod_a.clone(), "pod-a"), (t.pod_b.clone(), "pod-b")] {
             let dir = t.www.join(text);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join("index.html"), format!("{text}\n")).unwrap();
+            std::fs::create_dir_all(&dir).expect("www dir");
+            std::fs::write(dir.join("index.html"), format!("{text}\n")).expect("index.html");
             let child = Command::new("ip")
                 .args([
                     "netns", "exec", &pod, "busybox", "httpd", "-f", "-p", "8080", "-h",
@@ -215,7 +215,7 @@ impl Topology {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .unwrap();
+                .expect("spawn busybox httpd");
             t.servers.push(child);
         }
         for (ip, text) in [(POD_A, "pod-a"), (POD_B, "pod-b")] {
@@ -341,8 +341,8 @@ fn slice(svc: &str, ips: &[&str]) -> EndpointSlice {
 fn node_info() -> NodeInfo {
     NodeInfo {
         node_name: "node-a".into(),
-        node_ips: vec![NODE_IP.parse::<Ipv4Addr>().unwrap()],
-        cluster_cidr: Some("10.244.0.0/16".parse().unwrap()),
+        node_ips: vec![NODE_IP.parse::<Ipv4Addr>().expect("valid literal")],
+        cluster_cidr: Some("10.244.0.0/16".parse().expect("valid literal")),
     }
 }
 
