@@ -397,6 +397,33 @@ fn cluster_ip_node_port_hairpin_updates_and_reject_in_network_namespaces() {
         .expect_err("a service without endpoints must not answer");
     assert!(err.contains("refused"), "expected a reject, got: {err}");
 
+    // ClientIP affinity (added incrementally): one client keeps one backend; then removed again.
+    let mut sticky = service("sticky", "10.96.0.21", None);
+    if let Some(spec) = sticky.spec.as_mut() {
+        spec.session_affinity = Some("ClientIP".into());
+    }
+    let with_sticky = model::build(
+        &[services[0].clone(), services[1].clone(), sticky],
+        &[
+            slice("web", &[POD_A, POD_B]),
+            slice("sticky", &[POD_A, POD_B]),
+        ],
+        &node_info(),
+    );
+    applier
+        .apply(&script::diff(&both, &with_sticky))
+        .unwrap_or_else(|e| panic!("incremental sync: {e}"));
+    // Without affinity, 12 requests all landing on one of two backends has odds of 1 in 2,048.
+    let seen = t.backends(&t.client, "http://10.96.0.21/", 12, false);
+    assert_eq!(seen.len(), 1, "affinity broken: {seen:?}");
+    assert_eq!(
+        t.backends(&t.pod_b, &cluster_url, 60, true),
+        ["pod-a", "pod-b"]
+    );
+    applier
+        .apply(&script::diff(&with_sticky, &both))
+        .unwrap_or_else(|e| panic!("incremental sync: {e}"));
+
     // Incremental update: pod b leaves the service; only its chains change.
     let only_a = model::build(&services, &[slice("web", &[POD_A])], &node_info());
     let diff = script::diff(&both, &only_a);
@@ -444,4 +471,113 @@ fn cluster_ip_node_port_hairpin_updates_and_reject_in_network_namespaces() {
         .apply(&script::cleanup())
         .unwrap_or_else(|e| panic!("cleanup: {e}"));
     assert!(applier.list_table().is_none());
+}
+
+/// Every kind of rule the model makes is accepted by nft, in a full sync and in diffs both ways.
+#[test]
+fn nft_accepts_every_rule_kind_in_full_and_incremental_syncs() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED nft_accepts_every_rule_kind_in_full_and_incremental_syncs: {why}");
+        return;
+    }
+    let ns = format!("skp{}-all", std::process::id());
+    run(&["ip", "netns", "add", &ns]);
+    struct Del(String);
+    impl Drop for Del {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _guard = Del(ns.clone());
+    let applier = Applier::in_netns(format!("/run/netns/{ns}"));
+
+    let mut sticky = service("sticky", "10.96.0.41", None);
+    let mut local = service("local", "10.96.0.42", Some(30090));
+    let mut lb = service("lb", "10.96.0.43", Some(30091));
+    let mut internal = service("internal", "10.96.0.44", None);
+    let mut udp = service("dns", "10.96.0.45", None);
+    if let Some(spec) = sticky.spec.as_mut() {
+        spec.session_affinity = Some("ClientIP".into());
+    }
+    if let Some(spec) = local.spec.as_mut() {
+        spec.external_traffic_policy = Some("Local".into());
+    }
+    if let Some(spec) = lb.spec.as_mut() {
+        spec.type_ = Some("LoadBalancer".into());
+        spec.external_ips = Some(vec!["192.168.77.50".into()]);
+    }
+    lb.status = Some(k8s_openapi::api::core::v1::ServiceStatus {
+        load_balancer: Some(k8s_openapi::api::core::v1::LoadBalancerStatus {
+            ingress: Some(vec![k8s_openapi::api::core::v1::LoadBalancerIngress {
+                ip: Some("192.168.77.60".into()),
+                ..Default::default()
+            }]),
+        }),
+        ..Default::default()
+    });
+    if let Some(spec) = internal.spec.as_mut() {
+        spec.internal_traffic_policy = Some("Local".into());
+    }
+    if let Some(port) = udp
+        .spec
+        .as_mut()
+        .and_then(|s| s.ports.as_mut())
+        .and_then(|p| p.first_mut())
+    {
+        port.protocol = Some("UDP".into());
+    }
+    let mut udp_slice = slice("dns", &[POD_A, POD_B]);
+    if let Some(p) = udp_slice.ports.as_mut().and_then(|p| p.first_mut()) {
+        p.protocol = Some("UDP".into());
+    }
+    let mut elsewhere = slice("internal", &[POD_B]);
+    elsewhere.endpoints[0].node_name = Some("node-b".into());
+    let services = [
+        sticky,
+        local,
+        lb,
+        internal,
+        udp,
+        service("empty", EMPTY_IP, Some(30092)),
+    ];
+    let slices = vec![
+        slice("sticky", &[POD_A, POD_B]),
+        slice("local", &[POD_A, POD_B]),
+        slice("lb", &[POD_A]),
+        elsewhere,
+        udp_slice,
+    ];
+    let all = model::build(&services, &slices, &node_info());
+    // Every map gets elements, including drop and reject verdicts.
+    for m in [
+        model::SERVICE_IPS,
+        model::SERVICE_NODEPORTS,
+        model::NO_ENDPOINT_SERVICES,
+        model::NO_ENDPOINT_NODEPORTS,
+    ] {
+        assert!(
+            all.maps.get(m).is_some_and(|e| !e.is_empty()),
+            "map {m} is empty"
+        );
+    }
+    assert!(!all.affinity_sets.is_empty());
+    applier
+        .apply(&script::full(&all))
+        .unwrap_or_else(|e| panic!("full sync: {e}"));
+
+    // Everything loses its endpoints, then gets them back: diffs in both directions apply.
+    let none = model::build(&services, &[] as &[EndpointSlice], &node_info());
+    for (from, to) in [
+        (&all, &none),
+        (&none, &all),
+        (&all, &model::Ruleset::default()),
+    ] {
+        let d = script::diff(from, to);
+        applier
+            .apply(&d)
+            .unwrap_or_else(|e| panic!("incremental sync: {e}\n{d}"));
+    }
+    let table = applier.list_table().expect("table");
+    assert!(!table.contains("chain endpoint-"), "{table}");
+    assert!(!table.contains("set affinity-"), "{table}");
 }
