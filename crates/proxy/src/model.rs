@@ -109,11 +109,22 @@ fn usable<'a>(eps: impl Iterator<Item = &'a Endpoint> + Clone) -> Vec<&'a Endpoi
     eps.filter(|e| e.serving && e.terminating).collect()
 }
 
-/// Chain names as upstream: a short hash for uniqueness, then a readable name.
+/// Longest chain or set name we make: nft allows 255 bytes; upstream stays well below.
+const MAX_NAME: usize = 200;
+
+/// Chain names as upstream: a short hash of the full name for uniqueness, then the readable
+/// name, cut to `MAX_NAME` (long namespace, service and port names would not fit otherwise).
 fn hashed(prefix: &str, readable: &str) -> String {
     let digest = Sha256::digest(readable.as_bytes());
     let hash: String = digest.iter().take(4).map(|b| format!("{b:02X}")).collect();
-    format!("{prefix}-{hash}-{readable}")
+    let mut name = format!("{prefix}-{hash}-{readable}");
+    // Kubernetes names are ASCII, so any byte index is a char boundary; the loop keeps it safe anyway.
+    let mut cut = MAX_NAME.min(name.len());
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    name.truncate(cut);
+    name
 }
 
 fn protocol(p: Option<&str>) -> Option<&'static str> {

@@ -679,3 +679,22 @@ fn cidr_parses_and_prints() {
     assert!("10.244.0.0".parse::<Cidr>().is_err());
     assert!("10.244.0.0/33".parse::<Cidr>().is_err());
 }
+
+#[test]
+fn long_names_are_cut_but_stay_unique() {
+    let long = "a".repeat(63);
+    let a = hashed(
+        "endpoint",
+        &format!("{long}/{long}/tcp/{long}__10.0.0.1/80"),
+    );
+    let b = hashed(
+        "endpoint",
+        &format!("{long}/{long}/tcp/{long}__10.0.0.2/80"),
+    );
+    assert_eq!(a.len(), MAX_NAME);
+    assert_ne!(a, b, "the hash covers the part that was cut");
+    assert_eq!(
+        hashed("service", "ns/web/tcp/http").len(),
+        "service-12345678-ns/web/tcp/http".len()
+    );
+}
