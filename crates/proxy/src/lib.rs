@@ -144,6 +144,10 @@ pub async fn run(
         let applier = config.applier.clone();
         let result = tokio::task::spawn_blocking(move || applier.apply(&script)).await;
         match result {
+            Ok(Ok(())) if lines == 0 => {
+                tracing::debug!(sync = kind, "service rules already up to date");
+                applied = Some(desired);
+            }
             Ok(Ok(())) => {
                 tracing::info!(
                     sync = kind,
