@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod model;
 pub mod script;
+pub mod tracker;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -132,13 +133,16 @@ pub async fn run(
         _ = shutdown.cancelled() => return Ok(()),
     }
 
-    let mut applied: Option<Ruleset> = None;
+    // Per-Service fragments: a change rebuilds and diffs only the Services it touched.
+    let mut tracker = tracker::Tracker::default();
+    let mut synced = false;
     loop {
         let started = Instant::now();
-        let desired = model::build(&services.state(), &slices.state(), &config.node);
-        let (kind, script) = match &applied {
-            Some(prev) => ("incremental", script::diff(prev, &desired)),
-            None => ("full", script::full(&desired)),
+        let diff = tracker.update(&services.state(), &slices.state(), &config.node);
+        let (kind, script) = if synced {
+            ("incremental", diff)
+        } else {
+            ("full", script::full(&tracker.ruleset()))
         };
         let lines = script.lines().count();
         let applier = config.applier.clone();
@@ -146,21 +150,20 @@ pub async fn run(
         match result {
             Ok(Ok(())) if lines == 0 => {
                 tracing::debug!(sync = kind, "service rules already up to date");
-                applied = Some(desired);
             }
             Ok(Ok(())) => {
                 tracing::info!(
                     sync = kind,
                     lines,
-                    chains = desired.chains.len(),
+                    chains = tracker.chain_count(),
                     duration_ms = started.elapsed().as_secs_f64() * 1000.0,
                     "service rules synced"
                 );
-                applied = Some(desired);
+                synced = true;
             }
             Ok(Err(e)) => {
                 tracing::warn!(sync = kind, error = %e, "service rules sync failed; full sync next");
-                applied = None;
+                synced = false;
                 let notify = notify.clone();
                 let retry = config.retry;
                 tokio::spawn(async move {
@@ -170,7 +173,7 @@ pub async fn run(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "service rules sync task failed; full sync next");
-                applied = None;
+                synced = false;
             }
         }
         tokio::select! {

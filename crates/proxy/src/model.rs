@@ -137,7 +137,7 @@ fn protocol(p: Option<&str>) -> Option<&'static str> {
 }
 
 /// Index the slices by (namespace, service name) so each service port finds its endpoints.
-fn slices_by_service<E: Borrow<EndpointSlice>>(
+pub(crate) fn slices_by_service<E: Borrow<EndpointSlice>>(
     slices: &[E],
 ) -> BTreeMap<(String, String), Vec<&EndpointSlice>> {
     let mut out: BTreeMap<(String, String), Vec<&EndpointSlice>> = BTreeMap::new();
@@ -248,176 +248,188 @@ pub fn build<S: Borrow<Service>, E: Borrow<EndpointSlice>>(
         ..Ruleset::default()
     };
     let by_service = slices_by_service(slices);
-    let no_slices = Vec::new();
     for svc in services {
         let svc: &Service = svc.borrow();
-        let Some(spec) = &svc.spec else { continue };
-        let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
-        let Some(name) = svc.metadata.name.as_deref() else {
-            continue;
-        };
-        if spec.type_.as_deref() == Some("ExternalName") {
-            continue;
-        }
-        // Headless services (and dual-stack's IPv6 ClusterIPs) get no proxying.
-        let Some(cluster_ip) = spec
-            .cluster_ip
-            .as_deref()
-            .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
-        else {
-            continue;
-        };
-        let svc_type = spec.type_.as_deref().unwrap_or("ClusterIP");
-        let external_type = svc_type == "NodePort" || svc_type == "LoadBalancer";
-        let etp_local = external_type && spec.external_traffic_policy.as_deref() == Some("Local");
-        let itp_local = spec.internal_traffic_policy.as_deref() == Some("Local");
-        let affinity_timeout = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
-            spec.session_affinity_config
-                .as_ref()
-                .and_then(|c| c.client_ip.as_ref())
-                .and_then(|c| c.timeout_seconds)
-                .unwrap_or(DEFAULT_AFFINITY_TIMEOUT_SECONDS)
-        });
-        let mut external_ips: Vec<Ipv4Addr> = spec
-            .external_ips
-            .iter()
-            .flatten()
-            .filter_map(|ip| ip.parse().ok())
-            .collect();
-        if svc_type == "LoadBalancer" {
-            let ingress = svc
-                .status
-                .as_ref()
-                .and_then(|s| s.load_balancer.as_ref())
-                .and_then(|lb| lb.ingress.as_ref());
-            external_ips.extend(
-                ingress
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|i| i.ip.as_deref())
-                    .filter_map(|ip| ip.parse::<Ipv4Addr>().ok()),
-            );
-        }
-        let slices = by_service
-            .get(&(ns.to_string(), name.to_string()))
-            .unwrap_or(&no_slices);
-
-        for port in spec.ports.iter().flatten() {
-            let Some(proto) = protocol(port.protocol.as_deref()) else {
-                continue;
-            };
-            let port_name = port.name.as_deref().unwrap_or("");
-            let spn = format!("{ns}/{name}/{proto}/{port_name}");
-            let all = endpoints_for(slices, port_name, proto, &node.node_name);
-            let cluster_eps = usable(all.iter());
-            let local_eps = usable(all.iter().filter(|e| e.local));
-
-            let ep_chain =
-                |e: &Endpoint| hashed("endpoint", &format!("{spn}__{}/{}", e.ip, e.port));
-            let aff_set = |e: &Endpoint| hashed("affinity", &format!("{spn}__{}/{}", e.ip, e.port));
-            let affinity: Option<&dyn Fn(&Endpoint) -> String> =
-                affinity_timeout.map(|_| &aff_set as &dyn Fn(&Endpoint) -> String);
-
-            // Endpoint chains for every endpoint some policy chain may pick.
-            let mut chosen: BTreeSet<&Endpoint> = cluster_eps.iter().copied().collect();
-            if etp_local || itp_local {
-                chosen.extend(local_eps.iter().copied());
-            }
-            for e in &chosen {
-                let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", e.ip)];
-                if let Some(timeout) = affinity_timeout {
-                    let set = aff_set(e);
-                    rules.push(format!("update @{set} {{ ip saddr }}"));
-                    rs.affinity_sets.insert(set, timeout);
-                }
-                rules.push(format!("meta l4proto {proto} dnat to {}:{}", e.ip, e.port));
-                rs.chains.insert(ep_chain(e), rules);
-            }
-
-            let cluster_chain = hashed("service", &spn);
-            let local_chain = hashed("local", &spn);
-            if !cluster_eps.is_empty() {
-                let mut rules = Vec::new();
-                if let Some(cidr) = node.cluster_cidr {
-                    rules.push(format!(
-                        "ip daddr {cluster_ip} {proto} dport {} ip saddr != {cidr} jump mark-for-masquerade",
-                        port.port
-                    ));
-                }
-                rules.extend(balance_rules(&cluster_eps, &ep_chain, affinity));
-                rs.chains.insert(cluster_chain.clone(), rules);
-            }
-            if (etp_local || itp_local) && !local_eps.is_empty() {
-                rs.chains.insert(
-                    local_chain.clone(),
-                    balance_rules(&local_eps, &ep_chain, affinity),
-                );
-            }
-
-            // With endpoints elsewhere but none here, a Local policy drops (the client may retry
-            // another node); with no endpoints at all the client is told at once (reject).
-            let empty_verdict = if cluster_eps.is_empty() {
-                "goto reject-chain".to_string()
-            } else {
-                "drop".to_string()
-            };
-
-            let key = format!("{cluster_ip} . {proto} . {}", port.port);
-            let (internal_chain, internal_eps) = if itp_local {
-                (&local_chain, &local_eps)
-            } else {
-                (&cluster_chain, &cluster_eps)
-            };
-            if internal_eps.is_empty() {
-                rs.element(NO_ENDPOINT_SERVICES, key, empty_verdict.clone());
-            } else {
-                rs.element(SERVICE_IPS, key, format!("goto {internal_chain}"));
-            }
-
-            let node_port = port.node_port.filter(|p| external_type && *p > 0);
-            if external_ips.is_empty() && node_port.is_none() {
-                continue;
-            }
-            let external_eps = if etp_local { &local_eps } else { &cluster_eps };
-            let external_chain = hashed("external", &spn);
-            if !external_eps.is_empty() {
-                let mut rules = Vec::new();
-                if etp_local {
-                    // Pods and the node itself are not "external": they may use any endpoint,
-                    // and only the node's own traffic needs masquerading to get replies back.
-                    if let Some(cidr) = node.cluster_cidr {
-                        rules.push(format!("ip saddr {cidr} goto {cluster_chain}"));
-                    }
-                    rules.push("fib saddr type local jump mark-for-masquerade".to_string());
-                    rules.push(format!("fib saddr type local goto {cluster_chain}"));
-                    rules.push(format!("goto {local_chain}"));
-                } else {
-                    rules.push("jump mark-for-masquerade".to_string());
-                    rules.push(format!("goto {cluster_chain}"));
-                }
-                rs.chains.insert(external_chain.clone(), rules);
-            }
-            for ip in &external_ips {
-                let key = format!("{ip} . {proto} . {}", port.port);
-                if external_eps.is_empty() {
-                    rs.element(NO_ENDPOINT_SERVICES, key, empty_verdict.clone());
-                } else {
-                    rs.element(SERVICE_IPS, key, format!("goto {external_chain}"));
-                }
-            }
-            if let Some(np) = node_port {
-                let key = format!("{proto} . {np}");
-                if external_eps.is_empty() {
-                    rs.element(NO_ENDPOINT_NODEPORTS, key, empty_verdict.clone());
-                } else {
-                    rs.element(SERVICE_NODEPORTS, key, format!("goto {external_chain}"));
-                }
-            }
-        }
+        let key = (
+            svc.metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            svc.metadata.name.clone().unwrap_or_default(),
+        );
+        let slices = by_service.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+        add_service(&mut rs, svc, slices, node);
     }
     rs
 }
 
+/// Add the chains, sets and map elements of one Service (with its slices) to `rs`.
+pub(crate) fn add_service(
+    rs: &mut Ruleset,
+    svc: &Service,
+    slices: &[&EndpointSlice],
+    node: &NodeInfo,
+) {
+    let Some(spec) = &svc.spec else { return };
+    let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
+    let Some(name) = svc.metadata.name.as_deref() else {
+        return;
+    };
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return;
+    }
+    // Headless services (and dual-stack's IPv6 ClusterIPs) get no proxying.
+    let Some(cluster_ip) = spec
+        .cluster_ip
+        .as_deref()
+        .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+    else {
+        return;
+    };
+    let svc_type = spec.type_.as_deref().unwrap_or("ClusterIP");
+    let external_type = svc_type == "NodePort" || svc_type == "LoadBalancer";
+    let etp_local = external_type && spec.external_traffic_policy.as_deref() == Some("Local");
+    let itp_local = spec.internal_traffic_policy.as_deref() == Some("Local");
+    let affinity_timeout = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+        spec.session_affinity_config
+            .as_ref()
+            .and_then(|c| c.client_ip.as_ref())
+            .and_then(|c| c.timeout_seconds)
+            .unwrap_or(DEFAULT_AFFINITY_TIMEOUT_SECONDS)
+    });
+    let mut external_ips: Vec<Ipv4Addr> = spec
+        .external_ips
+        .iter()
+        .flatten()
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+    if svc_type == "LoadBalancer" {
+        let ingress = svc
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref());
+        external_ips.extend(
+            ingress
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.ip.as_deref())
+                .filter_map(|ip| ip.parse::<Ipv4Addr>().ok()),
+        );
+    }
+    for port in spec.ports.iter().flatten() {
+        let Some(proto) = protocol(port.protocol.as_deref()) else {
+            continue;
+        };
+        let port_name = port.name.as_deref().unwrap_or("");
+        let spn = format!("{ns}/{name}/{proto}/{port_name}");
+        let all = endpoints_for(slices, port_name, proto, &node.node_name);
+        let cluster_eps = usable(all.iter());
+        let local_eps = usable(all.iter().filter(|e| e.local));
+
+        let ep_chain = |e: &Endpoint| hashed("endpoint", &format!("{spn}__{}/{}", e.ip, e.port));
+        let aff_set = |e: &Endpoint| hashed("affinity", &format!("{spn}__{}/{}", e.ip, e.port));
+        let affinity: Option<&dyn Fn(&Endpoint) -> String> =
+            affinity_timeout.map(|_| &aff_set as &dyn Fn(&Endpoint) -> String);
+
+        // Endpoint chains for every endpoint some policy chain may pick.
+        let mut chosen: BTreeSet<&Endpoint> = cluster_eps.iter().copied().collect();
+        if etp_local || itp_local {
+            chosen.extend(local_eps.iter().copied());
+        }
+        for e in &chosen {
+            let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", e.ip)];
+            if let Some(timeout) = affinity_timeout {
+                let set = aff_set(e);
+                rules.push(format!("update @{set} {{ ip saddr }}"));
+                rs.affinity_sets.insert(set, timeout);
+            }
+            rules.push(format!("meta l4proto {proto} dnat to {}:{}", e.ip, e.port));
+            rs.chains.insert(ep_chain(e), rules);
+        }
+
+        let cluster_chain = hashed("service", &spn);
+        let local_chain = hashed("local", &spn);
+        if !cluster_eps.is_empty() {
+            let mut rules = Vec::new();
+            if let Some(cidr) = node.cluster_cidr {
+                rules.push(format!(
+                    "ip daddr {cluster_ip} {proto} dport {} ip saddr != {cidr} jump mark-for-masquerade",
+                    port.port
+                ));
+            }
+            rules.extend(balance_rules(&cluster_eps, &ep_chain, affinity));
+            rs.chains.insert(cluster_chain.clone(), rules);
+        }
+        if (etp_local || itp_local) && !local_eps.is_empty() {
+            rs.chains.insert(
+                local_chain.clone(),
+                balance_rules(&local_eps, &ep_chain, affinity),
+            );
+        }
+
+        // With endpoints elsewhere but none here, a Local policy drops (the client may retry
+        // another node); with no endpoints at all the client is told at once (reject).
+        let empty_verdict = if cluster_eps.is_empty() {
+            "goto reject-chain".to_string()
+        } else {
+            "drop".to_string()
+        };
+
+        let key = format!("{cluster_ip} . {proto} . {}", port.port);
+        let (internal_chain, internal_eps) = if itp_local {
+            (&local_chain, &local_eps)
+        } else {
+            (&cluster_chain, &cluster_eps)
+        };
+        if internal_eps.is_empty() {
+            rs.element(NO_ENDPOINT_SERVICES, key, empty_verdict.clone());
+        } else {
+            rs.element(SERVICE_IPS, key, format!("goto {internal_chain}"));
+        }
+
+        let node_port = port.node_port.filter(|p| external_type && *p > 0);
+        if external_ips.is_empty() && node_port.is_none() {
+            continue;
+        }
+        let external_eps = if etp_local { &local_eps } else { &cluster_eps };
+        let external_chain = hashed("external", &spn);
+        if !external_eps.is_empty() {
+            let mut rules = Vec::new();
+            if etp_local {
+                // Pods and the node itself are not "external": they may use any endpoint,
+                // and only the node's own traffic needs masquerading to get replies back.
+                if let Some(cidr) = node.cluster_cidr {
+                    rules.push(format!("ip saddr {cidr} goto {cluster_chain}"));
+                }
+                rules.push("fib saddr type local jump mark-for-masquerade".to_string());
+                rules.push(format!("fib saddr type local goto {cluster_chain}"));
+                rules.push(format!("goto {local_chain}"));
+            } else {
+                rules.push("jump mark-for-masquerade".to_string());
+                rules.push(format!("goto {cluster_chain}"));
+            }
+            rs.chains.insert(external_chain.clone(), rules);
+        }
+        for ip in &external_ips {
+            let key = format!("{ip} . {proto} . {}", port.port);
+            if external_eps.is_empty() {
+                rs.element(NO_ENDPOINT_SERVICES, key, empty_verdict.clone());
+            } else {
+                rs.element(SERVICE_IPS, key, format!("goto {external_chain}"));
+            }
+        }
+        if let Some(np) = node_port {
+            let key = format!("{proto} . {np}");
+            if external_eps.is_empty() {
+                rs.element(NO_ENDPOINT_NODEPORTS, key, empty_verdict.clone());
+            } else {
+                rs.element(SERVICE_NODEPORTS, key, format!("goto {external_chain}"));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 #[path = "model_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -11,7 +11,7 @@ use k8s_openapi::api::discovery::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-fn node() -> NodeInfo {
+pub(crate) fn node() -> NodeInfo {
     NodeInfo {
         node_name: "node-a".into(),
         node_ips: vec!["192.168.77.1".parse().expect("valid literal")],
@@ -20,7 +20,7 @@ fn node() -> NodeInfo {
 }
 
 /// A Service `ns/name` with ClusterIP `ip` and ports (name, port, protocol, nodePort).
-fn svc(name: &str, ip: &str, ports: &[(&str, i32, &str, i32)]) -> Service {
+pub(crate) fn svc(name: &str, ip: &str, ports: &[(&str, i32, &str, i32)]) -> Service {
     Service {
         metadata: ObjectMeta {
             namespace: Some("default".into()),
@@ -56,7 +56,7 @@ fn svc(name: &str, ip: &str, ports: &[(&str, i32, &str, i32)]) -> Service {
 }
 
 #[derive(Clone, Copy)]
-struct Ep {
+pub(crate) struct Ep {
     ip: &'static str,
     node: &'static str,
     ready: bool,
@@ -64,7 +64,7 @@ struct Ep {
     terminating: bool,
 }
 
-fn ready(ip: &'static str, node: &'static str) -> Ep {
+pub(crate) fn ready(ip: &'static str, node: &'static str) -> Ep {
     Ep {
         ip,
         node,
@@ -75,7 +75,12 @@ fn ready(ip: &'static str, node: &'static str) -> Ep {
 }
 
 /// A slice of service `svc` with ports (name, port, protocol).
-fn slice(name: &str, svc: &str, ports: &[(&str, i32, &str)], eps: &[Ep]) -> EndpointSlice {
+pub(crate) fn slice(
+    name: &str,
+    svc: &str,
+    ports: &[(&str, i32, &str)],
+    eps: &[Ep],
+) -> EndpointSlice {
     EndpointSlice {
         metadata: ObjectMeta {
             namespace: Some("default".into()),
@@ -111,7 +116,7 @@ fn slice(name: &str, svc: &str, ports: &[(&str, i32, &str)], eps: &[Ep]) -> Endp
     }
 }
 
-fn web() -> (Service, EndpointSlice) {
+pub(crate) fn web() -> (Service, EndpointSlice) {
     (
         svc("web", "10.96.0.20", &[("http", 80, "TCP", 0)]),
         slice(
