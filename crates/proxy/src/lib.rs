@@ -1,7 +1,8 @@
 //! Skiff's Service proxy, modelled on kube-proxy's nftables mode (DESIGN.md §7).
 //!
 //! `model` turns Services and EndpointSlices into a desired rule model (no IO), `script` renders
-//! a full sync or the diff between two models as one nft transaction, `apply` runs it (in this
+//! a full sync or the diff between two models as one nft transaction, `tracker` keeps per-Service
+//! fragments so a change is rebuilt and diffed alone, `apply` runs the script (in this
 //! or another network namespace), and `run` keeps a node's rules in step with the API.
 
 pub mod apply;
