@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 
 /// The label an EndpointSlice carries naming its Service (as upstream).
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// Services with this label belong to another proxy; kube-proxy skips them, and so do we.
+pub const SERVICE_PROXY_NAME_LABEL: &str = "service.kubernetes.io/service-proxy-name";
 /// The default `sessionAffinityConfig.clientIP.timeoutSeconds` (3 hours, as upstream).
 pub const DEFAULT_AFFINITY_TIMEOUT_SECONDS: i32 = 10800;
 
@@ -276,6 +278,14 @@ pub(crate) fn add_service(
         return;
     };
     if spec.type_.as_deref() == Some("ExternalName") {
+        return;
+    }
+    if svc
+        .metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(SERVICE_PROXY_NAME_LABEL))
+    {
         return;
     }
     // Headless services (and dual-stack's IPv6 ClusterIPs) get no proxying.

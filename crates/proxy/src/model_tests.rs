@@ -703,3 +703,12 @@ fn long_names_are_cut_but_stay_unique() {
         "service-12345678-ns/web/tcp/http".len()
     );
 }
+
+#[test]
+fn services_of_another_proxy_are_skipped() {
+    let (mut s, e) = web();
+    s.metadata.labels = Some([(SERVICE_PROXY_NAME_LABEL.to_string(), "other".to_string())].into());
+    let rs = build(&[s], &[e], &node());
+    assert!(rs.chains.is_empty());
+    assert!(rs.maps.values().all(|m| m.is_empty()));
+}
