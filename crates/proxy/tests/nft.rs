@@ -207,6 +207,12 @@ impl Topology {
             let dir = t.www.join(text);
             std::fs::create_dir_all(&dir).expect("www dir");
             std::fs::write(dir.join("index.html"), format!("{text}\n")).expect("index.html");
+            // A CGI that answers with the client address the backend sees (SNAT or not).
+            let cgi = dir.join("cgi-bin");
+            std::fs::create_dir_all(&cgi).expect("cgi-bin");
+            let script = "#!/usr/bin/env -S busybox sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n";
+            std::fs::write(cgi.join("ip"), script).expect("cgi script");
+            run(&["chmod", "755", &cgi.join("ip").to_string_lossy()]);
             let child = Command::new("ip")
                 .args([
                     "netns", "exec", &pod, "busybox", "httpd", "-f", "-p", "8080", "-h",
@@ -433,6 +439,51 @@ fn cluster_ip_node_port_hairpin_updates_and_reject_in_network_namespaces() {
         .unwrap_or_else(|e| panic!("incremental sync: {e}\n{diff}"));
     assert_eq!(t.backends(&t.client, &cluster_url, 20, false), ["pod-a"]);
     assert_eq!(t.backends(&t.client, &node_port_url, 20, false), ["pod-a"]);
+
+    // Source addresses the backend sees: a pod's ClusterIP traffic keeps its IP; traffic from
+    // outside the cluster CIDR and NodePort traffic are masqueraded (to the node's bridge IP).
+    // busybox httpd listens on IPv6 and reports IPv4 clients as `[::ffff:a.b.c.d]`.
+    let ip_of = |ns: &str, url: &str| {
+        let seen = t.get(ns, url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        seen.trim_start_matches("[::ffff:")
+            .trim_end_matches(']')
+            .to_string()
+    };
+    assert_eq!(
+        ip_of(&t.pod_b, &format!("http://{WEB_IP}/cgi-bin/ip")),
+        POD_B
+    );
+    assert_eq!(
+        ip_of(&t.client, &format!("http://{WEB_IP}/cgi-bin/ip")),
+        "10.244.1.1"
+    );
+    assert_eq!(
+        ip_of(
+            &t.client,
+            &format!("http://{NODE_IP}:{NODE_PORT}/cgi-bin/ip")
+        ),
+        "10.244.1.1"
+    );
+    // externalTrafficPolicy: Local keeps the outside client's address on a NodePort.
+    let mut local = service("local", "10.96.0.22", Some(30081));
+    if let Some(spec) = local.spec.as_mut() {
+        spec.external_traffic_policy = Some("Local".into());
+    }
+    let with_local = model::build(
+        &[services[0].clone(), services[1].clone(), local],
+        &[slice("web", &[POD_A]), slice("local", &[POD_A])],
+        &node_info(),
+    );
+    applier
+        .apply(&script::diff(&only_a, &with_local))
+        .unwrap_or_else(|e| panic!("incremental sync: {e}"));
+    assert_eq!(
+        ip_of(&t.client, &format!("http://{NODE_IP}:30081/cgi-bin/ip")),
+        CLIENT_IP
+    );
+    applier
+        .apply(&script::diff(&with_local, &only_a))
+        .unwrap_or_else(|e| panic!("incremental sync: {e}"));
 
     // The empty service gains pod b: it now answers (so the reject above was our rule).
     let filled = model::build(
