@@ -165,17 +165,19 @@ pub async fn run(
             Ok(Err(e)) => {
                 tracing::warn!(sync = kind, error = %e, "service rules sync failed; full sync next");
                 synced = false;
-                let notify = notify.clone();
-                let retry = config.retry;
-                tokio::spawn(async move {
-                    tokio::time::sleep(retry).await;
-                    notify.notify_one();
-                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "service rules sync task failed; full sync next");
                 synced = false;
             }
+        }
+        if !synced {
+            let notify = notify.clone();
+            let retry = config.retry;
+            tokio::spawn(async move {
+                tokio::time::sleep(retry).await;
+                notify.notify_one();
+            });
         }
         tokio::select! {
             _ = notify.notified() => {}

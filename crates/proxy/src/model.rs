@@ -213,8 +213,8 @@ fn endpoints_for(
     out.into_values().collect()
 }
 
-/// Add the chains of one load-balancing chain (`service-…` or `local-…`): affinity lookups, then
-/// a random pick among endpoint chains.
+/// The rules of a load-balancing chain (`service-…` or `local-…`): affinity lookups first, so a
+/// remembered client skips the random pick among endpoint chains.
 fn balance_rules(
     eps: &[&Endpoint],
     ep_chain: &dyn Fn(&Endpoint) -> String,

@@ -275,3 +275,78 @@ async fn run_syncs_at_start_and_follows_watch_events_incrementally() {
     // Rules stay after shutdown so traffic survives an agent restart.
     assert!(table().contains("chain services"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_apply_is_retried_as_a_full_sync() {
+    if !can_run() {
+        eprintln!("SKIPPED a_failed_apply_is_retried_as_a_full_sync: needs root, nft and nsenter");
+        return;
+    }
+    let ns = Netns(format!("skp{}-retry", std::process::id()));
+    assert!(
+        Command::new("ip")
+            .args(["netns", "add", &ns.0])
+            .status()
+            .expect("ip")
+            .success()
+    );
+    // An nft wrapper that fails (and counts its failures) while the `broken` file exists.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broken = dir.path().join("broken");
+    let failures = dir.path().join("failures");
+    let wrapper = dir.path().join("nft");
+    std::fs::write(&broken, "").expect("broken marker");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ -e {b} ]; then echo x >> {f}; echo 'Error: injected' >&2; exit 1; fi\nexec nft \"$@\"\n",
+            b = broken.display(),
+            f = failures.display()
+        ),
+    )
+    .expect("wrapper");
+    assert!(
+        Command::new("chmod")
+            .arg("755")
+            .arg(&wrapper)
+            .status()
+            .expect("chmod")
+            .success()
+    );
+    let applier = Applier {
+        nft: wrapper,
+        netns: Some(format!("/run/netns/{}", ns.0).into()),
+    };
+    let api = FakeApi::new(vec![service()], vec![slice(&["10.244.1.10"])]);
+    let svc_api = api.clone();
+    let fake = tower::service_fn(move |req| {
+        let resp = svc_api.respond(req);
+        async move { Ok::<_, Infallible>(resp) }
+    });
+    let config = ProxyConfig {
+        applier: applier.clone(),
+        retry: Duration::from_millis(100),
+        ..ProxyConfig::new(NodeInfo::default())
+    };
+    let shutdown = CancellationToken::new();
+    let proxy = tokio::spawn(skiff_proxy::run(
+        kube::Client::new(fake, "default"),
+        config,
+        shutdown.clone(),
+    ));
+    // Watch events cause at most two attempts (Notify keeps one permit); more are retries.
+    eventually("four failed applies", || {
+        std::fs::read_to_string(&failures).is_ok_and(|f| f.lines().count() >= 4)
+    })
+    .await;
+    assert!(applier.list_table().is_none());
+    std::fs::remove_file(&broken).expect("repair nft");
+    eventually("a retry programs the table", || {
+        applier
+            .list_table()
+            .is_some_and(|t| t.contains("__10.244.1.10/8080"))
+    })
+    .await;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), proxy).await;
+}
