@@ -12,6 +12,7 @@ pub mod logs;
 pub mod node;
 pub mod podnet;
 pub mod pods;
+pub mod service_proxy;
 pub mod streaming;
 pub mod util;
 
@@ -74,6 +75,8 @@ pub struct Config {
     pub cluster_domain: String,
     /// How pods reach pods on other nodes.
     pub pod_network: podnet::Mode,
+    /// The cluster's pod network (every node's podCIDR is inside it).
+    pub cluster_cidr: String,
     /// The streaming port (logs, exec, attach, port-forward), on every address.
     pub port: u16,
 }
@@ -93,6 +96,7 @@ impl Config {
             cluster_dns: "10.96.0.10".into(),
             cluster_domain: "cluster.local".into(),
             pod_network: podnet::Mode::HostGw,
+            cluster_cidr: "10.244.0.0/16".into(),
             port: DEFAULT_PORT,
         }
     }
@@ -304,6 +308,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         node.metadata.uid.clone().unwrap_or_default(),
         node_ip,
         config.cluster_domain.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(service_proxy::run(
+        client.clone(),
+        config.node_name.clone(),
+        node_ip,
+        config.cluster_cidr.clone(),
         shutdown.clone(),
     ));
     tokio::spawn(podnet::run(
