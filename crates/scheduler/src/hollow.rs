@@ -125,7 +125,7 @@ fn node_name(cfg: &HollowConfig, i: usize) -> String {
     format!("{}{}", cfg.name_prefix, i)
 }
 
-fn node_object(cfg: &HollowConfig, i: usize) -> Node {
+pub fn node_object(cfg: &HollowConfig, i: usize) -> Node {
     let name = node_name(cfg, i);
     let mut labels = BTreeMap::from([
         ("kubernetes.io/hostname".to_string(), name.clone()),
@@ -152,7 +152,7 @@ fn node_object(cfg: &HollowConfig, i: usize) -> Node {
     }
 }
 
-fn node_status_patch(cfg: &HollowConfig, i: usize) -> serde_json::Value {
+pub fn node_status_patch(cfg: &HollowConfig, i: usize) -> serde_json::Value {
     let now = jiff::Timestamp::now().to_string();
     let resources = json!({
         "cpu": cfg.cpu,

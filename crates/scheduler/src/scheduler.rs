@@ -61,6 +61,16 @@ struct Queued {
     pod: Arc<Pod>,
 }
 
+/// What a failed cycle does to `status.nominatedNodeName`.
+enum Nomination {
+    /// Leave it as it is.
+    Keep,
+    /// Preemption chose this node and its victims.
+    Set(preemption::Candidate),
+    /// Preemption was tried and cannot help: clear it.
+    Clear,
+}
+
 /// What background IO reports back to the loop.
 enum Feedback {
     Bound {
@@ -183,6 +193,10 @@ struct Loop {
     /// uid of every pod in the snapshot → key, to reconcile relists.
     placed_keys: HashMap<String, String>,
     instance: String,
+    /// Whether the pod and node watchers finished their first list: as upstream's
+    /// WaitForCacheSync, no cycle runs on a partial cluster view.
+    pods_synced: bool,
+    nodes_synced: bool,
 }
 
 impl Loop {
@@ -206,6 +220,8 @@ impl Loop {
             nodes_seen: None,
             placed_keys: HashMap::new(),
             instance: format!("{DEFAULT_SCHEDULER_NAME}-{}", std::process::id()),
+            pods_synced: false,
+            nodes_synced: false,
         }
     }
 
@@ -336,6 +352,7 @@ impl Loop {
                 }
             }
             watcher::Event::InitDone => {
+                self.nodes_synced = true;
                 if let Some(seen) = self.nodes_seen.take() {
                     let gone: Vec<String> = self
                         .snapshot
@@ -364,6 +381,7 @@ impl Loop {
             }
             watcher::Event::Delete(p) => self.on_pod_delete(&p),
             watcher::Event::InitDone => {
+                self.pods_synced = true;
                 if let Some(seen) = self.pods_seen.take() {
                     let gone: Vec<String> = self
                         .placed_keys
@@ -391,6 +409,7 @@ impl Loop {
             .and_then(|s| s.node_name.as_deref())
             .is_some_and(|n| !n.is_empty());
         if bound {
+            self.snapshot.clear_nomination(&uid);
             self.assumed.remove(&uid);
             self.queue.done(&key);
             if is_terminal(&pod) {
@@ -411,10 +430,12 @@ impl Loop {
             return;
         }
         if !wants_scheduling(&pod) {
+            self.snapshot.clear_nomination(&uid);
             self.queue.delete(&key);
             return;
         }
         let priority = self.cluster.priority_of(&pod);
+        self.track_nomination(&pod);
         let changed = match self.queue.get(&key) {
             Some(old) => meaningfully_changed(&old.pod, &pod),
             None => true,
@@ -427,8 +448,23 @@ impl Loop {
         }
     }
 
+    /// Keeps the nominator in step with a pending pod: its `status.nominatedNodeName`, or the
+    /// node this scheduler nominated it to when the update does not carry it yet (our status
+    /// patch may still be in flight), as upstream's `updateNominatedPod`.
+    fn track_nomination(&mut self, pod: &Pod) {
+        let mut info = self.cluster.pod_info(pod);
+        if info.nominated_node_name.is_none() {
+            match self.snapshot.nomination(&info.uid) {
+                Some(node) => info.nominated_node_name = Some(node.to_string()),
+                None => return,
+            }
+        }
+        self.snapshot.nominate(Arc::new(info));
+    }
+
     fn on_pod_delete(&mut self, pod: &Pod) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
+        self.snapshot.clear_nomination(&uid);
         let key = key_of(pod);
         self.queue.delete(&key);
         self.assumed.remove(&uid);
@@ -458,6 +494,9 @@ impl Loop {
 
     /// Runs scheduling cycles for every pod ready now.
     fn schedule_ready(&mut self) {
+        if !(self.pods_synced && self.nodes_synced) {
+            return;
+        }
         let now = Instant::now();
         while let Some((key, q)) = self.queue.pop(now) {
             let pod = q.pod.clone();
@@ -466,7 +505,11 @@ impl Loop {
     }
 
     fn schedule_one(&mut self, key: String, pod: Arc<Pod>, now: Instant) {
-        let info = self.cluster.pod_info(&pod);
+        let mut info = self.cluster.pod_info(&pod);
+        if info.nominated_node_name.is_none() {
+            // Nominated by this scheduler a moment ago; the status update is not back yet.
+            info.nominated_node_name = self.snapshot.nomination(&info.uid).map(str::to_string);
+        }
         let started = Instant::now();
         match self.framework.schedule(&self.snapshot, &info) {
             Ok(decision) => {
@@ -476,7 +519,9 @@ impl Loop {
                     self.queue.errored(&key, now);
                     return;
                 }
-                // Assume: count the pod on its node now, so the next cycle sees it.
+                // Assume: count the pod on its node now, so the next cycle sees it; it no
+                // longer holds a nomination.
+                self.snapshot.clear_nomination(&info.uid);
                 let mut assumed = info;
                 assumed.node_name = Some(decision.node.clone());
                 let uid = assumed.uid.clone();
@@ -495,18 +540,44 @@ impl Loop {
             }
             Err(ScheduleError::Unfit(mut fit)) => {
                 let pdbs: Vec<Pdb> = self.cluster.pdbs.values().cloned().collect();
-                let mut nominate = None;
-                match preemption::preempt(&self.framework, &self.snapshot, &info, &fit, &pdbs) {
-                    Outcome::Nominate(c) => nominate = Some(c),
-                    Outcome::Unschedulable(msg) => fit.post_filter_msg = Some(msg),
-                }
+                let nominate = match preemption::preempt(
+                    &self.framework,
+                    &self.snapshot,
+                    &info,
+                    &fit,
+                    &pdbs,
+                ) {
+                    Outcome::Nominate(c) => {
+                        let mut nominated = info.clone();
+                        nominated.nominated_node_name = Some(c.node.clone());
+                        self.snapshot.nominate(Arc::new(nominated));
+                        Nomination::Set(c)
+                    }
+                    Outcome::Unschedulable(msg) => {
+                        // Upstream's PostFilter result clears the nomination when preemption
+                        // was tried and failed; a pod still waiting for its victims keeps it.
+                        let keep = msg.contains(preemption::WAITING_FOR_VICTIMS);
+                        fit.post_filter_msg = Some(msg);
+                        if keep || info.nominated_node_name.is_none() {
+                            Nomination::Keep
+                        } else {
+                            self.snapshot.clear_nomination(&info.uid);
+                            Nomination::Clear
+                        }
+                    }
+                };
                 self.queue.failed(&key, now);
                 self.report_unschedulable(&pod, &fit, nominate);
             }
             Err(ScheduleError::NoNodes) => {
                 self.queue.failed(&key, now);
                 let fit = FitError::default();
-                self.report_message(&pod, ScheduleError::NoNodes.to_string(), None, &fit);
+                self.report_message(
+                    &pod,
+                    ScheduleError::NoNodes.to_string(),
+                    Nomination::Keep,
+                    &fit,
+                );
             }
             Err(ScheduleError::Internal(e)) => {
                 tracing::error!(pod = %key, error = %e, "scheduling cycle failed");
@@ -562,7 +633,7 @@ impl Loop {
         &mut self,
         pod: &Pod,
         fit: &FitError,
-        nominate: Option<preemption::Candidate>,
+        nominate: Nomination,
     ) {
         let msg = fit.message();
         self.report_message(pod, msg, nominate, fit);
@@ -574,7 +645,7 @@ impl Loop {
         &mut self,
         pod: &Pod,
         message: String,
-        nominate: Option<preemption::Candidate>,
+        nominate: Nomination,
         _fit: &FitError,
     ) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -616,8 +687,10 @@ impl Loop {
                     "lastProbeTime": null,
                 }]
             });
-            if let Some(c) = &nominate {
-                status["nominatedNodeName"] = json!(c.node);
+            match &nominate {
+                Nomination::Set(c) => status["nominatedNodeName"] = json!(c.node),
+                Nomination::Clear => status["nominatedNodeName"] = serde_json::Value::Null,
+                Nomination::Keep => {}
             }
             let patch = json!({ "status": status });
             if let Err(e) = pods
@@ -641,7 +714,7 @@ impl Loop {
                     tracing::warn!(pod = %name, error = %e, "recording FailedScheduling failed");
                 }
             }
-            if let Some(c) = nominate {
+            if let Nomination::Set(c) = nominate {
                 evict_victims(&client, &pod, &c, &instance).await;
             }
         });

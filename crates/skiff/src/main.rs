@@ -1,5 +1,7 @@
 //! The `skiff` binary: one executable for every role (DESIGN.md §2).
 
+mod bench;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +30,9 @@ enum Command {
     Hollow(HollowArgs),
     /// Run a node agent: register this host as a Node and run the pods bound to it.
     Agent(AgentArgs),
+    /// Benchmarks (`skiff bench scheduler …`).
+    #[command(subcommand)]
+    Bench(bench::Bench),
 }
 
 #[derive(Debug, clap::Args)]
@@ -210,6 +215,7 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::Agent(args) => runtime_with_logs(&args.log)?.block_on(agent(args)),
+        Command::Bench(b) => runtime_with_logs(b.log())?.block_on(bench::run(b)),
     }
 }
 
