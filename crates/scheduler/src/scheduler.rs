@@ -59,6 +59,9 @@ pub async fn client_from_kubeconfig(
     Ok(kube::Client::try_from(cfg)?)
 }
 
+/// Concurrent `pods/binding` requests.
+const MAX_BINDS_IN_FLIGHT: usize = 32;
+
 /// A pending pod in the queue.
 struct Queued {
     pod: Arc<Pod>,
@@ -328,6 +331,9 @@ struct Loop {
     /// uid of every pod in the snapshot → key, to reconcile relists.
     placed_keys: HashMap<String, String>,
     instance: String,
+    /// Bindings in flight at once: each is one request on the client's connection pool, and
+    /// an unbounded burst would open (and TLS-handshake) a connection per pod.
+    bind_permits: Arc<tokio::sync::Semaphore>,
     /// Whether the pod and node watchers finished their first list: as upstream's
     /// WaitForCacheSync, no cycle runs on a partial cluster view.
     pods_synced: bool,
@@ -357,6 +363,7 @@ impl Loop {
             instance: format!("{DEFAULT_SCHEDULER_NAME}-{}", std::process::id()),
             pods_synced: false,
             nodes_synced: false,
+            bind_permits: Arc::new(tokio::sync::Semaphore::new(MAX_BINDS_IN_FLIGHT)),
         }
     }
 
@@ -776,7 +783,10 @@ impl Loop {
     fn spawn_bind(&self, key: String, uid: String, pod: Arc<Pod>, node: String) {
         let client = self.client.clone();
         let tx = self.feedback_tx.clone();
+        let permits = self.bind_permits.clone();
         tokio::spawn(async move {
+            // The semaphore is never closed, so acquiring only fails if it were.
+            let _permit = permits.acquire_owned().await.ok();
             let ns = pod
                 .metadata
                 .namespace
