@@ -733,7 +733,10 @@ mod nominated_tests {
         low.priority = 100;
         assert!(fw.schedule(&snap, &low).is_err());
         let vip = nominated("vip", "a", 100, 1500);
-        assert_eq!(fw.schedule(&snap, &vip).map(|d| d.node).ok(), Some("a".into()));
+        assert_eq!(
+            fw.schedule(&snap, &vip).map(|d| d.node).ok(),
+            Some("a".into())
+        );
     }
 
     #[test]

@@ -200,10 +200,9 @@ pub fn preempt(
     let offset = if n == 0 {
         0
     } else {
-        pod.uid
-            .bytes()
-            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)))
-            % n
+        pod.uid.bytes().fold(0usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        }) % n
     };
     for node in snap.nodes[offset..].iter().chain(&snap.nodes[..offset]) {
         if candidates.len() >= wanted {

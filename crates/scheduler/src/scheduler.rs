@@ -189,9 +189,9 @@ impl Cluster {
                 _ => None,
             };
             if let Some(kind) = kind
-                && let Some(sel) =
-                    self.controllers
-                        .get(&(kind, ns.to_string(), o.name.clone()))
+                && let Some(sel) = self
+                    .controllers
+                    .get(&(kind, ns.to_string(), o.name.clone()))
             {
                 selector.reqs.extend(sel.reqs.iter().cloned());
             }
@@ -204,10 +204,7 @@ impl Cluster {
             watcher::Event::Apply(svc) | watcher::Event::InitApply(svc) => {
                 let ns = svc.metadata.namespace.clone().unwrap_or_default();
                 let name = svc.metadata.name.clone().unwrap_or_default();
-                let selector = svc
-                    .spec
-                    .and_then(|s| s.selector)
-                    .filter(|s| !s.is_empty());
+                let selector = svc.spec.and_then(|s| s.selector).filter(|s| !s.is_empty());
                 let entry = self.services.entry(ns).or_default();
                 match selector {
                     Some(sel) => {
@@ -391,10 +388,9 @@ impl Loop {
         let mut replica_sets = watcher(Api::<ReplicaSet>::all(self.client.clone()), cfg.clone())
             .default_backoff()
             .boxed();
-        let mut stateful_sets =
-            watcher(Api::<StatefulSet>::all(self.client.clone()), cfg.clone())
-                .default_backoff()
-                .boxed();
+        let mut stateful_sets = watcher(Api::<StatefulSet>::all(self.client.clone()), cfg.clone())
+            .default_backoff()
+            .boxed();
         let mut rcs = watcher(Api::<ReplicationController>::all(self.client.clone()), cfg)
             .default_backoff()
             .boxed();
@@ -826,12 +822,7 @@ impl Loop {
         });
     }
 
-    fn report_unschedulable(
-        &mut self,
-        pod: &Pod,
-        fit: &FitError,
-        nominate: Nomination,
-    ) {
+    fn report_unschedulable(&mut self, pod: &Pod, fit: &FitError, nominate: Nomination) {
         let msg = fit.message();
         self.report_message(pod, msg, nominate, fit);
     }
@@ -1094,7 +1085,11 @@ mod tests {
             Some(rs_sel),
         );
         let p = pod(
-            &[("app", "web"), ("tier", "front"), ("pod-template-hash", "abc")],
+            &[
+                ("app", "web"),
+                ("tier", "front"),
+                ("pod-template-hash", "abc"),
+            ],
             Some(("apps/v1", "ReplicaSet", "web-abc")),
         );
         let sel = c.default_spread_selector(&p).expect("a selector");
@@ -1103,7 +1098,10 @@ mod tests {
         assert!(!sel.matches(&labels(&[("pod-template-hash", "abc")])));
 
         // Without a matching service or a known controller there is nothing to spread by.
-        let lone = pod(&[("app", "none")], Some(("apps/v1", "ReplicaSet", "unknown")));
+        let lone = pod(
+            &[("app", "none")],
+            Some(("apps/v1", "ReplicaSet", "unknown")),
+        );
         assert_eq!(c.default_spread_selector(&lone), None);
         // A wrong group for the kind is not the controller upstream looks up.
         let wrong = pod(&[], Some(("v1", "ReplicaSet", "web-abc")));

@@ -305,7 +305,13 @@ async fn measure(
         .clone();
     let mut latencies: Vec<Duration> = bound
         .iter()
-        .filter_map(|(i, b)| created.get(*i).copied().flatten().map(|c| b.duration_since(c)))
+        .filter_map(|(i, b)| {
+            created
+                .get(*i)
+                .copied()
+                .flatten()
+                .map(|c| b.duration_since(c))
+        })
         .collect();
     latencies.sort_unstable();
     let throughput = bound.len() as f64 / wall;
