@@ -116,7 +116,9 @@ async fn scheduler(args: SchedulerBenchArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(10), tasks.wait()).await;
-    let e2e = result?;
+    if let Err(e) = &result {
+        println!("end to end failed: {e:#}");
+    }
 
     // The decision core alone, after the API server is gone so both do not share the CPUs.
     let nodes = args.nodes;
@@ -133,6 +135,7 @@ async fn scheduler(args: SchedulerBenchArgs) -> anyhow::Result<()> {
         core.failed
     );
     println!("core_decisions_per_s={:.0}", core.decisions_per_s());
+    let e2e = result?;
     println!("scheduler_throughput_pods_per_s={e2e:.1}");
     Ok(())
 }
