@@ -639,6 +639,16 @@ impl Loop {
     /// node this scheduler nominated it to when the update does not carry it yet (our status
     /// patch may still be in flight), as upstream's `updateNominatedPod`.
     fn track_nomination(&mut self, pod: &Pod) {
+        let uid = pod.metadata.uid.as_deref().unwrap_or("");
+        let in_status = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref())
+            .is_some_and(|n| !n.is_empty());
+        if !in_status && self.snapshot.nomination(uid).is_none() {
+            // The common case, a pod nobody nominated: no PodInfo to build.
+            return;
+        }
         let mut info = self.cluster.pod_info(pod);
         if info.nominated_node_name.is_none() {
             match self.snapshot.nomination(&info.uid) {
