@@ -4,6 +4,7 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
 
@@ -326,8 +327,41 @@ impl Framework {
         Ok(active)
     }
 
-    /// Runs the Filter plugins of `active` on one node; the first rejection wins.
+    /// Filter on one node as upstream's `RunFilterPluginsWithNominatedPods`: when pods of
+    /// higher or equal priority are nominated to the node, the pod must fit both with them
+    /// counted (so it does not take the room preemption freed for them) and without them (so
+    /// it does not depend on pods that may never arrive, e.g. for anti-affinity).
     pub fn run_filter(
+        &self,
+        active: &[usize],
+        cx: &CycleState,
+        pod: &PodInfo,
+        node: &NodeInfo,
+        snap: &Snapshot,
+    ) -> Status {
+        let nominated = snap.nominated_pods(&node.name);
+        if nominated
+            .iter()
+            .any(|p| p.uid != pod.uid && p.priority >= pod.priority)
+        {
+            let mut with = node.clone();
+            for p in nominated {
+                if p.uid != pod.uid && p.priority >= pod.priority {
+                    let mut placed = (**p).clone();
+                    placed.node_name = Some(node.name.clone());
+                    with.add_pod(Arc::new(placed));
+                }
+            }
+            let s = self.run_filter_plugins(active, cx, pod, &with, snap);
+            if !s.is_success() {
+                return s;
+            }
+        }
+        self.run_filter_plugins(active, cx, pod, node, snap)
+    }
+
+    /// Runs the Filter plugins of `active` on one node; the first rejection wins.
+    pub fn run_filter_plugins(
         &self,
         active: &[usize],
         cx: &CycleState,
@@ -665,5 +699,58 @@ mod tests {
              {dedicated: gpu}. preemption: 0/5 nodes are available: 5 Preemption is not \
              helpful for scheduling.."
         );
+    }
+}
+
+#[cfg(test)]
+mod nominated_tests {
+    use super::*;
+    use crate::plugins::testutil::*;
+
+    fn nominated(name: &str, node: &str, priority: i32, milli_cpu: i64) -> Arc<PodInfo> {
+        let mut p = pod_info(name);
+        p.priority = priority;
+        p.requests.milli_cpu = milli_cpu;
+        p.nominated_node_name = Some(node.into());
+        Arc::new(p)
+    }
+
+    #[test]
+    fn room_nominated_to_a_higher_or_equal_priority_pod_is_not_taken() {
+        let mut snap = snapshot(vec![sized(node("a"), 2000, 1 << 30, 110)]);
+        snap.nominate(nominated("vip", "a", 100, 1500));
+        let mut fw = Framework::with_defaults();
+        let mut low = pod_info("low");
+        low.priority = 10;
+        low.requests.milli_cpu = 1000;
+        match fw.schedule(&snap, &low) {
+            Err(ScheduleError::Unfit(e)) => {
+                assert_eq!(e.message(), "0/1 nodes are available: 1 Insufficient cpu.")
+            }
+            other => panic!("expected unfit, got {other:?}"),
+        }
+        // Equal priority counts too; the nominated pod itself is not counted against itself.
+        low.priority = 100;
+        assert!(fw.schedule(&snap, &low).is_err());
+        let vip = nominated("vip", "a", 100, 1500);
+        assert_eq!(
+            fw.schedule(&snap, &vip).map(|d| d.node).ok(),
+            Some("a".into())
+        );
+    }
+
+    #[test]
+    fn lower_priority_or_cleared_nominations_do_not_block() {
+        let mut snap = snapshot(vec![sized(node("a"), 2000, 1 << 30, 110)]);
+        snap.nominate(nominated("minor", "a", 1, 1500));
+        let mut fw = Framework::with_defaults();
+        let mut pod = pod_info("p");
+        pod.priority = 10;
+        pod.requests.milli_cpu = 1000;
+        assert!(fw.schedule(&snap, &pod).is_ok());
+        snap.nominate(nominated("vip", "a", 100, 1500));
+        assert!(fw.schedule(&snap, &pod).is_err());
+        snap.clear_nomination(&nominated("vip", "a", 0, 0).uid);
+        assert!(fw.schedule(&snap, &pod).is_ok());
     }
 }

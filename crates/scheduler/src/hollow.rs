@@ -125,7 +125,7 @@ fn node_name(cfg: &HollowConfig, i: usize) -> String {
     format!("{}{}", cfg.name_prefix, i)
 }
 
-fn node_object(cfg: &HollowConfig, i: usize) -> Node {
+pub fn node_object(cfg: &HollowConfig, i: usize) -> Node {
     let name = node_name(cfg, i);
     let mut labels = BTreeMap::from([
         ("kubernetes.io/hostname".to_string(), name.clone()),
@@ -152,7 +152,7 @@ fn node_object(cfg: &HollowConfig, i: usize) -> Node {
     }
 }
 
-fn node_status_patch(cfg: &HollowConfig, i: usize) -> serde_json::Value {
+pub fn node_status_patch(cfg: &HollowConfig, i: usize) -> serde_json::Value {
     let now = jiff::Timestamp::now().to_string();
     let resources = json!({
         "cpu": cfg.cpu,
@@ -398,19 +398,43 @@ pub async fn run(
     result
 }
 
-/// Renews every Lease each `LEASE_RENEW`, and refreshes node conditions each `STATUS_REPORT`.
+/// Slots per renewal period: node `i` renews in slot `i % SLOTS`, so N nodes write N/SLOTS
+/// Leases every `LEASE_RENEW / SLOTS` instead of all N at once every `LEASE_RENEW` (a burst of
+/// thousands of writes that stalls the API server, then nothing for seconds).
+const SLOTS: usize = 100;
+
+/// Which nodes of `n` renew in `slot`: every SLOTS-th from `slot`.
+fn slot_members(n: usize, slot: usize) -> impl Iterator<Item = usize> {
+    (slot % SLOTS..n).step_by(SLOTS)
+}
+
+/// Renews every Lease once per `LEASE_RENEW` and refreshes node conditions once per
+/// `STATUS_REPORT`, each spread evenly over its period.
 async fn heartbeats(client: kube::Client, cfg: Arc<HollowConfig>, shutdown: CancellationToken) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let nodes: Api<Node> = Api::all(client);
-    let mut lease_tick = tokio::time::interval(LEASE_RENEW);
-    let mut status_tick = tokio::time::interval(STATUS_REPORT);
-    lease_tick.tick().await;
-    status_tick.tick().await;
+    let slots = u32::try_from(SLOTS).unwrap_or(u32::MAX);
+    let mut lease_tick = tokio::time::interval(LEASE_RENEW / slots);
+    let mut status_tick = tokio::time::interval(STATUS_REPORT / slots);
+    // A slow API server delays renewals; it must not cause a burst of catch-up ticks.
+    lease_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Registration just wrote every Lease and status: start one period later.
+    let mut lease_slot = 0usize;
+    let mut status_slot = 0usize;
+    tokio::select! {
+        _ = shutdown.cancelled() => return,
+        _ = tokio::time::sleep(LEASE_RENEW / slots) => {}
+    }
+    lease_tick.reset();
+    status_tick.reset();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = lease_tick.tick() => {
-                let n = futures::stream::iter(0..cfg.nodes)
+                let slot = lease_slot;
+                lease_slot = (lease_slot + 1) % SLOTS;
+                let n = futures::stream::iter(slot_members(cfg.nodes, slot))
                     .map(|i| {
                         let leases = leases.clone();
                         let name = node_name(&cfg, i);
@@ -425,7 +449,9 @@ async fn heartbeats(client: kube::Client, cfg: Arc<HollowConfig>, shutdown: Canc
                 }
             }
             _ = status_tick.tick() => {
-                for i in 0..cfg.nodes {
+                let slot = status_slot;
+                status_slot = (status_slot + 1) % SLOTS;
+                for i in slot_members(cfg.nodes, slot) {
                     let name = node_name(&cfg, i);
                     if let Err(e) = nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(&node_status_patch(&cfg, i))).await {
                         tracing::warn!(node = %name, error = %e, "node status update failed");
@@ -538,6 +564,21 @@ async fn run_pods(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_node_has_exactly_one_heartbeat_slot() {
+        for n in [0, 1, 99, 100, 101, 2000, 2345] {
+            let mut seen = vec![0; n];
+            for slot in 0..SLOTS {
+                for i in slot_members(n, slot) {
+                    seen[i] += 1;
+                }
+            }
+            assert!(seen.iter().all(|c| *c == 1), "n={n}");
+            let biggest = (0..SLOTS).map(|s| slot_members(n, s).count()).max();
+            assert_eq!(biggest, Some(n.div_ceil(SLOTS)), "n={n}");
+        }
+    }
 
     #[test]
     fn labels_and_taints_parse() {

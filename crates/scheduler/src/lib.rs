@@ -2,6 +2,7 @@
 //! (`framework`, `plugins`, `snapshot`), the scheduling loop on the `kube` client, and hollow
 //! nodes for scale tests.
 
+pub mod bench;
 pub mod framework;
 pub mod hollow;
 pub mod plugins;

@@ -8,6 +8,11 @@ use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
 
 pub const NAME: &str = "DefaultPreemption";
 pub const NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
+/// Upstream's DefaultPreemptionArgs defaults.
+const MIN_CANDIDATE_NODES_PERCENTAGE: usize = 10;
+const MIN_CANDIDATE_NODES_ABSOLUTE: usize = 100;
+/// Why a pod whose victims are still terminating does not preempt again.
+pub const WAITING_FOR_VICTIMS: &str = "not eligible due to a terminating pod on the nominated node";
 pub const NO_VICTIMS: &str = "No preemption victims found for incoming pod";
 
 /// A PodDisruptionBudget as preemption needs it.
@@ -178,9 +183,7 @@ pub fn preempt(
             .any(|p| p.terminating && p.priority < pod.priority)
     {
         // Victims of an earlier preemption are still terminating: wait for them.
-        return Outcome::Unschedulable(
-            "preemption: not eligible due to a terminating pod on the nominated node.".into(),
-        );
+        return Outcome::Unschedulable(format!("preemption: {WAITING_FOR_VICTIMS}."));
     }
     let mut cx = CycleState::default();
     let Ok(active) = fw.run_pre_filter(&mut cx, pod, snap) else {
@@ -188,7 +191,23 @@ pub fn preempt(
     };
     let mut statuses = std::collections::BTreeMap::new();
     let mut candidates = Vec::new();
-    for node in &snap.nodes {
+    // Upstream's GetOffsetAndNumCandidates: dry-run from an offset until 10% of the nodes (at
+    // least 100) produced candidates, instead of every node of a large cluster.
+    let n = snap.nodes.len();
+    let wanted = (n * MIN_CANDIDATE_NODES_PERCENTAGE / 100)
+        .max(MIN_CANDIDATE_NODES_ABSOLUTE)
+        .min(n);
+    let offset = if n == 0 {
+        0
+    } else {
+        pod.uid.bytes().fold(0usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        }) % n
+    };
+    for node in snap.nodes[offset..].iter().chain(&snap.nodes[..offset]) {
+        if candidates.len() >= wanted {
+            break;
+        }
         let Some(s) = fit.node_statuses.get(&node.name) else {
             continue;
         };

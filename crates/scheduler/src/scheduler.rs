@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Binding, Event, EventSource, Node, ObjectReference, Pod};
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{
+    Binding, Event, EventSource, Node, ObjectReference, Pod, ReplicationController, Service,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
@@ -23,7 +26,7 @@ use crate::DEFAULT_SCHEDULER_NAME;
 use crate::framework::{FitError, Framework, ScheduleError};
 use crate::preemption::{self, Outcome, Pdb};
 use crate::queue::SchedulingQueue;
-use crate::selector::Selector;
+use crate::selector::{Labels, Selector};
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
 
 /// Errors of the scheduler's setup (the loop itself logs and retries).
@@ -56,9 +59,22 @@ pub async fn client_from_kubeconfig(
     Ok(kube::Client::try_from(cfg)?)
 }
 
+/// Concurrent `pods/binding` requests.
+const MAX_BINDS_IN_FLIGHT: usize = 32;
+
 /// A pending pod in the queue.
 struct Queued {
     pod: Arc<Pod>,
+}
+
+/// What a failed cycle does to `status.nominatedNodeName`.
+enum Nomination {
+    /// Leave it as it is.
+    Keep,
+    /// Preemption chose this node and its victims.
+    Set(preemption::Candidate),
+    /// Preemption was tried and cannot help: clear it.
+    Clear,
 }
 
 /// What background IO reports back to the loop.
@@ -88,6 +104,28 @@ fn builtin_priority(name: &str) -> Option<i32> {
 struct Cluster {
     priority_classes: HashMap<String, (i32, bool)>,
     pdbs: HashMap<String, Pdb>,
+    /// namespace → service name → `spec.selector` (services without a selector left out).
+    services: HashMap<String, HashMap<String, Labels>>,
+    /// (kind, namespace, name) of ReplicaSets, StatefulSets, ReplicationControllers → selector.
+    controllers: HashMap<(&'static str, String, String), Selector>,
+}
+
+/// Which informer a spreading-selector source came from.
+#[derive(Debug, Clone, Copy)]
+enum SelectorSource {
+    ReplicaSet,
+    StatefulSet,
+    ReplicationController,
+}
+
+impl SelectorSource {
+    fn kind(self) -> &'static str {
+        match self {
+            SelectorSource::ReplicaSet => "ReplicaSet",
+            SelectorSource::StatefulSet => "StatefulSet",
+            SelectorSource::ReplicationController => "ReplicationController",
+        }
+    }
 }
 
 impl Cluster {
@@ -118,6 +156,113 @@ impl Cluster {
         let mut info = PodInfo::from_pod(pod);
         info.priority = self.priority_of(pod);
         info
+    }
+
+    /// Upstream's `helper.DefaultSelector`: the selectors of the Services selecting the pod,
+    /// merged, plus the selector of its controlling ReplicationController, ReplicaSet or
+    /// StatefulSet. `None` when that is empty (system default spreading then does nothing).
+    fn default_spread_selector(&self, pod: &Pod) -> Option<Selector> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let empty = Labels::new();
+        let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+        let mut merged = Labels::new();
+        if let Some(services) = self.services.get(ns) {
+            for sel in services.values() {
+                if sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                    merged.extend(sel.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+            }
+        }
+        let mut selector = Selector::from_map(&merged);
+        let owner = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true));
+        if let Some(o) = owner {
+            let group = o.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+            let kind = match (group, o.kind.as_str()) {
+                ("", "ReplicationController") => Some("ReplicationController"),
+                ("apps", "ReplicaSet") => Some("ReplicaSet"),
+                ("apps", "StatefulSet") => Some("StatefulSet"),
+                _ => None,
+            };
+            if let Some(kind) = kind
+                && let Some(sel) = self
+                    .controllers
+                    .get(&(kind, ns.to_string(), o.name.clone()))
+            {
+                selector.reqs.extend(sel.reqs.iter().cloned());
+            }
+        }
+        (!selector.is_empty()).then_some(selector)
+    }
+
+    fn on_service_event(&mut self, ev: watcher::Event<Service>) {
+        match ev {
+            watcher::Event::Apply(svc) | watcher::Event::InitApply(svc) => {
+                let ns = svc.metadata.namespace.clone().unwrap_or_default();
+                let name = svc.metadata.name.clone().unwrap_or_default();
+                let selector = svc.spec.and_then(|s| s.selector).filter(|s| !s.is_empty());
+                let entry = self.services.entry(ns).or_default();
+                match selector {
+                    Some(sel) => {
+                        entry.insert(name, sel);
+                    }
+                    None => {
+                        entry.remove(&name);
+                    }
+                }
+            }
+            watcher::Event::Delete(svc) => {
+                let ns = svc.metadata.namespace.unwrap_or_default();
+                if let Some(m) = self.services.get_mut(&ns) {
+                    m.remove(svc.metadata.name.as_deref().unwrap_or(""));
+                }
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
+    }
+
+    fn on_controller(
+        &mut self,
+        source: SelectorSource,
+        meta: &ObjectMeta,
+        selector: Option<Selector>,
+    ) {
+        let key = (
+            source.kind(),
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        );
+        match selector {
+            Some(sel) => {
+                self.controllers.insert(key, sel);
+            }
+            None => {
+                self.controllers.remove(&key);
+            }
+        }
+    }
+}
+
+/// A watcher event of a workload controller reduced to its metadata and selector (`None` on
+/// delete).
+fn controller_event<K>(
+    ev: watcher::Event<K>,
+    selector: impl Fn(&K) -> Selector,
+) -> Option<(ObjectMeta, Option<Selector>)>
+where
+    K: kube::Resource,
+{
+    match ev {
+        watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+            let sel = selector(&o);
+            Some((o.meta().clone(), Some(sel)))
+        }
+        watcher::Event::Delete(o) => Some((o.meta().clone(), None)),
+        watcher::Event::Init | watcher::Event::InitDone => None,
     }
 }
 
@@ -183,6 +328,13 @@ struct Loop {
     /// uid of every pod in the snapshot → key, to reconcile relists.
     placed_keys: HashMap<String, String>,
     instance: String,
+    /// Bindings in flight at once: each is one request on the client's connection pool, and
+    /// an unbounded burst would open (and TLS-handshake) a connection per pod.
+    bind_permits: Arc<tokio::sync::Semaphore>,
+    /// Whether the pod and node watchers finished their first list: as upstream's
+    /// WaitForCacheSync, no cycle runs on a partial cluster view.
+    pods_synced: bool,
+    nodes_synced: bool,
 }
 
 impl Loop {
@@ -206,6 +358,9 @@ impl Loop {
             nodes_seen: None,
             placed_keys: HashMap::new(),
             instance: format!("{DEFAULT_SCHEDULER_NAME}-{}", std::process::id()),
+            pods_synced: false,
+            nodes_synced: false,
+            bind_permits: Arc::new(tokio::sync::Semaphore::new(MAX_BINDS_IN_FLIGHT)),
         }
     }
 
@@ -220,7 +375,23 @@ impl Loop {
         let mut classes = watcher(Api::<PriorityClass>::all(self.client.clone()), cfg.clone())
             .default_backoff()
             .boxed();
-        let mut pdbs = watcher(Api::<PodDisruptionBudget>::all(self.client.clone()), cfg)
+        let mut pdbs = watcher(
+            Api::<PodDisruptionBudget>::all(self.client.clone()),
+            cfg.clone(),
+        )
+        .default_backoff()
+        .boxed();
+        // The sources of system default topology spreading (upstream's DefaultSelector).
+        let mut services = watcher(Api::<Service>::all(self.client.clone()), cfg.clone())
+            .default_backoff()
+            .boxed();
+        let mut replica_sets = watcher(Api::<ReplicaSet>::all(self.client.clone()), cfg.clone())
+            .default_backoff()
+            .boxed();
+        let mut stateful_sets = watcher(Api::<StatefulSet>::all(self.client.clone()), cfg.clone())
+            .default_backoff()
+            .boxed();
+        let mut rcs = watcher(Api::<ReplicationController>::all(self.client.clone()), cfg)
             .default_backoff()
             .boxed();
         let mut flush = tokio::time::interval(Duration::from_secs(30));
@@ -251,6 +422,38 @@ impl Loop {
                 Some(ev) = pdbs.next() => {
                     if let Ok(ev) = ev {
                         self.on_pdb_event(ev);
+                    }
+                },
+                Some(ev) = services.next() => {
+                    if let Ok(ev) = ev {
+                        self.cluster.on_service_event(ev);
+                    }
+                },
+                Some(ev) = replica_sets.next() => {
+                    if let Ok(ev) = ev
+                        && let Some((meta, sel)) = controller_event(ev, |rs: &ReplicaSet| {
+                            rs.spec.as_ref().map(|s| Selector::from_label_selector(&s.selector)).unwrap_or_default()
+                        })
+                    {
+                        self.cluster.on_controller(SelectorSource::ReplicaSet, &meta, sel);
+                    }
+                },
+                Some(ev) = stateful_sets.next() => {
+                    if let Ok(ev) = ev
+                        && let Some((meta, sel)) = controller_event(ev, |ss: &StatefulSet| {
+                            ss.spec.as_ref().map(|s| Selector::from_label_selector(&s.selector)).unwrap_or_default()
+                        })
+                    {
+                        self.cluster.on_controller(SelectorSource::StatefulSet, &meta, sel);
+                    }
+                },
+                Some(ev) = rcs.next() => {
+                    if let Ok(ev) = ev
+                        && let Some((meta, sel)) = controller_event(ev, |rc: &ReplicationController| {
+                            rc.spec.as_ref().and_then(|s| s.selector.as_ref()).map(Selector::from_map).unwrap_or_default()
+                        })
+                    {
+                        self.cluster.on_controller(SelectorSource::ReplicationController, &meta, sel);
                     }
                 },
                 Some(fb) = self.feedback_rx.recv() => self.on_feedback(fb),
@@ -336,6 +539,7 @@ impl Loop {
                 }
             }
             watcher::Event::InitDone => {
+                self.nodes_synced = true;
                 if let Some(seen) = self.nodes_seen.take() {
                     let gone: Vec<String> = self
                         .snapshot
@@ -364,6 +568,7 @@ impl Loop {
             }
             watcher::Event::Delete(p) => self.on_pod_delete(&p),
             watcher::Event::InitDone => {
+                self.pods_synced = true;
                 if let Some(seen) = self.pods_seen.take() {
                     let gone: Vec<String> = self
                         .placed_keys
@@ -391,6 +596,7 @@ impl Loop {
             .and_then(|s| s.node_name.as_deref())
             .is_some_and(|n| !n.is_empty());
         if bound {
+            self.snapshot.clear_nomination(&uid);
             self.assumed.remove(&uid);
             self.queue.done(&key);
             if is_terminal(&pod) {
@@ -411,10 +617,12 @@ impl Loop {
             return;
         }
         if !wants_scheduling(&pod) {
+            self.snapshot.clear_nomination(&uid);
             self.queue.delete(&key);
             return;
         }
         let priority = self.cluster.priority_of(&pod);
+        self.track_nomination(&pod);
         let changed = match self.queue.get(&key) {
             Some(old) => meaningfully_changed(&old.pod, &pod),
             None => true,
@@ -427,8 +635,33 @@ impl Loop {
         }
     }
 
+    /// Keeps the nominator in step with a pending pod: its `status.nominatedNodeName`, or the
+    /// node this scheduler nominated it to when the update does not carry it yet (our status
+    /// patch may still be in flight), as upstream's `updateNominatedPod`.
+    fn track_nomination(&mut self, pod: &Pod) {
+        let uid = pod.metadata.uid.as_deref().unwrap_or("");
+        let in_status = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref())
+            .is_some_and(|n| !n.is_empty());
+        if !in_status && self.snapshot.nomination(uid).is_none() {
+            // The common case, a pod nobody nominated: no PodInfo to build.
+            return;
+        }
+        let mut info = self.cluster.pod_info(pod);
+        if info.nominated_node_name.is_none() {
+            match self.snapshot.nomination(&info.uid) {
+                Some(node) => info.nominated_node_name = Some(node.to_string()),
+                None => return,
+            }
+        }
+        self.snapshot.nominate(Arc::new(info));
+    }
+
     fn on_pod_delete(&mut self, pod: &Pod) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
+        self.snapshot.clear_nomination(&uid);
         let key = key_of(pod);
         self.queue.delete(&key);
         self.assumed.remove(&uid);
@@ -458,6 +691,9 @@ impl Loop {
 
     /// Runs scheduling cycles for every pod ready now.
     fn schedule_ready(&mut self) {
+        if !(self.pods_synced && self.nodes_synced) {
+            return;
+        }
         let now = Instant::now();
         while let Some((key, q)) = self.queue.pop(now) {
             let pod = q.pod.clone();
@@ -466,7 +702,14 @@ impl Loop {
     }
 
     fn schedule_one(&mut self, key: String, pod: Arc<Pod>, now: Instant) {
-        let info = self.cluster.pod_info(&pod);
+        let mut info = self.cluster.pod_info(&pod);
+        if info.nominated_node_name.is_none() {
+            // Nominated by this scheduler a moment ago; the status update is not back yet.
+            info.nominated_node_name = self.snapshot.nomination(&info.uid).map(str::to_string);
+        }
+        if info.spread.is_empty() {
+            info.default_spread_selector = self.cluster.default_spread_selector(&pod);
+        }
         let started = Instant::now();
         match self.framework.schedule(&self.snapshot, &info) {
             Ok(decision) => {
@@ -476,7 +719,9 @@ impl Loop {
                     self.queue.errored(&key, now);
                     return;
                 }
-                // Assume: count the pod on its node now, so the next cycle sees it.
+                // Assume: count the pod on its node now, so the next cycle sees it; it no
+                // longer holds a nomination.
+                self.snapshot.clear_nomination(&info.uid);
                 let mut assumed = info;
                 assumed.node_name = Some(decision.node.clone());
                 let uid = assumed.uid.clone();
@@ -495,18 +740,44 @@ impl Loop {
             }
             Err(ScheduleError::Unfit(mut fit)) => {
                 let pdbs: Vec<Pdb> = self.cluster.pdbs.values().cloned().collect();
-                let mut nominate = None;
-                match preemption::preempt(&self.framework, &self.snapshot, &info, &fit, &pdbs) {
-                    Outcome::Nominate(c) => nominate = Some(c),
-                    Outcome::Unschedulable(msg) => fit.post_filter_msg = Some(msg),
-                }
+                let nominate = match preemption::preempt(
+                    &self.framework,
+                    &self.snapshot,
+                    &info,
+                    &fit,
+                    &pdbs,
+                ) {
+                    Outcome::Nominate(c) => {
+                        let mut nominated = info.clone();
+                        nominated.nominated_node_name = Some(c.node.clone());
+                        self.snapshot.nominate(Arc::new(nominated));
+                        Nomination::Set(c)
+                    }
+                    Outcome::Unschedulable(msg) => {
+                        // Upstream's PostFilter result clears the nomination when preemption
+                        // was tried and failed; a pod still waiting for its victims keeps it.
+                        let keep = msg.contains(preemption::WAITING_FOR_VICTIMS);
+                        fit.post_filter_msg = Some(msg);
+                        if keep || info.nominated_node_name.is_none() {
+                            Nomination::Keep
+                        } else {
+                            self.snapshot.clear_nomination(&info.uid);
+                            Nomination::Clear
+                        }
+                    }
+                };
                 self.queue.failed(&key, now);
                 self.report_unschedulable(&pod, &fit, nominate);
             }
             Err(ScheduleError::NoNodes) => {
                 self.queue.failed(&key, now);
                 let fit = FitError::default();
-                self.report_message(&pod, ScheduleError::NoNodes.to_string(), None, &fit);
+                self.report_message(
+                    &pod,
+                    ScheduleError::NoNodes.to_string(),
+                    Nomination::Keep,
+                    &fit,
+                );
             }
             Err(ScheduleError::Internal(e)) => {
                 tracing::error!(pod = %key, error = %e, "scheduling cycle failed");
@@ -518,7 +789,10 @@ impl Loop {
     fn spawn_bind(&self, key: String, uid: String, pod: Arc<Pod>, node: String) {
         let client = self.client.clone();
         let tx = self.feedback_tx.clone();
+        let permits = self.bind_permits.clone();
         tokio::spawn(async move {
+            // The semaphore is never closed, so acquiring only fails if it were.
+            let _permit = permits.acquire_owned().await.ok();
             let ns = pod
                 .metadata
                 .namespace
@@ -558,12 +832,7 @@ impl Loop {
         });
     }
 
-    fn report_unschedulable(
-        &mut self,
-        pod: &Pod,
-        fit: &FitError,
-        nominate: Option<preemption::Candidate>,
-    ) {
+    fn report_unschedulable(&mut self, pod: &Pod, fit: &FitError, nominate: Nomination) {
         let msg = fit.message();
         self.report_message(pod, msg, nominate, fit);
     }
@@ -574,7 +843,7 @@ impl Loop {
         &mut self,
         pod: &Pod,
         message: String,
-        nominate: Option<preemption::Candidate>,
+        nominate: Nomination,
         _fit: &FitError,
     ) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -616,8 +885,10 @@ impl Loop {
                     "lastProbeTime": null,
                 }]
             });
-            if let Some(c) = &nominate {
-                status["nominatedNodeName"] = json!(c.node);
+            match &nominate {
+                Nomination::Set(c) => status["nominatedNodeName"] = json!(c.node),
+                Nomination::Clear => status["nominatedNodeName"] = serde_json::Value::Null,
+                Nomination::Keep => {}
             }
             let patch = json!({ "status": status });
             if let Err(e) = pods
@@ -641,7 +912,7 @@ impl Loop {
                     tracing::warn!(pod = %name, error = %e, "recording FailedScheduling failed");
                 }
             }
-            if let Some(c) = nominate {
+            if let Nomination::Set(c) = nominate {
                 evict_victims(&client, &pod, &c, &instance).await;
             }
         });
@@ -761,5 +1032,89 @@ async fn evict_victims(
         let events: Api<Event> = Api::namespaced(client.clone(), &v.namespace);
         let _ = events.create(&PostParams::default(), &ev).await;
         tracing::info!(victim = %v.key(), preemptor = %key_of(preemptor), node = %c.node, "preempted");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    fn pod(labels: &[(&str, &str)], owner: Option<(&str, &str, &str)>) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some("p".into()),
+                namespace: Some("ns".into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                owner_references: owner.map(|(api_version, kind, name)| {
+                    vec![OwnerReference {
+                        api_version: api_version.into(),
+                        kind: kind.into(),
+                        name: name.into(),
+                        controller: Some(true),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn labels(kv: &[(&str, &str)]) -> Labels {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn default_spread_selector_merges_services_and_the_controller() {
+        let mut c = Cluster::default();
+        let svc = |sel: &[(&str, &str)]| labels(sel);
+        c.services.entry("ns".into()).or_default().extend([
+            ("web".to_string(), svc(&[("app", "web")])),
+            ("other".to_string(), svc(&[("app", "db")])),
+        ]);
+        c.services
+            .entry("elsewhere".into())
+            .or_default()
+            .insert("web".into(), svc(&[("tier", "front")]));
+        let rs_sel = Selector::from_map(&labels(&[("pod-template-hash", "abc")]));
+        c.on_controller(
+            SelectorSource::ReplicaSet,
+            &ObjectMeta {
+                name: Some("web-abc".into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            Some(rs_sel),
+        );
+        let p = pod(
+            &[
+                ("app", "web"),
+                ("tier", "front"),
+                ("pod-template-hash", "abc"),
+            ],
+            Some(("apps/v1", "ReplicaSet", "web-abc")),
+        );
+        let sel = c.default_spread_selector(&p).expect("a selector");
+        assert!(sel.matches(&labels(&[("app", "web"), ("pod-template-hash", "abc")])));
+        assert!(!sel.matches(&labels(&[("app", "web")])));
+        assert!(!sel.matches(&labels(&[("pod-template-hash", "abc")])));
+
+        // Without a matching service or a known controller there is nothing to spread by.
+        let lone = pod(
+            &[("app", "none")],
+            Some(("apps/v1", "ReplicaSet", "unknown")),
+        );
+        assert_eq!(c.default_spread_selector(&lone), None);
+        // A wrong group for the kind is not the controller upstream looks up.
+        let wrong = pod(&[], Some(("v1", "ReplicaSet", "web-abc")));
+        assert_eq!(c.default_spread_selector(&wrong), None);
     }
 }

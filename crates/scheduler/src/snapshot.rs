@@ -407,6 +407,11 @@ pub struct Snapshot {
     /// Number of placed pods with affinity / required anti-affinity terms (fast paths).
     pub pods_with_affinity: usize,
     pub pods_with_required_anti_affinity: usize,
+    /// Pending pods nominated to a node by preemption, by node name (upstream's nominator):
+    /// Filter counts the higher-or-equal-priority ones as if they were already there.
+    nominated: HashMap<String, Vec<Arc<PodInfo>>>,
+    /// uid → nominated node name.
+    nominated_uids: HashMap<String, String>,
 }
 
 impl Snapshot {
@@ -542,6 +547,40 @@ impl Snapshot {
             }
         }
         removed
+    }
+
+    /// Records `pod` (pending, with `nominated_node_name`) as nominated to that node, replacing
+    /// an earlier nomination of the same uid; a pod without a nominated node is forgotten.
+    pub fn nominate(&mut self, pod: Arc<PodInfo>) {
+        self.clear_nomination(&pod.uid);
+        let Some(node) = pod.nominated_node_name.clone() else {
+            return;
+        };
+        self.nominated_uids.insert(pod.uid.clone(), node.clone());
+        self.nominated.entry(node).or_default().push(pod);
+    }
+
+    /// Forgets the nomination of `uid` (bound, deleted, or no longer nominated).
+    pub fn clear_nomination(&mut self, uid: &str) {
+        let Some(node) = self.nominated_uids.remove(uid) else {
+            return;
+        };
+        if let Some(list) = self.nominated.get_mut(&node) {
+            list.retain(|p| p.uid != uid);
+            if list.is_empty() {
+                self.nominated.remove(&node);
+            }
+        }
+    }
+
+    /// Pods nominated to `node`.
+    pub fn nominated_pods(&self, node: &str) -> &[Arc<PodInfo>] {
+        self.nominated.get(node).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The node `uid` is nominated to, if any.
+    pub fn nomination(&self, uid: &str) -> Option<&str> {
+        self.nominated_uids.get(uid).map(String::as_str)
     }
 
     /// The node a pod is placed on, if any.

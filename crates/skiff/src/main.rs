@@ -1,5 +1,7 @@
 //! The `skiff` binary: one executable for every role (DESIGN.md §2).
 
+mod bench;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,6 +38,9 @@ enum Command {
     Datastore(DatastoreArgs),
     /// A local multi-node cluster: one server and agents in network namespaces (as root).
     Cluster(ClusterArgs),
+    /// Benchmarks (`skiff bench scheduler …`).
+    #[command(subcommand)]
+    Bench(bench::Bench),
 }
 
 #[derive(Debug, clap::Args)]
@@ -453,6 +458,7 @@ fn main() -> anyhow::Result<()> {
         Command::Datastore(DatastoreArgs {
             command: DatastoreCommand::Status { kubeconfig, output },
         }) => runtime_with_logs("warn")?.block_on(datastore_status(&kubeconfig, &output)),
+        Command::Bench(b) => runtime_with_logs(b.log())?.block_on(bench::run(b)),
     }
 }
 
