@@ -10,6 +10,7 @@ pub mod owner;
 pub mod pod_state;
 pub mod queue;
 pub mod replicaset;
+pub mod volume;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -229,7 +230,7 @@ pub async fn start(client: kube::Client, shutdown: CancellationToken, tasks: &Ta
     // @jobs-register
     // @sets-register
     // @nodes-register
-    // @storage-register
+    volume::register(&client, &mut pods, tasks, shutdown.clone());
     tasks.spawn(nodes.run(shutdown.clone()));
 
     let pod_store = pods.store();

@@ -18,6 +18,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 pub use client::CsiClient;
+pub use tonic;
 pub use local::LocalDriver;
 
 /// The built-in driver's name (the StorageClass `provisioner`).
