@@ -278,7 +278,13 @@ impl Binder {
             selected = Some(node);
         }
         let labels = match &selected {
-            Some(n) => self.control.node_labels(n).await?.unwrap_or_default(),
+            Some(n) => {
+                let mut l = self.control.node_labels(n).await?.unwrap_or_default();
+                // Every kubelet sets it; simulated nodes may not.
+                l.entry("kubernetes.io/hostname".into())
+                    .or_insert_with(|| n.clone());
+                l
+            }
             None => BTreeMap::new(),
         };
         let node = selected.as_deref().map(|name| NodeInfo {

@@ -190,7 +190,9 @@ pub fn find_best_match<'a>(
         }
         let cap = capacity_bytes(pv);
         if is_bound_to_claim(pv, claim) {
-            if cap >= requested && volume_class(pv) == class && fits_node(pv) {
+            // As upstream, node affinity of a pre-bound volume is the scheduler's business:
+            // a provisioner created it for the selected node.
+            if cap >= requested && volume_class(pv) == class {
                 return Some(pv);
             }
             continue;

@@ -136,3 +136,45 @@ pub fn register(
         });
     });
 }
+
+/// The built-in driver's socket under the server's data dir.
+pub fn local_socket(server_dir: &std::path::Path) -> std::path::PathBuf {
+    server_dir.join("csi").join("local.sock")
+}
+
+/// Run the built-in CSI driver `local.csi.skiff.dev` on `<server_dir>/csi/local.sock`
+/// (volumes under `<server_dir>/csi/local/`, capacity = that filesystem's size, node id = this
+/// host's name) and the provisioner for it, until `shutdown`.
+pub async fn run_local_storage(
+    client: kube::Client,
+    server_dir: std::path::PathBuf,
+    shutdown: CancellationToken,
+) {
+    let root = server_dir.join("csi").join("local");
+    let socket = local_socket(&server_dir);
+    let node = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    let total = match std::fs::create_dir_all(&root).and_then(|()| {
+        rustix::fs::statvfs(&root).map_err(std::io::Error::from)
+    }) {
+        Ok(fs) => i64::try_from(fs.f_blocks.saturating_mul(fs.f_frsize)).unwrap_or(i64::MAX),
+        Err(e) => {
+            tracing::error!(dir = %root.display(), error = %e, "local CSI driver not started");
+            return;
+        }
+    };
+    let driver = match skiff_csi::LocalDriver::new(&root, &node, total) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(dir = %root.display(), error = %e, "local CSI driver not started");
+            return;
+        }
+    };
+    let serve_shutdown = shutdown.clone();
+    let serving = tokio::spawn(async move {
+        if let Err(e) = skiff_csi::serve(&socket, driver, serve_shutdown).await {
+            tracing::error!(error = %e, "local CSI driver stopped");
+        }
+    });
+    provisioner::run(client, local_socket(&server_dir), shutdown).await;
+    let _ = serving.await;
+}
