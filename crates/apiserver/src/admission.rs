@@ -119,16 +119,19 @@ async fn default_storage_class(app: &App, claim: &mut Value) -> Result<()> {
         a["storageclass.kubernetes.io/is-default-class"] == "true"
             || a["storageclass.beta.kubernetes.io/is-default-class"] == "true"
     };
-    let newest = page
-        .items
-        .iter()
-        .filter(is_default)
-        .max_by(|a, b| {
-            let ts = |c: &Value| c["metadata"]["creationTimestamp"].as_str().unwrap_or("").to_string();
-            ts(a).cmp(&ts(b)).then_with(|| {
-                b["metadata"]["name"].as_str().cmp(&a["metadata"]["name"].as_str())
-            })
-        });
+    let newest = page.items.iter().filter(is_default).max_by(|a, b| {
+        let ts = |c: &Value| {
+            c["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        };
+        ts(a).cmp(&ts(b)).then_with(|| {
+            b["metadata"]["name"]
+                .as_str()
+                .cmp(&a["metadata"]["name"].as_str())
+        })
+    });
     if let Some(class) = newest.and_then(|c| c["metadata"]["name"].as_str()) {
         claim["spec"]["storageClassName"] = json!(class);
     }

@@ -30,9 +30,7 @@ impl CsiClient {
             .connect_with_connector(tower::service_fn(move |_: Uri| {
                 let p = path.clone();
                 async move {
-                    Ok::<_, std::io::Error>(TokioIo::new(
-                        tokio::net::UnixStream::connect(p).await?,
-                    ))
+                    Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
                 }
             }))
             .await

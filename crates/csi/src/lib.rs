@@ -18,8 +18,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 pub use client::CsiClient;
-pub use tonic;
 pub use local::LocalDriver;
+pub use tonic;
 
 /// The built-in driver's name (the StorageClass `provisioner`).
 pub const LOCAL_DRIVER: &str = "local.csi.skiff.dev";

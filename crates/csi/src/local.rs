@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
 
-use crate::v1::{self, controller_server::Controller, identity_server::Identity, node_server::Node};
+use crate::v1::{
+    self, controller_server::Controller, identity_server::Identity, node_server::Node,
+};
 use crate::{LOCAL_DRIVER, TOPOLOGY_NODE_KEY};
 
 /// Capacity given to a volume whose request names none.
@@ -54,7 +56,9 @@ fn volume_id_for(name: &str) -> String {
 
 fn valid_id(id: &str) -> Result<(), Status> {
     if id.is_empty() || id.starts_with('.') || id.contains('/') {
-        return Err(Status::invalid_argument(format!("invalid volume id {id:?}")));
+        return Err(Status::invalid_argument(format!(
+            "invalid volume id {id:?}"
+        )));
     }
     Ok(())
 }
@@ -137,7 +141,11 @@ fn dir_usage(path: &Path) -> std::io::Result<(u64, u64)> {
 impl LocalDriver {
     /// A driver keeping volumes under `root` for node `node_id`, with `total_bytes` to hand
     /// out. Reads the ledger a previous run left.
-    pub fn new(root: impl Into<PathBuf>, node_id: &str, total_bytes: i64) -> std::io::Result<LocalDriver> {
+    pub fn new(
+        root: impl Into<PathBuf>,
+        node_id: &str,
+        total_bytes: i64,
+    ) -> std::io::Result<LocalDriver> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
         let ledger = match std::fs::read(root.join("volumes.json")) {
@@ -163,7 +171,8 @@ impl LocalDriver {
     }
 
     fn persist(&self, ledger: &Ledger) -> Result<(), Status> {
-        let body = serde_json::to_vec_pretty(ledger).map_err(|e| Status::internal(e.to_string()))?;
+        let body =
+            serde_json::to_vec_pretty(ledger).map_err(|e| Status::internal(e.to_string()))?;
         let tmp = self.root.join(".volumes.json.tmp");
         std::fs::write(&tmp, body).map_err(|e| io_status("writing ledger", e))?;
         std::fs::rename(&tmp, self.root.join("volumes.json"))
@@ -175,9 +184,14 @@ impl LocalDriver {
     }
 
     fn requested_node(&self, req: Option<&v1::TopologyRequirement>) -> String {
-        req.and_then(|r| r.preferred.iter().chain(r.requisite.iter()).find_map(|t| t.segments.get(TOPOLOGY_NODE_KEY)))
-            .cloned()
-            .unwrap_or_else(|| self.node_id.clone())
+        req.and_then(|r| {
+            r.preferred
+                .iter()
+                .chain(r.requisite.iter())
+                .find_map(|t| t.segments.get(TOPOLOGY_NODE_KEY))
+        })
+        .cloned()
+        .unwrap_or_else(|| self.node_id.clone())
     }
 }
 
@@ -234,10 +248,15 @@ impl Controller for LocalDriver {
             return Err(Status::invalid_argument("volume name missing in request"));
         }
         if req.volume_capabilities.is_empty() {
-            return Err(Status::invalid_argument("volume capabilities missing in request"));
+            return Err(Status::invalid_argument(
+                "volume capabilities missing in request",
+            ));
         }
         if req.volume_capabilities.iter().any(|c| {
-            matches!(c.access_type, Some(v1::volume_capability::AccessType::Block(_)))
+            matches!(
+                c.access_type,
+                Some(v1::volume_capability::AccessType::Block(_))
+            )
         }) {
             return Err(Status::invalid_argument("block volumes are not supported"));
         }
@@ -286,12 +305,18 @@ impl Controller for LocalDriver {
             self.persist(&ledger)?;
             tracing::info!(volume = %id, capacity, node = %node, "created local volume");
         }
-        let rec = ledger.volumes.get(&id).cloned().unwrap_or(Recorded { capacity, node });
+        let rec = ledger
+            .volumes
+            .get(&id)
+            .cloned()
+            .unwrap_or(Recorded { capacity, node });
         Ok(Response::new(v1::CreateVolumeResponse {
             volume: Some(v1::Volume {
                 capacity_bytes: rec.capacity,
                 volume_id: id,
-                volume_context: [("node".to_string(), rec.node.clone())].into_iter().collect(),
+                volume_context: [("node".to_string(), rec.node.clone())]
+                    .into_iter()
+                    .collect(),
                 content_source: None,
                 accessible_topology: vec![topology(&rec.node)],
             }),
@@ -326,7 +351,10 @@ impl Controller for LocalDriver {
         let mut ledger = self.lock();
         let used = Self::used(&ledger);
         let Some(rec) = ledger.volumes.get_mut(&req.volume_id) else {
-            return Err(Status::not_found(format!("volume {} not found", req.volume_id)));
+            return Err(Status::not_found(format!(
+                "volume {} not found",
+                req.volume_id
+            )));
         };
         if want > rec.capacity {
             let free = self.total - used;
@@ -364,20 +392,29 @@ impl Controller for LocalDriver {
     ) -> Result<Response<v1::ValidateVolumeCapabilitiesResponse>, Status> {
         let req = req.into_inner();
         if !self.lock().volumes.contains_key(&req.volume_id) {
-            return Err(Status::not_found(format!("volume {} not found", req.volume_id)));
+            return Err(Status::not_found(format!(
+                "volume {} not found",
+                req.volume_id
+            )));
         }
-        let block = req
-            .volume_capabilities
-            .iter()
-            .any(|c| matches!(c.access_type, Some(v1::volume_capability::AccessType::Block(_))));
+        let block = req.volume_capabilities.iter().any(|c| {
+            matches!(
+                c.access_type,
+                Some(v1::volume_capability::AccessType::Block(_))
+            )
+        });
         Ok(Response::new(v1::ValidateVolumeCapabilitiesResponse {
-            confirmed: (!block).then(|| v1::validate_volume_capabilities_response::Confirmed {
+            confirmed: (!block).then_some(v1::validate_volume_capabilities_response::Confirmed {
                 volume_context: req.volume_context,
                 volume_capabilities: req.volume_capabilities,
                 parameters: req.parameters,
                 mutable_parameters: req.mutable_parameters,
             }),
-            message: if block { "block volumes are not supported".into() } else { String::new() },
+            message: if block {
+                "block volumes are not supported".into()
+            } else {
+                String::new()
+            },
         }))
     }
 
@@ -411,14 +448,22 @@ impl Node for LocalDriver {
             return Err(Status::invalid_argument("target path missing in request"));
         }
         let Some(cap) = req.volume_capability else {
-            return Err(Status::invalid_argument("volume capability missing in request"));
+            return Err(Status::invalid_argument(
+                "volume capability missing in request",
+            ));
         };
-        if matches!(cap.access_type, Some(v1::volume_capability::AccessType::Block(_))) {
+        if matches!(
+            cap.access_type,
+            Some(v1::volume_capability::AccessType::Block(_))
+        ) {
             return Err(Status::invalid_argument("block volumes are not supported"));
         }
         let source = self.volume_path(&req.volume_id);
         if !source.is_dir() {
-            return Err(Status::not_found(format!("volume {} not found", req.volume_id)));
+            return Err(Status::not_found(format!(
+                "volume {} not found",
+                req.volume_id
+            )));
         }
         let target = PathBuf::from(&req.target_path);
         std::fs::create_dir_all(&target).map_err(|e| io_status("creating target", e))?;
@@ -465,7 +510,10 @@ impl Node for LocalDriver {
         let req = req.into_inner();
         let path = PathBuf::from(&req.volume_path);
         if !path.is_dir() {
-            return Err(Status::not_found(format!("volume path {} not found", req.volume_path)));
+            return Err(Status::not_found(format!(
+                "volume path {} not found",
+                req.volume_path
+            )));
         }
         let (used, inodes) = dir_usage(&path).map_err(|e| io_status("measuring volume", e))?;
         let used = i64::try_from(used).unwrap_or(i64::MAX);
@@ -479,7 +527,12 @@ impl Node for LocalDriver {
         let unit = v1::volume_usage::Unit::Bytes as i32;
         Ok(Response::new(v1::NodeGetVolumeStatsResponse {
             usage: vec![
-                v1::VolumeUsage { available, total, used, unit },
+                v1::VolumeUsage {
+                    available,
+                    total,
+                    used,
+                    unit,
+                },
                 v1::VolumeUsage {
                     available: i64::try_from(fs.f_favail).unwrap_or(0),
                     total: i64::try_from(fs.f_files).unwrap_or(0),

@@ -53,7 +53,10 @@ async fn start(total: i64) -> Running {
 impl Running {
     async fn stop(self) {
         self.shutdown.cancel();
-        self.server.await.expect("join").expect("server ran cleanly");
+        self.server
+            .await
+            .expect("join")
+            .expect("server ran cleanly");
     }
 }
 
@@ -126,7 +129,10 @@ async fn create_accounts_capacity_and_reports_topology_then_delete_frees_it() {
     assert_eq!(v.volume_id, "pvc-1");
     assert_eq!(v.capacity_bytes, 2 * GI);
     assert_eq!(
-        v.accessible_topology[0].segments.get(TOPOLOGY_NODE_KEY).map(String::as_str),
+        v.accessible_topology[0]
+            .segments
+            .get(TOPOLOGY_NODE_KEY)
+            .map(String::as_str),
         Some("node-b")
     );
     assert!(r.root().join("pvc-1").is_dir());
@@ -334,7 +340,9 @@ async fn publish_bind_mounts_the_volume_and_unpublish_removes_it() {
     publish(&mut r, &target, false).await.expect("publish");
     assert!(skiff_csi::local::is_mount_point(&target));
     // Publishing again is idempotent (no second mount stacked).
-    publish(&mut r, &target, false).await.expect("publish again");
+    publish(&mut r, &target, false)
+        .await
+        .expect("publish again");
     std::fs::write(target.join("hello"), b"world").expect("write through mount");
     assert_eq!(
         std::fs::read(r.root().join("pvc-m/hello")).expect("read source"),
@@ -350,7 +358,10 @@ async fn publish_bind_mounts_the_volume_and_unpublish_removes_it() {
         .expect("unpublish");
     assert!(!skiff_csi::local::is_mount_point(&target));
     assert!(!target.exists());
-    assert!(r.root().join("pvc-m/hello").exists(), "data stays in the volume");
+    assert!(
+        r.root().join("pvc-m/hello").exists(),
+        "data stays in the volume"
+    );
 
     // Read-only publish refuses writes.
     let ro = r.dir.path().join("pods/uid2/volumes/data");

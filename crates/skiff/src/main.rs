@@ -557,7 +557,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             .await
             .context("building the provisioner's client")?;
         let dir = args.data_dir.join("server");
-        tasks.spawn(skiff_controllers::volume::run_local_storage(client, dir, shutdown.clone()));
+        tasks.spawn(skiff_controllers::volume::run_local_storage(
+            client,
+            dir,
+            shutdown.clone(),
+        ));
     }
     if !args.disable_agent {
         tracing::warn!(

@@ -124,7 +124,14 @@ fn static_volume_binds_unmatched_claim_waits_and_retain_releases() {
     });
     let table = k.ok(&["get", "pv,pvc"]);
     let header = table.lines().next().unwrap_or("");
-    for col in ["CAPACITY", "ACCESS MODES", "RECLAIM POLICY", "STATUS", "CLAIM", "STORAGECLASS"] {
+    for col in [
+        "CAPACITY",
+        "ACCESS MODES",
+        "RECLAIM POLICY",
+        "STATUS",
+        "CLAIM",
+        "STORAGECLASS",
+    ] {
         assert!(header.contains(col), "{col} missing in:\n{table}");
     }
     let pv_row = table
@@ -132,17 +139,27 @@ fn static_volume_binds_unmatched_claim_waits_and_retain_releases() {
         .find(|l| l.starts_with("persistentvolume/pv-static"))
         .unwrap_or_else(|| panic!("pv row in:\n{table}"));
     for cell in ["2Gi", "RWO", "Retain", "Bound", "default/data", "manual"] {
-        assert!(pv_row.split_whitespace().any(|c| c == cell), "{cell} in {pv_row}");
+        assert!(
+            pv_row.split_whitespace().any(|c| c == cell),
+            "{cell} in {pv_row}"
+        );
     }
     let pvc_row = table
         .lines()
         .find(|l| l.starts_with("persistentvolumeclaim/data"))
         .unwrap_or_else(|| panic!("pvc row in:\n{table}"));
     for cell in ["Bound", "pv-static", "2Gi", "RWO", "manual"] {
-        assert!(pvc_row.split_whitespace().any(|c| c == cell), "{cell} in {pvc_row}");
+        assert!(
+            pvc_row.split_whitespace().any(|c| c == cell),
+            "{cell} in {pvc_row}"
+        );
     }
     assert_eq!(
-        jsonpath(&k, &["pvc", "data"], "{.metadata.annotations.pv\\.kubernetes\\.io/bind-completed}"),
+        jsonpath(
+            &k,
+            &["pvc", "data"],
+            "{.metadata.annotations.pv\\.kubernetes\\.io/bind-completed}"
+        ),
         "yes"
     );
     assert_eq!(
@@ -164,7 +181,10 @@ fn static_volume_binds_unmatched_claim_waits_and_retain_releases() {
             })
             .then_some(())
     });
-    assert_eq!(jsonpath(&k, &["pvc", "nomatch"], "{.status.phase}"), "Pending");
+    assert_eq!(
+        jsonpath(&k, &["pvc", "nomatch"], "{.status.phase}"),
+        "Pending"
+    );
 
     // Retain: the claim goes, the volume stays Released.
     k.ok(&["delete", "pvc", "data"]);
@@ -238,7 +258,11 @@ fn local_path_provisions_on_the_consumers_node_and_delete_removes_volume_and_dir
     let pv = format!("pvc-{uid}");
     assert_eq!(jsonpath(&k, &["pvc", "dyn"], "{.spec.volumeName}"), pv);
     assert_eq!(
-        jsonpath(&k, &["pvc", "dyn"], "{.metadata.annotations.volume\\.kubernetes\\.io/selected-node}"),
+        jsonpath(
+            &k,
+            &["pvc", "dyn"],
+            "{.metadata.annotations.volume\\.kubernetes\\.io/selected-node}"
+        ),
         node
     );
     assert_eq!(
@@ -249,24 +273,36 @@ fn local_path_provisions_on_the_consumers_node_and_delete_removes_volume_and_dir
         ),
         node
     );
-    assert_eq!(jsonpath(&k, &["pv", &pv], "{.spec.csi.driver}"), "local.csi.skiff.dev");
-    assert_eq!(jsonpath(&k, &["pv", &pv], "{.spec.persistentVolumeReclaimPolicy}"), "Delete");
+    assert_eq!(
+        jsonpath(&k, &["pv", &pv], "{.spec.csi.driver}"),
+        "local.csi.skiff.dev"
+    );
+    assert_eq!(
+        jsonpath(&k, &["pv", &pv], "{.spec.persistentVolumeReclaimPolicy}"),
+        "Delete"
+    );
     let events = events_about(&k, "dyn");
     assert!(
-        events.iter().any(|(r, m)| r == "ProvisioningSucceeded" && *m == format!("Successfully provisioned volume {pv}")),
+        events.iter().any(|(r, m)| r == "ProvisioningSucceeded"
+            && *m == format!("Successfully provisioned volume {pv}")),
         "{events:?}"
     );
     let dir = server.dir.path().join("server/csi/local").join(&pv);
     assert!(dir.is_dir(), "volume directory {}", dir.display());
     let pvc_row = k.ok(&["get", "pvc", "dyn", "--no-headers"]);
     for cell in ["Bound", pv.as_str(), "1Gi", "RWO", "local-path"] {
-        assert!(pvc_row.split_whitespace().any(|c| c == cell), "{cell} in {pvc_row}");
+        assert!(
+            pvc_row.split_whitespace().any(|c| c == cell),
+            "{cell} in {pvc_row}"
+        );
     }
 
     // pvc-protection: the claim in use stays Terminating until its pod is gone.
     k.ok(&["delete", "pvc", "dyn", "--wait=false"]);
     eventually(WAIT, "claim Terminating", || {
-        k.ok(&["get", "pvc", "dyn"]).contains("Terminating").then_some(())
+        k.ok(&["get", "pvc", "dyn"])
+            .contains("Terminating")
+            .then_some(())
     });
     assert!(
         !jsonpath(&k, &["pvc", "dyn"], "{.metadata.deletionTimestamp}").is_empty(),
@@ -282,7 +318,10 @@ fn local_path_provisions_on_the_consumers_node_and_delete_removes_volume_and_dir
     });
     // Delete policy: the provisioner deletes the storage, then the volume object.
     eventually(WAIT, "volume deleted", || {
-        k.run(&["get", "pv", &pv]).stderr.contains("NotFound").then_some(())
+        k.run(&["get", "pv", &pv])
+            .stderr
+            .contains("NotFound")
+            .then_some(())
     });
     assert!(!dir.exists(), "directory {} removed", dir.display());
 }

@@ -17,9 +17,8 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::matching::{self, NodeInfo};
 use super::{
-    ANN_BETA_STORAGE_PROVISIONER, ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER,
-    ANN_PROVISIONED_BY, ANN_SELECTED_NODE, ANN_STORAGE_PROVISIONER, PV_PROTECTION,
-    PVC_PROTECTION,
+    ANN_BETA_STORAGE_PROVISIONER, ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER, ANN_PROVISIONED_BY,
+    ANN_SELECTED_NODE, ANN_STORAGE_PROVISIONER, PV_PROTECTION, PVC_PROTECTION,
 };
 use crate::Clock;
 use crate::control::{EventRecorder, Result, object_reference};
@@ -79,8 +78,13 @@ fn set_annotation(
         .insert(key.to_string(), value.to_string());
 }
 
-fn has_finalizer(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, f: &str) -> bool {
-    meta.finalizers.as_ref().is_some_and(|v| v.iter().any(|x| x == f))
+fn has_finalizer(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    f: &str,
+) -> bool {
+    meta.finalizers
+        .as_ref()
+        .is_some_and(|v| v.iter().any(|x| x == f))
 }
 
 /// The claim names a pod's volumes refer to.
@@ -166,7 +170,8 @@ impl Binder {
     }
 
     fn event_volume(&self, pv: &PersistentVolume, type_: &str, reason: &str, msg: String) {
-        self.events.record(&object_reference(pv), type_, reason, msg);
+        self.events
+            .record(&object_reference(pv), type_, reason, msg);
     }
 
     /// Sync one claim. Returns when to look again, if time alone can change the outcome.
@@ -333,8 +338,7 @@ impl Binder {
                 &claim,
                 "Normal",
                 "FailedBinding",
-                "no persistent volumes available for this claim and no storage class is set"
-                    .into(),
+                "no persistent volumes available for this claim and no storage class is set".into(),
             );
         }
         self.set_claim_phase(claim, "Pending", None).await?;
@@ -511,9 +515,7 @@ impl Binder {
         phase: &str,
         message: Option<String>,
     ) -> Result<PersistentVolume> {
-        if pv_phase(&pv) == phase
-            && pv.status.as_ref().and_then(|s| s.message.clone()) == message
-        {
+        if pv_phase(&pv) == phase && pv.status.as_ref().and_then(|s| s.message.clone()) == message {
             return Ok(pv);
         }
         pv.status = Some(PersistentVolumeStatus {

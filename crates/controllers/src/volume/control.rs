@@ -251,7 +251,12 @@ impl FakeVolumeControl {
         self.lock().log.clone()
     }
 
-    fn write_pv(&self, verb: &str, pv: &PersistentVolume, status: bool) -> Result<PersistentVolume> {
+    fn write_pv(
+        &self,
+        verb: &str,
+        pv: &PersistentVolume,
+        status: bool,
+    ) -> Result<PersistentVolume> {
         let mut s = self.lock();
         let name = pv.metadata.name.clone().unwrap_or_default();
         let Some(cur) = s.pvs.get(&name).cloned() else {

@@ -106,7 +106,11 @@ fn requirement_matches(req: &NodeSelectorRequirement, value: Option<&str>) -> bo
             ) else {
                 return false;
             };
-            if req.operator == "Gt" { v > bound } else { v < bound }
+            if req.operator == "Gt" {
+                v > bound
+            } else {
+                v < bound
+            }
         }
         _ => false,
     }
@@ -182,7 +186,8 @@ pub fn find_best_match<'a>(
     let requested = requested_bytes(claim);
     let class = claim_class(claim);
     let wanted = claim_modes(claim);
-    let fits_node = |pv: &PersistentVolume| node.is_none_or(|n| volume_fits_node(pv, n.name, n.labels));
+    let fits_node =
+        |pv: &PersistentVolume| node.is_none_or(|n| volume_fits_node(pv, n.name, n.labels));
     let mut best: Option<(&PersistentVolume, usize, u128)> = None;
     for pv in volumes {
         if pv.metadata.deletion_timestamp.is_some() || !volume_mode_matches(claim, pv) {

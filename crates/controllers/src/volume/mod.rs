@@ -126,10 +126,16 @@ pub fn register(
         crate::spawn_resync(&tasks2, pvc_store, claim_q.clone(), shutdown.clone());
         crate::spawn_resync(&tasks2, pv_store, volume_q.clone(), shutdown.clone());
         let bc = b.clone();
-        crate::spawn_workers(&tasks2, binder::NAME, claim_q, shutdown.clone(), move |key| {
-            let b = bc.clone();
-            async move { b.sync_claim(&key).await }
-        });
+        crate::spawn_workers(
+            &tasks2,
+            binder::NAME,
+            claim_q,
+            shutdown.clone(),
+            move |key| {
+                let b = bc.clone();
+                async move { b.sync_claim(&key).await }
+            },
+        );
         crate::spawn_workers(&tasks2, binder::NAME, volume_q, shutdown, move |key| {
             let b = b.clone();
             async move { b.sync_volume(&key.name).await }
@@ -152,10 +158,13 @@ pub async fn run_local_storage(
 ) {
     let root = server_dir.join("csi").join("local");
     let socket = local_socket(&server_dir);
-    let node = rustix::system::uname().nodename().to_string_lossy().into_owned();
-    let total = match std::fs::create_dir_all(&root).and_then(|()| {
-        rustix::fs::statvfs(&root).map_err(std::io::Error::from)
-    }) {
+    let node = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let total = match std::fs::create_dir_all(&root)
+        .and_then(|()| rustix::fs::statvfs(&root).map_err(std::io::Error::from))
+    {
         Ok(fs) => i64::try_from(fs.f_blocks.saturating_mul(fs.f_frsize)).unwrap_or(i64::MAX),
         Err(e) => {
             tracing::error!(dir = %root.display(), error = %e, "local CSI driver not started");

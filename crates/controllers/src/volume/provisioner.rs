@@ -106,7 +106,11 @@ fn access_mode(mode: &str) -> csi::volume_capability::access_mode::Mode {
 }
 
 fn status_err(call: &str, s: skiff_csi::tonic::Status) -> Error {
-    Error::Csi(format!("rpc error: code = {:?} desc = {} ({call})", s.code(), s.message()))
+    Error::Csi(format!(
+        "rpc error: code = {:?} desc = {} ({call})",
+        s.code(),
+        s.message()
+    ))
 }
 
 #[async_trait]
@@ -212,7 +216,12 @@ impl CsiController for SocketController {
 
 /// A byte count as a quantity, in the largest binary unit that divides it (as Go's BinarySI).
 pub fn quantity_of(bytes: i64) -> Quantity {
-    for (unit, size) in [("Ti", 1i64 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
+    for (unit, size) in [
+        ("Ti", 1i64 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ] {
         if bytes >= size && bytes % size == 0 {
             return Quantity(format!("{}{unit}", bytes / size));
         }
@@ -289,8 +298,7 @@ impl Provisioner {
             return Ok(None);
         }
         let node = annotation(&claim.metadata, ANN_SELECTED_NODE);
-        if class.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer") && node.is_none()
-        {
+        if class.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer") && node.is_none() {
             return Ok(None);
         }
         let pv_name = volume_name_for(claim);
@@ -356,9 +364,12 @@ impl Provisioner {
             metadata: ObjectMeta {
                 name: Some(pv_name.clone()),
                 annotations: Some(
-                    [(ANN_PROVISIONED_BY.to_string(), self.csi.driver().to_string())]
-                        .into_iter()
-                        .collect(),
+                    [(
+                        ANN_PROVISIONED_BY.to_string(),
+                        self.csi.driver().to_string(),
+                    )]
+                    .into_iter()
+                    .collect(),
                 ),
                 finalizers: Some(vec![FINALIZER.to_string()]),
                 ..ObjectMeta::default()
@@ -389,7 +400,10 @@ impl Provisioner {
                 mount_options: class.mount_options.clone(),
                 node_affinity,
                 persistent_volume_reclaim_policy: Some(
-                    class.reclaim_policy.clone().unwrap_or_else(|| "Delete".into()),
+                    class
+                        .reclaim_policy
+                        .clone()
+                        .unwrap_or_else(|| "Delete".into()),
                 ),
                 storage_class_name: class.metadata.name.clone(),
                 volume_mode: Some(spec.volume_mode.unwrap_or_else(|| "Filesystem".into())),
@@ -430,7 +444,13 @@ impl Provisioner {
         let Some(pv) = self.pvs.get(&ObjectRef::new(volume)) else {
             return Ok(None);
         };
-        let Some(handle) = pv.spec.as_ref().and_then(|s| s.csi.as_ref()).filter(|c| c.driver == self.csi.driver()).map(|c| c.volume_handle.clone()) else {
+        let Some(handle) = pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.csi.as_ref())
+            .filter(|c| c.driver == self.csi.driver())
+            .map(|c| c.volume_handle.clone())
+        else {
             return Ok(None);
         };
         let want = matching::requested_bytes(claim);
@@ -448,7 +468,15 @@ impl Provisioner {
         let got = match self.csi.expand_volume(&handle, want).await {
             Ok(g) => g,
             Err(e) => {
-                self.events.record(&about, "Warning", "VolumeResizeFailed", format!("resize volume \"{volume}\" by resizer \"{}\" failed: {e}", self.csi.driver()));
+                self.events.record(
+                    &about,
+                    "Warning",
+                    "VolumeResizeFailed",
+                    format!(
+                        "resize volume \"{volume}\" by resizer \"{}\" failed: {e}",
+                        self.csi.driver()
+                    ),
+                );
                 return Err(e);
             }
         };
@@ -501,9 +529,17 @@ impl Provisioner {
         let Some(spec) = pv.spec.as_ref() else {
             return Ok(None);
         };
-        let handle = spec.csi.as_ref().map(|c| c.volume_handle.clone()).unwrap_or_default();
+        let handle = spec
+            .csi
+            .as_ref()
+            .map(|c| c.volume_handle.clone())
+            .unwrap_or_default();
         let delete = spec.persistent_volume_reclaim_policy.as_deref() == Some("Delete");
-        let phase = pv.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
+        let phase = pv
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("");
         let deleting = pv.metadata.deletion_timestamp.is_some();
         let ours = pv
             .metadata
