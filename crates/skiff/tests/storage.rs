@@ -185,6 +185,9 @@ fn static_volume_binds_unmatched_claim_waits_and_retain_releases() {
         jsonpath(&k, &["pvc", "nomatch"], "{.status.phase}"),
         "Pending"
     );
+    let described = k.ok(&["describe", "pvc", "nomatch"]);
+    assert!(described.contains("Pending"), "{described}");
+    assert!(described.contains("FailedBinding"), "{described}");
 
     // Retain: the claim goes, the volume stays Released.
     k.ok(&["delete", "pvc", "data"]);
@@ -296,6 +299,22 @@ fn local_path_provisions_on_the_consumers_node_and_delete_removes_volume_and_dir
             "{cell} in {pvc_row}"
         );
     }
+
+    // Expansion (local-path allows it): the driver grows the volume, the claim follows.
+    k.ok(&[
+        "patch",
+        "pvc",
+        "dyn",
+        "-p",
+        r#"{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}"#,
+    ]);
+    eventually(WAIT, "claim capacity 2Gi", || {
+        (jsonpath(&k, &["pvc", "dyn"], "{.status.capacity.storage}") == "2Gi").then_some(())
+    });
+    assert_eq!(
+        jsonpath(&k, &["pv", &pv], "{.spec.capacity.storage}"),
+        "2Gi"
+    );
 
     // pvc-protection: the claim in use stays Terminating until its pod is gone.
     k.ok(&["delete", "pvc", "dyn", "--wait=false"]);
