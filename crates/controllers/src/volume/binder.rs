@@ -49,7 +49,14 @@ pub struct Binder {
     /// without it a second claim synced before the watch catches up would pick the same PV
     /// and only lose at the server.
     pub assumed: Mutex<HashMap<String, PersistentVolume>>,
+    /// When each (object uid, reason) event was last recorded: a waiting claim is synced on
+    /// every resync and every related change, and our events are not aggregated, so a repeat
+    /// within `EVENT_REPEAT` is dropped.
+    pub recent_events: Mutex<HashMap<(String, String), jiff::Timestamp>>,
 }
+
+/// How long an identical waiting-claim event is not repeated.
+pub const EVENT_REPEAT: Duration = Duration::from_secs(300);
 
 fn rv_num(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> u64 {
     meta.resource_version
@@ -166,6 +173,22 @@ impl Binder {
     }
 
     fn event_claim(&self, c: &PersistentVolumeClaim, type_: &str, reason: &str, msg: String) {
+        let now = (self.clock)();
+        let key = (
+            c.metadata.uid.clone().unwrap_or_default(),
+            reason.to_string(),
+        );
+        {
+            let mut recent = self.recent_events.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(last) = recent.get(&key)
+                && now.duration_since(*last).unsigned_abs() < EVENT_REPEAT
+            {
+                return;
+            }
+            // Forget claims long quiet, so the map does not grow without bound.
+            recent.retain(|_, t| now.duration_since(*t).unsigned_abs() < EVENT_REPEAT);
+            recent.insert(key, now);
+        }
         self.events.record(&object_reference(c), type_, reason, msg);
     }
 

@@ -38,6 +38,22 @@ pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
 /// Holds a volume while it is bound.
 pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
 
+/// A lost optimistic-concurrency race is routine here (claim and volume workers, and the
+/// provisioner, write the same PVs): retry soon from the fresher cache, without the error
+/// backoff and its log line.
+fn retry_conflicts(
+    r: crate::control::Result<Option<std::time::Duration>>,
+    key: &Key,
+) -> crate::control::Result<Option<std::time::Duration>> {
+    match r {
+        Err(e) if e.is_conflict() => {
+            tracing::debug!(key = %key, error = %e, "write conflict; retrying");
+            Ok(Some(std::time::Duration::from_millis(20)))
+        }
+        r => r,
+    }
+}
+
 /// Start the binder: its own PV, claim and StorageClass informers, handlers on the shared pod
 /// informer (which the caller runs), and workers once every cache synced.
 pub fn register(
@@ -60,6 +76,7 @@ pub fn register(
         pods: pods.store(),
         clock: crate::system_clock(),
         assumed: Mutex::new(Default::default()),
+        recent_events: Mutex::new(Default::default()),
     });
     {
         let (cq, vq) = (claim_q.clone(), volume_q.clone());
@@ -133,12 +150,12 @@ pub fn register(
             shutdown.clone(),
             move |key| {
                 let b = bc.clone();
-                async move { b.sync_claim(&key).await }
+                async move { retry_conflicts(b.sync_claim(&key).await, &key) }
             },
         );
         crate::spawn_workers(&tasks2, binder::NAME, volume_q, shutdown, move |key| {
             let b = b.clone();
-            async move { b.sync_volume(&key.name).await }
+            async move { retry_conflicts(b.sync_volume(&key.name).await, &key) }
         });
     });
 }

@@ -163,6 +163,7 @@ impl World {
             pods: store(self.pods.clone()),
             clock: Arc::new(|| jiff::Timestamp::from_second(1_700_000_000).expect("time")),
             assumed: Mutex::new(Default::default()),
+            recent_events: Mutex::new(Default::default()),
         }
     }
 
@@ -467,6 +468,22 @@ async fn wait_for_first_consumer_waits_then_uses_the_pods_node() {
     // An unscheduled consumer is not enough.
     w.pods.push(pod_using("p", "claim", None));
     w.settle().await;
+    // One binder syncing again and again records the waiting event once (not aggregated).
+    let waits = |w: &World| {
+        w.events
+            .events()
+            .iter()
+            .filter(|e| e.starts_with("WaitForFirstConsumer"))
+            .count()
+    };
+    let before = waits(&w);
+    let b = w.binder();
+    for _ in 0..3 {
+        b.sync_claim(&Key::new("default", "claim"))
+            .await
+            .expect("sync");
+    }
+    assert_eq!(waits(&w) - before, 1);
     assert!(!ann(&w).contains_key(ANN_SELECTED_NODE));
     w.pods = vec![pod_using("p", "claim", Some("n1"))];
     w.settle().await;
