@@ -97,6 +97,47 @@ pub async fn admit_create(
     if spec.resource == "pods" && spec.group.is_empty() {
         default_toleration_seconds(obj);
     }
+    if spec.resource == "persistentvolumeclaims" {
+        default_storage_class(app, obj).await?;
+    }
+    Ok(())
+}
+
+/// Upstream's DefaultStorageClass admission: a new claim without `storageClassName` (absent,
+/// not `""`, which asks for no class) gets the default class; with several, the newest wins.
+async fn default_storage_class(app: &App, claim: &mut Value) -> Result<()> {
+    if claim["spec"]
+        .get("storageClassName")
+        .is_some_and(|v| !v.is_null())
+    {
+        return Ok(());
+    }
+    let classes = crate::spec_of("storage.k8s.io", "storageclasses");
+    let page = app
+        .objects
+        .list(classes, &ListQuery::default(), &|_| true)
+        .await?;
+    let is_default = |c: &&Value| {
+        let a = &c["metadata"]["annotations"];
+        a["storageclass.kubernetes.io/is-default-class"] == "true"
+            || a["storageclass.beta.kubernetes.io/is-default-class"] == "true"
+    };
+    let newest = page.items.iter().filter(is_default).max_by(|a, b| {
+        let ts = |c: &Value| {
+            c["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        };
+        ts(a).cmp(&ts(b)).then_with(|| {
+            b["metadata"]["name"]
+                .as_str()
+                .cmp(&a["metadata"]["name"].as_str())
+        })
+    });
+    if let Some(class) = newest.and_then(|c| c["metadata"]["name"].as_str()) {
+        claim["spec"]["storageClassName"] = json!(class);
+    }
     Ok(())
 }
 

@@ -119,6 +119,22 @@ pub async fn bootstrap(app: &App, host: &str, port: u16) -> Result<()> {
         }),
     )
     .await?;
+    // The built-in CSI driver's class, default as k3s's local-path (docs/storage.md). Only
+    // created when missing: an admin may have edited or replaced it.
+    ensure(
+        app,
+        spec_of("storage.k8s.io", "storageclasses"),
+        None,
+        json!({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "local.csi.skiff.dev",
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "WaitForFirstConsumer",
+            "allowVolumeExpansion": true,
+        }),
+    )
+    .await?;
     Ok(())
 }
 

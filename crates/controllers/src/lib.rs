@@ -29,6 +29,7 @@ pub mod replicationcontroller;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod ttl;
+pub mod volume;
 pub mod writes;
 
 use std::future::Future;
@@ -311,7 +312,7 @@ pub async fn start_with(
     nodelifecycle::register(&client, options, &mut pods, &mut nodes, &shutdown, tasks);
     serviceaccount::register(&client, &shutdown, tasks);
     disruption::register(&client, &mut pods, &shutdown, tasks);
-    // @storage-register
+    volume::register(&client, &mut pods, tasks, shutdown.clone());
     tasks.spawn(nodes.run(shutdown.clone()));
 
     let set_store = sets.store();

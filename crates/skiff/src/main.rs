@@ -720,6 +720,18 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             tasks.spawn(work(shutdown.clone()));
         }
     }
+    // Storage (docs/storage.md): the built-in CSI driver and its provisioner.
+    if !args.disable_controller_manager {
+        let client = skiff_scheduler::client_from_kubeconfig(&kubeconfig)
+            .await
+            .context("building the provisioner's client")?;
+        let dir = args.data_dir.join("server");
+        tasks.spawn(skiff_controllers::volume::run_local_storage(
+            client,
+            dir,
+            shutdown.clone(),
+        ));
+    }
     if !args.disable_agent {
         tracing::warn!(
             "the node agent is not part of this build yet; running the control plane only"

@@ -1,0 +1,346 @@
+//! Storage scenarios with the real kubectl against `skiff server` (binder, default class,
+//! built-in CSI driver and provisioner) and `skiff hollow` nodes: static binding, waiting
+//! claims, dynamic `local-path` provisioning on the consumer's node, reclaim policies and
+//! pvc-protection.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{KUBECTL_133, Kubectl, Server, eventually};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A `skiff hollow` process, killed when dropped.
+struct Hollow(Child);
+
+impl Hollow {
+    fn start(server: &Server, args: &[&str]) -> Hollow {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(server.dir.path().join("hollow.log"))
+            .expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("hollow")
+            .arg("--kubeconfig")
+            .arg(&server.kubeconfig)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn skiff hollow");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut guard = Hollow(child);
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read ready line");
+        if !line.starts_with("skiff hollow ready") {
+            let _ = guard.0.kill();
+            panic!("hollow nodes did not become ready: {line:?}");
+        }
+        guard
+    }
+}
+
+impl Drop for Hollow {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn jsonpath(k: &Kubectl, what: &[&str], path: &str) -> String {
+    let arg = format!("jsonpath={path}");
+    let mut args = vec!["get"];
+    args.extend_from_slice(what);
+    args.extend_from_slice(&["-o", &arg]);
+    k.run(&args).stdout
+}
+
+/// `(reason, message)` of the events about `name`.
+fn events_about(k: &Kubectl, name: &str) -> Vec<(String, String)> {
+    let out = k.ok(&["get", "events", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("events json");
+    v["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|e| e["involvedObject"]["name"] == name)
+                .map(|e| {
+                    (
+                        e["reason"].as_str().unwrap_or("").to_string(),
+                        e["message"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const STATIC: &str = r#"apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: pv-static
+spec:
+  capacity: {storage: 2Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: manual
+  hostPath: {path: /tmp/skiff-pv-static}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: data
+spec:
+  storageClassName: manual
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests: {storage: 1Gi}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: nomatch
+spec:
+  storageClassName: ""
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests: {storage: 100Gi}
+"#;
+
+#[test]
+fn static_volume_binds_unmatched_claim_waits_and_retain_releases() {
+    let server = Server::start();
+    let k = server.kubectl(KUBECTL_133);
+    k.ok_stdin(&["apply", "-f", "-"], STATIC);
+    eventually(WAIT, "claim data Bound", || {
+        (jsonpath(&k, &["pvc", "data"], "{.status.phase}") == "Bound").then_some(())
+    });
+    let table = k.ok(&["get", "pv,pvc"]);
+    let header = table.lines().next().unwrap_or("");
+    for col in [
+        "CAPACITY",
+        "ACCESS MODES",
+        "RECLAIM POLICY",
+        "STATUS",
+        "CLAIM",
+        "STORAGECLASS",
+    ] {
+        assert!(header.contains(col), "{col} missing in:\n{table}");
+    }
+    let pv_row = table
+        .lines()
+        .find(|l| l.starts_with("persistentvolume/pv-static"))
+        .unwrap_or_else(|| panic!("pv row in:\n{table}"));
+    for cell in ["2Gi", "RWO", "Retain", "Bound", "default/data", "manual"] {
+        assert!(
+            pv_row.split_whitespace().any(|c| c == cell),
+            "{cell} in {pv_row}"
+        );
+    }
+    let pvc_row = table
+        .lines()
+        .find(|l| l.starts_with("persistentvolumeclaim/data"))
+        .unwrap_or_else(|| panic!("pvc row in:\n{table}"));
+    for cell in ["Bound", "pv-static", "2Gi", "RWO", "manual"] {
+        assert!(
+            pvc_row.split_whitespace().any(|c| c == cell),
+            "{cell} in {pvc_row}"
+        );
+    }
+    assert_eq!(
+        jsonpath(
+            &k,
+            &["pvc", "data"],
+            "{.metadata.annotations.pv\\.kubernetes\\.io/bind-completed}"
+        ),
+        "yes"
+    );
+    assert_eq!(
+        jsonpath(&k, &["pvc", "data"], "{.metadata.finalizers[0]}"),
+        "kubernetes.io/pvc-protection"
+    );
+    assert_eq!(
+        jsonpath(&k, &["pv", "pv-static"], "{.metadata.finalizers[0]}"),
+        "kubernetes.io/pv-protection"
+    );
+
+    // No volume fits and no class: Pending, with upstream's event.
+    eventually(WAIT, "FailedBinding event on nomatch", || {
+        events_about(&k, "nomatch")
+            .iter()
+            .any(|(r, m)| {
+                r == "FailedBinding"
+                    && m == "no persistent volumes available for this claim and no storage class is set"
+            })
+            .then_some(())
+    });
+    assert_eq!(
+        jsonpath(&k, &["pvc", "nomatch"], "{.status.phase}"),
+        "Pending"
+    );
+    let described = k.ok(&["describe", "pvc", "nomatch"]);
+    assert!(described.contains("Pending"), "{described}");
+    assert!(described.contains("FailedBinding"), "{described}");
+
+    // Retain: the claim goes, the volume stays Released.
+    k.ok(&["delete", "pvc", "data"]);
+    eventually(WAIT, "pv-static Released", || {
+        (jsonpath(&k, &["pv", "pv-static"], "{.status.phase}") == "Released").then_some(())
+    });
+    assert!(k.ok(&["get", "pv", "pv-static"]).contains("Released"));
+
+    // A claim without a class gets the default class, local-path.
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: defaulted}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n",
+    );
+    assert_eq!(
+        jsonpath(&k, &["pvc", "defaulted"], "{.spec.storageClassName}"),
+        "local-path"
+    );
+    let sc = k.ok(&["get", "storageclass", "local-path"]);
+    assert!(sc.contains("(default)"), "{sc}");
+    assert!(sc.contains("local.csi.skiff.dev"), "{sc}");
+    assert!(sc.contains("WaitForFirstConsumer"), "{sc}");
+}
+
+fn pod_with_claim(name: &str, claim: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  containers:
+  - name: app
+    image: registry.k8s.io/pause:3.10
+    volumeMounts: [{{name: data, mountPath: /data}}]
+  volumes:
+  - name: data
+    persistentVolumeClaim: {{claimName: {claim}}}
+"#
+    )
+}
+
+#[test]
+fn local_path_provisions_on_the_consumers_node_and_delete_removes_volume_and_directory() {
+    let server = Server::start();
+    let k = server.kubectl(KUBECTL_133);
+    let _nodes = Hollow::start(&server, &["--nodes", "1"]);
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: dyn}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n",
+    );
+    eventually(WAIT, "WaitForFirstConsumer event", || {
+        events_about(&k, "dyn")
+            .iter()
+            .any(|(r, m)| {
+                r == "WaitForFirstConsumer"
+                    && m == "waiting for first consumer to be created before binding"
+            })
+            .then_some(())
+    });
+    assert_eq!(jsonpath(&k, &["pvc", "dyn"], "{.status.phase}"), "Pending");
+
+    k.ok_stdin(&["apply", "-f", "-"], &pod_with_claim("user", "dyn"));
+    let node = eventually(WAIT, "pod scheduled", || {
+        let n = jsonpath(&k, &["pod", "user"], "{.spec.nodeName}");
+        (!n.is_empty()).then_some(n)
+    });
+    eventually(WAIT, "claim dyn Bound", || {
+        (jsonpath(&k, &["pvc", "dyn"], "{.status.phase}") == "Bound").then_some(())
+    });
+    let uid = jsonpath(&k, &["pvc", "dyn"], "{.metadata.uid}");
+    let pv = format!("pvc-{uid}");
+    assert_eq!(jsonpath(&k, &["pvc", "dyn"], "{.spec.volumeName}"), pv);
+    assert_eq!(
+        jsonpath(
+            &k,
+            &["pvc", "dyn"],
+            "{.metadata.annotations.volume\\.kubernetes\\.io/selected-node}"
+        ),
+        node
+    );
+    assert_eq!(
+        jsonpath(
+            &k,
+            &["pv", &pv],
+            "{.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}"
+        ),
+        node
+    );
+    assert_eq!(
+        jsonpath(&k, &["pv", &pv], "{.spec.csi.driver}"),
+        "local.csi.skiff.dev"
+    );
+    assert_eq!(
+        jsonpath(&k, &["pv", &pv], "{.spec.persistentVolumeReclaimPolicy}"),
+        "Delete"
+    );
+    let events = events_about(&k, "dyn");
+    assert!(
+        events.iter().any(|(r, m)| r == "ProvisioningSucceeded"
+            && *m == format!("Successfully provisioned volume {pv}")),
+        "{events:?}"
+    );
+    let dir = server.dir.path().join("server/csi/local").join(&pv);
+    assert!(dir.is_dir(), "volume directory {}", dir.display());
+    let pvc_row = k.ok(&["get", "pvc", "dyn", "--no-headers"]);
+    for cell in ["Bound", pv.as_str(), "1Gi", "RWO", "local-path"] {
+        assert!(
+            pvc_row.split_whitespace().any(|c| c == cell),
+            "{cell} in {pvc_row}"
+        );
+    }
+
+    // Expansion (local-path allows it): the driver grows the volume, the claim follows.
+    k.ok(&[
+        "patch",
+        "pvc",
+        "dyn",
+        "-p",
+        r#"{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}"#,
+    ]);
+    eventually(WAIT, "claim capacity 2Gi", || {
+        (jsonpath(&k, &["pvc", "dyn"], "{.status.capacity.storage}") == "2Gi").then_some(())
+    });
+    assert_eq!(
+        jsonpath(&k, &["pv", &pv], "{.spec.capacity.storage}"),
+        "2Gi"
+    );
+
+    // pvc-protection: the claim in use stays Terminating until its pod is gone.
+    k.ok(&["delete", "pvc", "dyn", "--wait=false"]);
+    eventually(WAIT, "claim Terminating", || {
+        k.ok(&["get", "pvc", "dyn"])
+            .contains("Terminating")
+            .then_some(())
+    });
+    assert!(
+        !jsonpath(&k, &["pvc", "dyn"], "{.metadata.deletionTimestamp}").is_empty(),
+        "claim is being deleted"
+    );
+    assert_eq!(jsonpath(&k, &["pv", &pv], "{.status.phase}"), "Bound");
+    k.ok(&["delete", "pod", "user", "--grace-period=0", "--force"]);
+    eventually(WAIT, "claim gone", || {
+        k.run(&["get", "pvc", "dyn"])
+            .stderr
+            .contains("NotFound")
+            .then_some(())
+    });
+    // Delete policy: the provisioner deletes the storage, then the volume object.
+    eventually(WAIT, "volume deleted", || {
+        k.run(&["get", "pv", &pv])
+            .stderr
+            .contains("NotFound")
+            .then_some(())
+    });
+    assert!(!dir.exists(), "directory {} removed", dir.display());
+}
