@@ -5,15 +5,12 @@
 
 mod support;
 
-#[path = "../../store/tests/etcd_support/mod.rs"]
-mod etcd_support;
-
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use etcd_support::Etcd;
+use support::etcd_support::Etcd;
 use support::{KUBECTL_133, Kubectl, eventually};
 
 /// A `skiff server` on etcd, killed when dropped.

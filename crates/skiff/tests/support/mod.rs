@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "../../../store/tests/etcd_support/mod.rs"]
-mod etcd_support;
+pub mod etcd_support;
 
 /// The pinned kubectl binaries the scenarios use.
 pub const KUBECTL_132: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
