@@ -1,35 +1,36 @@
 #!/usr/bin/env bash
-# Install what is missing, build Skiff, and start a single-node control plane with its admin
-# kubeconfig at $SKIFF_DATA_DIR/kubeconfig.yaml (default /var/lib/skiff).
-# Re-running it restarts the server it started before (found by its pid file).
+# Install what is missing, build Skiff, and start a single-node cluster: `skiff cluster up` runs
+# the server on a private /24 and one node agent (with its own containerd) in a network
+# namespace of its own, so nothing touches this machine's real interfaces or routing. The admin
+# kubeconfig is linked at $SKIFF_DATA_DIR/kubeconfig.yaml (default /var/lib/skiff).
+# Re-running it replaces the cluster it started before.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DATA_DIR=${SKIFF_DATA_DIR:-/var/lib/skiff}
-PORT=${SKIFF_PORT:-6443}
+NAME=${SKIFF_CLUSTER:-local}
+NODES=${SKIFF_NODES:-1}
+CLUSTER_DIR="$DATA_DIR/clusters/$NAME"
 
 scripts/install-deps.sh
 cargo build --release -p skiff
 install -m 0755 target/release/skiff /usr/local/bin/skiff
 
-mkdir -p "$DATA_DIR"
-if [ -f "$DATA_DIR/server.pid" ] && kill -0 "$(cat "$DATA_DIR/server.pid")" 2>/dev/null; then
-  echo "stopping the skiff server started earlier (pid $(cat "$DATA_DIR/server.pid"))"
-  kill "$(cat "$DATA_DIR/server.pid")"
-  for _ in $(seq 1 50); do kill -0 "$(cat "$DATA_DIR/server.pid")" 2>/dev/null || break; sleep 0.2; done
+mkdir -p "$DATA_DIR/images"
+# No registry is reachable from these machines: a busybox image built from Debian's
+# busybox-static is imported by every node (tagged busybox:1.36 and busybox:latest).
+scripts/busybox-image.sh "$DATA_DIR/images" >/dev/null
+if [ -f "$CLUSTER_DIR/cluster.json" ]; then
+  echo "taking down the cluster started earlier"
+  /usr/local/bin/skiff cluster down --name "$NAME" --dir "$CLUSTER_DIR"
 fi
-# The node agent is not part of this build yet: the server runs the control plane only.
-nohup /usr/local/bin/skiff server --data-dir "$DATA_DIR" --https-listen-port "$PORT" --disable-agent \
-  >"$DATA_DIR/server.out" 2>"$DATA_DIR/server.log" &
-echo $! >"$DATA_DIR/server.pid"
-for _ in $(seq 1 100); do
-  grep -q "skiff server ready" "$DATA_DIR/server.out" 2>/dev/null && break
-  kill -0 "$(cat "$DATA_DIR/server.pid")" 2>/dev/null || { cat "$DATA_DIR/server.log"; exit 1; }
-  sleep 0.1
-done
-grep "skiff server ready" "$DATA_DIR/server.out"
+/usr/local/bin/skiff cluster up --name "$NAME" --nodes "$NODES" --dir "$CLUSTER_DIR" \
+  --images "$DATA_DIR/images"
+ln -sf "$CLUSTER_DIR/server/kubeconfig.yaml" "$DATA_DIR/kubeconfig.yaml"
 echo
 echo "The cluster is up. Use it with:"
 echo "  export KUBECONFIG=$DATA_DIR/kubeconfig.yaml"
-echo "  kubectl get namespaces"
-echo "Stop it with: kill \$(cat $DATA_DIR/server.pid)"
+echo "  kubectl get nodes"
+echo "  kubectl create deployment web --image=busybox:1.36 -- httpd -f -p 8080"
+echo "Remove it (every process, pod, namespace and file it made) with:"
+echo "  skiff cluster down --name $NAME --dir $CLUSTER_DIR"

@@ -84,6 +84,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   sandbox_image = "{sandbox_image}"
   # These machines lack CAP_SYS_RESOURCE: a sandbox asking for oom_score_adj -998 fails.
   restrict_oom_score_adj = true
+  # Pod network namespaces under our state dir, not the host-wide /var/run/netns, so removing
+  # the data dir's mounts removes them and nothing of ours is left among the host's.
+  netns_mounts_under_state_dir = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
