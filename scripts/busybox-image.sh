@@ -10,7 +10,8 @@ if [ $# -ne 1 ]; then
 fi
 out=$1
 bb=${BUSYBOX:-/bin/busybox}
-if ! "$bb" --list 2>/dev/null | grep -qx httpd; then
+# grep reads the whole list: with -q it may exit early and SIGPIPE fails the pipeline.
+if ! "$bb" --list 2>/dev/null | grep -x httpd >/dev/null; then
   echo "$bb is not a full busybox (install busybox-static)" >&2
   exit 1
 fi
