@@ -307,3 +307,157 @@ fn vxlan_pods_reach_each_other_across_nodes_and_down_leaves_nothing() {
     }
     pods_reach_each_other_across_nodes("vxl", "vxlan");
 }
+
+/// `kubectl exec` in `pod`: `script`'s stdout.
+fn exec(k: &Kubectl, pod: &str, script: &str) -> String {
+    k.ok(&["exec", pod, "--", "sh", "-c", script])
+}
+
+#[test]
+fn services_nodeports_and_dns_on_a_three_node_cluster() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let cluster = Cluster::up("svc", 3, "host-gw");
+    let k = &cluster.kubectl;
+    // Three web pods (one per node by default spreading) serving their own hostname.
+    k.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox:1.36",
+        "--replicas=3",
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/etc",
+    ]);
+    k.ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=80",
+        "--target-port=8080",
+    ]);
+    k.ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--name=web-np",
+        "--type=NodePort",
+        "--port=80",
+        "--target-port=8080",
+    ]);
+    let pods: Vec<String> = eventually(Duration::from_secs(90), "three web pods run", || {
+        let out = k.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "--field-selector=status.phase=Running",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ]);
+        let names: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+        (names.len() == 3).then_some(names)
+    });
+    eventually(Duration::from_secs(30), "three endpoints", || {
+        let out = k.ok(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "jsonpath={.items[*].endpoints[*].addresses[0]}",
+        ]);
+        (out.split_whitespace().count() == 3).then_some(())
+    });
+
+    // DNS: the Service's name resolves to its ClusterIP from a pod.
+    let cluster_ip = k.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let lookup = exec(k, &pods[0], "nslookup web.default.svc.cluster.local");
+    assert!(lookup.contains(&cluster_ip), "{lookup}");
+
+    // ClusterIP by short name, from a pod, balanced over the backends.
+    let answers = exec(
+        k,
+        &pods[0],
+        "for i in $(seq 1 30); do timeout 3 wget -qO- http://web/hostname; done",
+    );
+    let seen: std::collections::BTreeSet<&str> = answers.lines().collect();
+    assert!(
+        seen.len() >= 2,
+        "one backend answered every request: {answers}"
+    );
+    assert!(seen.iter().all(|h| pods.iter().any(|p| p == h)), "{seen:?}");
+
+    // NodePort from outside the cluster (this process, in the root namespace) on every node.
+    let node_port = k.ok(&[
+        "get",
+        "svc",
+        "web-np",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let node_ips = k.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        r#"jsonpath={.items[*].status.addresses[?(@.type=="InternalIP")].address}"#,
+    ]);
+    assert_eq!(node_ips.split_whitespace().count(), 3, "{node_ips}");
+    for ip in node_ips.split_whitespace() {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-m",
+                "5",
+                &format!("http://{ip}:{node_port}/hostname"),
+            ])
+            .output()
+            .expect("curl");
+        let host = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(pods.contains(&host), "NodePort on {ip}: {out:?}");
+    }
+
+    // Scaling changes the backends: one pod left, every answer comes from it.
+    k.ok(&["scale", "deployment", "web", "--replicas=1"]);
+    let left = eventually(Duration::from_secs(60), "one web pod left", || {
+        let out = k.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ]);
+        let names: Vec<&str> = out.split_whitespace().collect();
+        (names.len() == 1).then(|| names[0].to_string())
+    });
+    let first_ip = node_ips
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let ask = || {
+        Command::new("curl")
+            .args([
+                "-s",
+                "-m",
+                "3",
+                &format!("http://{first_ip}:{node_port}/hostname"),
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    eventually(
+        Duration::from_secs(30),
+        "only the remaining pod answers",
+        || (0..10).all(|_| ask() == left).then_some(()),
+    );
+}
