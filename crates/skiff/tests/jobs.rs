@@ -5,54 +5,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{KUBECTL_133, Kubectl, Server, eventually};
+use support::{Hollow, KUBECTL_133, Kubectl, Server, eventually};
 
 const WAIT: Duration = Duration::from_secs(40);
-
-/// A `skiff hollow` process, killed on drop.
-struct Hollow(Child);
-
-impl Hollow {
-    fn start(server: &Server) -> Hollow {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(server.dir.path().join("hollow.log"))
-            .expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .arg("hollow")
-            .arg("--kubeconfig")
-            .arg(&server.kubeconfig)
-            .args(["--nodes", "2"])
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn skiff hollow");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut guard = Hollow(child);
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read ready line");
-        if !line.starts_with("skiff hollow ready") {
-            let _ = guard.0.kill();
-            panic!("hollow nodes did not become ready: {line:?}");
-        }
-        guard
-    }
-}
-
-impl Drop for Hollow {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn json(k: &Kubectl, args: &[&str]) -> Value {
     let mut a = args.to_vec();
@@ -176,7 +135,7 @@ fn events_of(k: &Kubectl, name: &str) -> Vec<String> {
 #[test]
 fn a_job_completes_fails_on_backoff_limit_and_is_cleaned_up_after_its_ttl() {
     let server = Server::start();
-    let _hollow = Hollow::start(&server);
+    let _hollow = Hollow::start(&server, &["--nodes", "2"]);
     let k = server.kubectl(KUBECTL_133);
 
     // Completion: one pod, owned, labelled, tracked by the finalizer.
@@ -329,7 +288,7 @@ spec:
 #[test]
 fn an_indexed_job_and_a_job_created_from_a_cronjob_run_to_completion() {
     let server = Server::start();
-    let _hollow = Hollow::start(&server);
+    let _hollow = Hollow::start(&server, &["--nodes", "2"]);
     let k = server.kubectl(KUBECTL_133);
 
     k.ok_stdin(
@@ -419,7 +378,7 @@ spec:
 #[ignore = "waits for a real once-a-minute schedule (up to ~70 s); run with --ignored"]
 fn a_cronjob_scheduled_every_minute_starts_a_job_on_the_real_clock() {
     let server = Server::start();
-    let _hollow = Hollow::start(&server);
+    let _hollow = Hollow::start(&server, &["--nodes", "2"]);
     let k = server.kubectl(KUBECTL_133);
     k.ok(&[
         "create",

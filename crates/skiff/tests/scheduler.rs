@@ -4,55 +4,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::{KUBECTL_133, Kubectl, Server, eventually};
+use support::{Hollow, KUBECTL_133, Kubectl, Server, eventually};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A `skiff hollow` process, killed when dropped.
-struct Hollow(Child);
-
-impl Hollow {
-    fn start(server: &Server, args: &[&str]) -> Hollow {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(server.dir.path().join("hollow.log"))
-            .expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .arg("hollow")
-            .arg("--kubeconfig")
-            .arg(&server.kubeconfig)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn skiff hollow");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut guard = Hollow(child);
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read ready line");
-        if !line.starts_with("skiff hollow ready") {
-            let log =
-                std::fs::read_to_string(server.dir.path().join("hollow.log")).unwrap_or_default();
-            let _ = guard.0.kill();
-            panic!("hollow nodes did not become ready: {line:?}\n{log}");
-        }
-        guard
-    }
-}
-
-impl Drop for Hollow {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn pod_yaml(name: &str, extra_spec: &str, cpu: &str) -> String {
     format!(

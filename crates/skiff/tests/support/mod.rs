@@ -432,3 +432,46 @@ impl Credentials {
         self.request(method, path, Some(ct), Some(body.to_string().as_bytes()))
     }
 }
+
+/// A `skiff hollow` process (simulated nodes) against `server`, killed when dropped.
+pub struct Hollow(pub Child);
+
+impl Hollow {
+    /// Start `skiff hollow` with `args` and wait for its ready line.
+    pub fn start(server: &Server, args: &[&str]) -> Hollow {
+        let log_path = server.dir.path().join("hollow.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("hollow")
+            .arg("--kubeconfig")
+            .arg(&server.kubeconfig)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn skiff hollow");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut guard = Hollow(child);
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read ready line");
+        if !line.starts_with("skiff hollow ready") {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let _ = guard.0.kill();
+            panic!("hollow nodes did not become ready: {line:?}\n{log}");
+        }
+        guard
+    }
+}
+
+impl Drop for Hollow {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
