@@ -975,55 +975,19 @@ where
         self.expectations.expect_creations(key, n);
         let about = object_reference(job);
         let mut pending = indexes.into_iter();
-        let mut remaining = n;
-        let mut batch = 1usize.min(remaining);
-        let mut result = None;
-        while batch > 0 {
-            let templates: Vec<Pod> = (0..batch)
-                .map(|_| pod_from_template(job, pending.next()))
-                .collect();
-            let outcomes = join_all(
-                templates
-                    .iter()
-                    .map(|t| self.control.create_pod(&key.namespace, t)),
-            )
-            .await;
-            let mut failed = false;
-            for outcome in outcomes {
-                match outcome {
-                    Ok(pod) => {
-                        active += 1;
-                        let name = pod.metadata.name.unwrap_or_default();
-                        self.control.record(
-                            &about,
-                            "Normal",
-                            "SuccessfulCreate",
-                            format!("Created pod: {name}"),
-                        );
-                    }
-                    Err(e) => {
-                        self.expectations.creation_observed(key);
-                        self.control.record(
-                            &about,
-                            "Warning",
-                            "FailedCreate",
-                            format!("Error creating: {e}"),
-                        );
-                        failed = true;
-                        result = Some(Error::from(e));
-                    }
-                }
-            }
-            remaining -= batch;
-            if failed {
-                for _ in 0..remaining {
-                    self.expectations.creation_observed(key);
-                }
-                break;
-            }
-            batch = (batch * 2).min(remaining);
-        }
-        (active, None, result)
+        let templates: Vec<Pod> = (0..n)
+            .map(|_| pod_from_template(job, pending.next()))
+            .collect();
+        let (created, error) = crate::slow_start::create_pods(
+            self.control.as_ref(),
+            &self.expectations,
+            key,
+            &about,
+            &templates,
+        )
+        .await;
+        active += i32::try_from(created).unwrap_or(i32::MAX);
+        (active, None, error.map(Error::from))
     }
 
     /// Active pods to delete: for Indexed Jobs duplicated and out-of-range indexes first, then

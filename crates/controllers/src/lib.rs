@@ -27,6 +27,7 @@ pub mod queue;
 pub mod replicaset;
 pub mod replicationcontroller;
 pub mod serviceaccount;
+pub mod slow_start;
 pub mod statefulset;
 pub mod ttl;
 pub mod volume;

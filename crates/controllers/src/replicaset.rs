@@ -199,51 +199,16 @@ where
             self.expectations.expect_creations(key, diff);
             let template = pod_from_template(rs);
             tracing::debug!(replicaset = %key, need = want, creating = diff, "too few replicas");
-            // Slow start: 1, 2, 4, … so a set whose pods are all refused fails after one try.
-            let mut remaining = diff;
-            let mut batch = 1usize.min(remaining);
-            let mut result = Ok(());
-            while batch > 0 {
-                let creates =
-                    (0..batch).map(|_| self.control.create_pod(&key.namespace, &template));
-                let outcomes = join_all(creates).await;
-                let mut failed = false;
-                for outcome in outcomes {
-                    match outcome {
-                        Ok(pod) => {
-                            let name = pod.metadata.name.unwrap_or_default();
-                            self.control.record(
-                                &about,
-                                "Normal",
-                                "SuccessfulCreate",
-                                format!("Created pod: {name}"),
-                            );
-                        }
-                        Err(e) => {
-                            // The create will never be observed.
-                            self.expectations.creation_observed(key);
-                            self.control.record(
-                                &about,
-                                "Warning",
-                                "FailedCreate",
-                                format!("Error creating: {e}"),
-                            );
-                            failed = true;
-                            result = Err(e);
-                        }
-                    }
-                }
-                remaining -= batch;
-                if failed {
-                    // The rest of the creates were never tried: stop expecting them.
-                    for _ in 0..remaining {
-                        self.expectations.creation_observed(key);
-                    }
-                    break;
-                }
-                batch = (batch * 2).min(remaining);
-            }
-            return result.map_err(Error::from);
+            let templates = vec![template; diff];
+            let (_, error) = crate::slow_start::create_pods(
+                self.control.as_ref(),
+                &self.expectations,
+                key,
+                &about,
+                &templates,
+            )
+            .await;
+            return error.map_or(Ok(()), |e| Err(Error::from(e)));
         }
         if pods.len() > want {
             let diff = (pods.len() - want).min(BURST_REPLICAS);
