@@ -27,6 +27,7 @@ pub mod queue;
 pub mod replicaset;
 pub mod replicationcontroller;
 pub mod serviceaccount;
+pub mod servicelb;
 pub mod slow_start;
 pub mod statefulset;
 pub mod ttl;
@@ -312,6 +313,7 @@ pub async fn start_with(
     nodeipam::register(&client, options, &mut nodes, &shutdown, tasks);
     nodelifecycle::register(&client, options, &mut pods, &mut nodes, &shutdown, tasks);
     serviceaccount::register(&client, &shutdown, tasks);
+    servicelb::register(&client, &mut nodes, &shutdown, tasks);
     disruption::register(&client, &mut pods, &shutdown, tasks);
     volume::register(&client, &mut pods, tasks, shutdown.clone());
     tasks.spawn(nodes.run(shutdown.clone()));

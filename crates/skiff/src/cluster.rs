@@ -225,6 +225,8 @@ pub struct UpOptions {
     pub dir: PathBuf,
     /// Image archives (`*.tar`) every node imports at start (air-gapped images).
     pub images: Option<PathBuf>,
+    /// Extra flags for `skiff server` (e.g. `--node-monitor-grace-period=10s`).
+    pub server_args: Vec<String>,
 }
 
 /// Build the cluster; returns its state (kubeconfig path in it). On failure, whatever was
@@ -325,7 +327,8 @@ fn build(state: &mut State, options: &UpOptions) -> anyhow::Result<()> {
         .args(["server", "--disable-agent", "--https-listen-port", "0"])
         .args(["--bind-address", &host_ip, "--tls-san", &host_ip])
         .arg("--data-dir")
-        .arg(&server_dir);
+        .arg(&server_dir)
+        .args(&options.server_args);
     state.server_pid = spawn_detached(server, &server_log)?;
     state.save(dir)?;
     let ready = wait_for_line(&server_log, "skiff server ready:", state.server_pid)?;

@@ -82,6 +82,9 @@ enum ClusterCommand {
         /// A directory of image archives (`*.tar`) every node imports at start.
         #[arg(long)]
         images: Option<PathBuf>,
+        /// A flag passed to `skiff server` (repeatable), e.g. `--server-arg=--node-monitor-grace-period=10s`.
+        #[arg(long = "server-arg", allow_hyphen_values = true)]
+        server_args: Vec<String>,
     },
     /// Remove every namespace, link, cgroup, mount, process and file the cluster created.
     Down {
@@ -429,6 +432,7 @@ fn main() -> anyhow::Result<()> {
                     nodes,
                     pod_network,
                     images,
+                    server_args,
                 } => {
                     let state = cluster::up(&cluster::UpOptions {
                         name: target.name.clone(),
@@ -436,6 +440,7 @@ fn main() -> anyhow::Result<()> {
                         pod_network,
                         dir: target.dir(),
                         images,
+                        server_args,
                     })?;
                     println!(
                         "skiff cluster {} is up: {} node(s), server {}\nkubeconfig={}",

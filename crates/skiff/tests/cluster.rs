@@ -42,6 +42,11 @@ fn skiff(args: &[&str]) -> std::process::Output {
 
 impl Cluster {
     fn up(name: &str, nodes: usize, pod_network: &str) -> Cluster {
+        Cluster::up_with(name, nodes, pod_network, &[])
+    }
+
+    /// As `up`, with extra `skiff cluster up` flags (e.g. `--server-arg=...`).
+    fn up_with(name: &str, nodes: usize, pod_network: &str, extra: &[&str]) -> Cluster {
         let scratch = tempfile::tempdir().expect("tempdir");
         let images = scratch.path().join("images");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
@@ -54,7 +59,7 @@ impl Cluster {
         let dir_s = dir.display().to_string();
         let nodes_s = nodes.to_string();
         let images_s = images.display().to_string();
-        let args = [
+        let mut args = vec![
             "cluster",
             "up",
             "--name",
@@ -68,6 +73,7 @@ impl Cluster {
             "--images",
             &images_s,
         ];
+        args.extend_from_slice(extra);
         let cluster = Cluster {
             name: name.into(),
             kubectl: Kubectl {
@@ -313,46 +319,27 @@ fn exec(k: &Kubectl, pod: &str, script: &str) -> String {
     k.ok(&["exec", pod, "--", "sh", "-c", script])
 }
 
-#[test]
-fn services_nodeports_and_dns_on_a_three_node_cluster() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping: {why}");
-        return;
-    }
-    let cluster = Cluster::up("svc", 3, "host-gw");
-    let k = &cluster.kubectl;
-    // Three web pods (one per node by default spreading) serving their own hostname.
-    k.ok(&[
-        "create",
-        "deployment",
-        "web",
-        "--image=busybox:1.36",
-        "--replicas=3",
-        "--",
-        "httpd",
-        "-f",
-        "-p",
-        "8080",
-        "-h",
-        "/etc",
-    ]);
-    k.ok(&[
-        "expose",
-        "deployment",
-        "web",
-        "--port=80",
-        "--target-port=8080",
-    ]);
-    k.ok(&[
-        "expose",
-        "deployment",
-        "web",
-        "--name=web-np",
-        "--type=NodePort",
-        "--port=80",
-        "--target-port=8080",
-    ]);
-    let pods: Vec<String> = eventually(Duration::from_secs(90), "three web pods run", || {
+/// `curl` from this process (the root namespace, outside the cluster): the body, trimmed;
+/// empty on failure.
+fn curl(url: &str) -> String {
+    Command::new("curl")
+        .args(["-s", "-m", "3", url])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// httpd reports IPv4 peers as `[::ffff:a.b.c.d]`.
+fn peer(remote_addr: &str) -> &str {
+    remote_addr
+        .trim()
+        .trim_start_matches("[::ffff:")
+        .trim_end_matches(']')
+}
+
+/// The running web pods: (name, node, pod IP).
+fn web_pods(k: &Kubectl, want: usize) -> Vec<(String, String, String)> {
+    eventually(Duration::from_secs(90), "the web pods run", || {
         let out = k.ok(&[
             "get",
             "pods",
@@ -360,49 +347,191 @@ fn services_nodeports_and_dns_on_a_three_node_cluster() {
             "app=web",
             "--field-selector=status.phase=Running",
             "-o",
-            "jsonpath={.items[*].metadata.name}",
+            r#"jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP}{"\n"}{end}"#,
         ]);
-        let names: Vec<String> = out.split_whitespace().map(str::to_string).collect();
-        (names.len() == 3).then_some(names)
-    });
-    eventually(Duration::from_secs(30), "three endpoints", || {
-        let out = k.ok(&[
-            "get",
-            "endpointslices",
-            "-l",
-            "kubernetes.io/service-name=web",
-            "-o",
-            "jsonpath={.items[*].endpoints[*].addresses[0]}",
-        ]);
-        (out.split_whitespace().count() == 3).then_some(())
-    });
+        let pods: Vec<(String, String, String)> = out
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                Some((w.next()?.into(), w.next()?.into(), w.next()?.into()))
+            })
+            .collect();
+        (pods.len() == want).then_some(pods)
+    })
+}
 
-    // DNS: the Service's name resolves to its ClusterIP from a pod.
-    let cluster_ip = k.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
-    let lookup = exec(k, &pods[0], "nslookup web.default.svc.cluster.local");
-    assert!(lookup.contains(&cluster_ip), "{lookup}");
+/// The addresses of the Service's ready endpoints, sorted.
+fn ready_endpoints(k: &Kubectl, svc: &str) -> Vec<String> {
+    let out = k.ok(&[
+        "get",
+        "endpointslices",
+        "-l",
+        &format!("kubernetes.io/service-name={svc}"),
+        "-o",
+        "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}",
+    ]);
+    let mut v: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+    v.sort();
+    v
+}
 
-    // ClusterIP by short name, from a pod, balanced over the backends.
-    let answers = exec(
+/// A Deployment `web` of three busybox httpd pods serving `/hostname` (the pod's name) and
+/// `/cgi-bin/ip` (the peer address the request came from), and its ClusterIP Service `web`.
+fn deploy_web(k: &Kubectl) -> Vec<(String, String, String)> {
+    k.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox:1.36",
+        "--replicas=3",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p /www/cgi-bin && hostname > /www/hostname && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 8080 -h /www",
+    ]);
+    k.ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=80",
+        "--target-port=8080",
+    ]);
+    let pods = web_pods(k, 3);
+    eventually(Duration::from_secs(30), "three ready endpoints", || {
+        (ready_endpoints(k, "web").len() == 3).then_some(())
+    });
+    pods
+}
+
+/// From `client` (a pod), `n` requests to the `web` Service by its short name: the answering
+/// pods' names.
+fn ask_web_from(k: &Kubectl, client: &str, n: usize) -> Vec<String> {
+    exec(
         k,
-        &pods[0],
-        "for i in $(seq 1 30); do timeout 3 wget -qO- http://web/hostname; done",
-    );
-    let seen: std::collections::BTreeSet<&str> = answers.lines().collect();
+        client,
+        &format!("for i in $(seq 1 {n}); do timeout 3 wget -qO- http://web/hostname; done"),
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// DNS and ClusterIP from a pod, balanced over backends on other nodes too.
+fn dns_and_cluster_ip_across_nodes(k: &Kubectl, pods: &[(String, String, String)]) {
+    let cluster_ip = k.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let (client, client_node, _) = &pods[0];
+    let lookup = exec(k, client, "nslookup web.default.svc.cluster.local");
+    assert!(lookup.contains(&cluster_ip), "{lookup}");
+    let answers = ask_web_from(k, client, 30);
+    let seen: std::collections::BTreeSet<&str> = answers.iter().map(String::as_str).collect();
     assert!(
         seen.len() >= 2,
-        "one backend answered every request: {answers}"
+        "one backend answered every request: {answers:?}"
     );
-    assert!(seen.iter().all(|h| pods.iter().any(|p| p == h)), "{seen:?}");
+    assert!(
+        seen.iter().all(|h| pods.iter().any(|p| p.0 == *h)),
+        "{seen:?}"
+    );
+    let remote: Vec<&str> = pods
+        .iter()
+        .filter(|p| p.1 != *client_node)
+        .map(|p| p.0.as_str())
+        .collect();
+    if !remote.is_empty() {
+        assert!(
+            seen.iter().any(|h| remote.contains(h)),
+            "no backend on another node answered: {seen:?}, remote {remote:?}"
+        );
+    }
+}
 
-    // NodePort from outside the cluster (this process, in the root namespace) on every node.
-    let node_port = k.ok(&[
+fn node_ip(k: &Kubectl, node: &str) -> String {
+    k.ok(&[
+        "get",
+        "node",
+        node,
+        "-o",
+        r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#,
+    ])
+}
+
+fn node_ready(k: &Kubectl, node: &str) -> String {
+    k.ok(&[
+        "get",
+        "node",
+        node,
+        "-o",
+        r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+    ])
+}
+
+/// LoadBalancer ingress IPs of a Service, sorted.
+fn ingress_ips(k: &Kubectl, svc: &str) -> Vec<String> {
+    let out = k.ok(&[
         "get",
         "svc",
-        "web-np",
+        svc,
         "-o",
-        "jsonpath={.spec.ports[0].nodePort}",
+        "jsonpath={.status.loadBalancer.ingress[*].ip}",
     ]);
+    let mut v: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn services_nodeports_load_balancers_and_dns_on_a_three_node_cluster() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    // A short grace, so a stopped node turns Unknown within the test (leases renew every 10 s).
+    let cluster = Cluster::up_with(
+        "svc",
+        3,
+        "host-gw",
+        &["--server-arg=--node-monitor-grace-period=20s"],
+    );
+    let k = &cluster.kubectl;
+    let pods = deploy_web(k);
+    for (name, type_, extra) in [
+        ("web-np", "NodePort", None),
+        ("web-local", "NodePort", Some("Local")),
+        ("web-lb", "LoadBalancer", None),
+    ] {
+        k.ok(&[
+            "expose",
+            "deployment",
+            "web",
+            &format!("--name={name}"),
+            &format!("--type={type_}"),
+            "--port=80",
+            "--target-port=8080",
+        ]);
+        if let Some(policy) = extra {
+            k.ok(&[
+                "patch",
+                "svc",
+                name,
+                "-p",
+                &format!(r#"{{"spec":{{"externalTrafficPolicy":"{policy}"}}}}"#),
+            ]);
+        }
+    }
+
+    dns_and_cluster_ip_across_nodes(k, &pods);
+
+    // NodePort from outside the cluster (this process, in the root namespace) on every node.
+    let node_port = |svc: &str| {
+        k.ok(&[
+            "get",
+            "svc",
+            svc,
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ])
+    };
+    let np = node_port("web-np");
     let node_ips = k.ok(&[
         "get",
         "nodes",
@@ -411,18 +540,159 @@ fn services_nodeports_and_dns_on_a_three_node_cluster() {
     ]);
     assert_eq!(node_ips.split_whitespace().count(), 3, "{node_ips}");
     for ip in node_ips.split_whitespace() {
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-m",
-                "5",
-                &format!("http://{ip}:{node_port}/hostname"),
-            ])
-            .output()
-            .expect("curl");
-        let host = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        assert!(pods.contains(&host), "NodePort on {ip}: {out:?}");
+        let host = eventually(Duration::from_secs(10), "NodePort answers", || {
+            let h = curl(&format!("http://{ip}:{np}/hostname"));
+            (!h.is_empty()).then_some(h)
+        });
+        assert!(
+            pods.iter().any(|p| p.0 == host),
+            "NodePort on {ip}: {host:?}"
+        );
     }
+
+    // externalTrafficPolicy: this process is the client, at the switch's host address.
+    let first_ip = node_ips
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let client_ip = format!(
+        "{}.1",
+        first_ip
+            .rsplit_once('.')
+            .map(|(p, _)| p)
+            .unwrap_or_default()
+    );
+    // Cluster: masqueraded, the backend sees a node address, not ours.
+    for _ in 0..5 {
+        let seen = curl(&format!("http://{first_ip}:{np}/cgi-bin/ip"));
+        assert!(!seen.is_empty(), "NodePort (Cluster) did not answer");
+        assert_ne!(peer(&seen), client_ip, "Cluster policy did not masquerade");
+    }
+    // Local: on a node with a backend, the backend sees the real client address.
+    let lp = node_port("web-local");
+    let (local_pod, local_node, _) = &pods[0];
+    let local_node_ip = node_ip(k, local_node);
+    let seen = eventually(Duration::from_secs(10), "NodePort (Local) answers", || {
+        let s = curl(&format!("http://{local_node_ip}:{lp}/cgi-bin/ip"));
+        (!s.is_empty()).then_some(s)
+    });
+    assert_eq!(
+        peer(&seen),
+        client_ip,
+        "Local policy lost the client IP (pod {local_pod})"
+    );
+
+    // LoadBalancer: ServiceLB fills the ingress with every Ready node's address; kubectl shows
+    // them as EXTERNAL-IP; the service answers on them from outside.
+    let mut all_ips: Vec<String> = node_ips.split_whitespace().map(str::to_string).collect();
+    all_ips.sort();
+    eventually(Duration::from_secs(30), "LoadBalancer ingress", || {
+        (ingress_ips(k, "web-lb") == all_ips).then_some(())
+    });
+    let table = k.ok(&["get", "svc", "web-lb"]);
+    let external = table
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(3))
+        .unwrap_or_default()
+        .to_string();
+    // Upstream's printer shortens a long list (`a.b.c.d...`): the first address shows.
+    assert!(table.contains("EXTERNAL-IP"), "{table}");
+    assert!(external.starts_with(all_ips[0].as_str()), "{table}");
+    for ip in &all_ips {
+        let host = eventually(Duration::from_secs(10), "LoadBalancer answers", || {
+            let h = curl(&format!("http://{ip}:80/hostname"));
+            (!h.is_empty()).then_some(h)
+        });
+        assert!(pods.iter().any(|p| p.0 == host), "LB on {ip}: {host:?}");
+    }
+
+    // A stopped node: Unknown after the grace period, its pod not ready, its address out of
+    // the ready endpoints and out of the load balancer; the ClusterIP reaches only live pods.
+    let (client, client_node, _) = &pods[0];
+    let (gone_pod, gone_node, gone_ip) = pods
+        .iter()
+        .find(|p| p.1 != *client_node)
+        .cloned()
+        .unwrap_or_else(|| pods[2].clone());
+    let dir = cluster.dir_arg();
+    let out = skiff(&[
+        "cluster",
+        "stop-node",
+        "--name",
+        "svc",
+        "--dir",
+        &dir,
+        &gone_node,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    eventually(
+        Duration::from_secs(60),
+        "the stopped node is Unknown",
+        || (node_ready(k, &gone_node) == "Unknown").then_some(()),
+    );
+    eventually(Duration::from_secs(30), "its pod is not ready", || {
+        let ready = k.ok(&[
+            "get",
+            "pod",
+            &gone_pod,
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+        ]);
+        (ready == "False").then_some(())
+    });
+    let mut live_ips: Vec<String> = pods
+        .iter()
+        .filter(|p| p.1 != gone_node)
+        .map(|p| p.2.clone())
+        .collect();
+    live_ips.sort();
+    eventually(
+        Duration::from_secs(30),
+        "its address leaves the endpoints",
+        || {
+            let ready = ready_endpoints(k, "web");
+            (!ready.contains(&gone_ip) && ready == live_ips).then_some(())
+        },
+    );
+    let gone_node_ip = node_ip(k, &gone_node);
+    eventually(
+        Duration::from_secs(30),
+        "the node leaves the LB ingress",
+        || {
+            let ips = ingress_ips(k, "web-lb");
+            (ips.len() == 2 && !ips.contains(&gone_node_ip)).then_some(())
+        },
+    );
+    let answers = eventually(Duration::from_secs(15), "only live pods answer", || {
+        let a = ask_web_from(k, client, 20);
+        (a.len() == 20 && a.iter().all(|h| *h != gone_pod)).then_some(a)
+    });
+    assert!(
+        answers.iter().all(|h| pods.iter().any(|p| p.0 == *h)),
+        "{answers:?}"
+    );
+
+    // The node comes back: Ready, its pod ready and in the endpoints again.
+    let out = skiff(&[
+        "cluster",
+        "start-node",
+        "--name",
+        "svc",
+        "--dir",
+        &dir,
+        &gone_node,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    eventually(Duration::from_secs(60), "the node is Ready again", || {
+        (node_ready(k, &gone_node) == "True").then_some(())
+    });
+    eventually(
+        Duration::from_secs(60),
+        "its pod is back in the endpoints",
+        || ready_endpoints(k, "web").contains(&gone_ip).then_some(()),
+    );
 
     // Scaling changes the backends: one pod left, every answer comes from it.
     k.ok(&["scale", "deployment", "web", "--replicas=1"]);
@@ -438,26 +708,25 @@ fn services_nodeports_and_dns_on_a_three_node_cluster() {
         let names: Vec<&str> = out.split_whitespace().collect();
         (names.len() == 1).then(|| names[0].to_string())
     });
-    let first_ip = node_ips
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let ask = || {
-        Command::new("curl")
-            .args([
-                "-s",
-                "-m",
-                "3",
-                &format!("http://{first_ip}:{node_port}/hostname"),
-            ])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
-    };
     eventually(
         Duration::from_secs(30),
         "only the remaining pod answers",
-        || (0..10).all(|_| ask() == left).then_some(()),
+        || {
+            (0..10)
+                .all(|_| curl(&format!("http://{first_ip}:{np}/hostname")) == left)
+                .then_some(())
+        },
     );
+}
+
+#[test]
+fn vxlan_cluster_ip_and_dns_across_three_nodes() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let cluster = Cluster::up("svx", 3, "vxlan");
+    let k = &cluster.kubectl;
+    let pods = deploy_web(k);
+    dns_and_cluster_ip_across_nodes(k, &pods);
 }
