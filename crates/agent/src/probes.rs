@@ -376,18 +376,29 @@ impl Prober {
             return;
         }
         let c = &target.container;
+        // gRPC probes are not run: treated as absent rather than failing, so that a liveness
+        // probe this node cannot run does not restart the container forever.
+        let usable = |p: &Option<Probe>| {
+            p.clone().filter(|p| {
+                if p.grpc.is_some() {
+                    tracing::warn!(container = %c.name, "gRPC probes are not supported; ignored");
+                }
+                p.grpc.is_none()
+            })
+        };
+        let (startup, liveness, readiness) = (
+            usable(&c.startup_probe),
+            usable(&c.liveness_probe),
+            usable(&c.readiness_probe),
+        );
         let shared = Arc::new(Shared::default());
-        shared
-            .started
-            .store(c.startup_probe.is_none(), Ordering::Relaxed);
-        shared
-            .ready
-            .store(c.readiness_probe.is_none(), Ordering::Relaxed);
+        shared.started.store(startup.is_none(), Ordering::Relaxed);
+        shared.ready.store(readiness.is_none(), Ordering::Relaxed);
         let mut tasks = Vec::new();
         for (kind, probe) in [
-            (Kind::Startup, &c.startup_probe),
-            (Kind::Liveness, &c.liveness_probe),
-            (Kind::Readiness, &c.readiness_probe),
+            (Kind::Startup, &startup),
+            (Kind::Liveness, &liveness),
+            (Kind::Readiness, &readiness),
         ] {
             if let Some(p) = probe {
                 tasks.push(tokio::spawn(worker(
