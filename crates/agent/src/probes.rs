@@ -87,6 +87,12 @@ impl Tracker {
         }
     }
 
+    /// Whether the failures in a row reached the threshold (liveness and startup then kill;
+    /// a startup probe's result is failure from the start, so the result alone cannot say).
+    pub fn tripped(&self) -> bool {
+        self.failures >= self.failure_threshold
+    }
+
     /// Count one outcome; returns the (possibly new) result.
     pub fn observe(&mut self, ok: bool) -> bool {
         if ok {
@@ -490,7 +496,7 @@ async fn worker(
             match kind {
                 Kind::Readiness => shared.ready.store(result, Ordering::Relaxed),
                 Kind::Startup if result => shared.started.store(true, Ordering::Relaxed),
-                Kind::Startup | Kind::Liveness if !result => {
+                Kind::Startup | Kind::Liveness if tracker.tripped() => {
                     *shared.failed_kind.lock().unwrap_or_else(|e| e.into_inner()) = Some(kind);
                     shared.failed.store(true, Ordering::Relaxed);
                     // On hold until the container is replaced (a new ID, new workers).
@@ -555,9 +561,16 @@ mod tests {
         assert!(l.result);
         assert!(l.observe(false));
         assert!(!l.observe(false));
-        let mut s = Tracker::new(Kind::Startup, &t);
+        assert!(l.tripped());
+        let mut s = Tracker::new(Kind::Startup, &Timing::of(&probe(None, Some(3))));
         assert!(!s.result);
+        assert!(!s.observe(false));
+        assert!(
+            !s.tripped(),
+            "a startup failure below the threshold does not kill"
+        );
         assert!(s.observe(true));
+        assert!(!s.tripped());
     }
 
     #[test]

@@ -186,7 +186,7 @@ fn probes_hooks_and_events_on_a_one_node_cluster() {
     }
     let cluster = Cluster::up("probes");
     let k = &cluster.kubectl;
-    k.ok_stdin(&["apply", "-f", "-"], PODS);
+    k.ok_stdin(&["create", "--validate=false", "-f", "-"], PODS);
 
     // Readiness (exec): running but not ready until the file exists, then ready, then not.
     wait_state(
