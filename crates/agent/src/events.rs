@@ -210,7 +210,7 @@ mod tests {
     #[test]
     fn repeats_are_counted_within_the_window_and_restart_after_it() {
         let mut c = Correlator::default();
-        let t0 = jiff::Timestamp::from_second(1_000_000).unwrap();
+        let t0 = jiff::Timestamp::from_second(1_000_000).expect("test setup");
         let (n1, c1, f1) = c.observe("a".into(), "p", t0);
         assert_eq!(c1, 1);
         assert_eq!(f1, t0);

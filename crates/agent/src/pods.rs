@@ -939,7 +939,7 @@ async fn post_start(
         Some(&c.name),
         events::NORMAL,
         "Killing",
-        format!("FailedPostStartHook"),
+        "FailedPostStartHook".to_string(),
     );
     let grace = pod
         .spec

@@ -578,21 +578,26 @@ mod tests {
         let c: Container = serde_json::from_value(serde_json::json!({
             "name": "web", "ports": [{"name": "http", "containerPort": 8080}]
         }))
-        .unwrap();
+        .expect("test setup");
         assert_eq!(
-            port_of(&IntOrString::String("http".into()), &c).unwrap(),
+            port_of(&IntOrString::String("http".into()), &c).expect("named port"),
             8080
         );
-        assert_eq!(port_of(&IntOrString::Int(80), &c).unwrap(), 80);
-        assert_eq!(port_of(&IntOrString::String("81".into()), &c).unwrap(), 81);
+        assert_eq!(port_of(&IntOrString::Int(80), &c).expect("test setup"), 80);
+        assert_eq!(
+            port_of(&IntOrString::String("81".into()), &c).expect("test setup"),
+            81
+        );
         assert!(port_of(&IntOrString::String("nope".into()), &c).is_err());
     }
 
     #[tokio::test]
     async fn http_probe_success_range_and_tcp() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = l.local_addr().unwrap().port();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("test setup");
+        let port = l.local_addr().expect("test setup").port();
         tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = l.accept().await else {
@@ -620,7 +625,7 @@ mod tests {
             container: serde_json::from_value(serde_json::json!({
                 "name": "web", "ports": [{"name": "http", "containerPort": port}]
             }))
-            .unwrap(),
+            .expect("test setup"),
         };
         let get = |path: &str, header: bool| HTTPGetAction {
             path: Some(path.into()),
@@ -634,13 +639,17 @@ mod tests {
             ..HTTPGetAction::default()
         };
         let t = Duration::from_secs(2);
-        run_http(&target, &get("/ok", true), t).await.unwrap();
-        let e = run_http(&target, &get("/ok", false), t).await.unwrap_err();
+        run_http(&target, &get("/ok", true), t)
+            .await
+            .expect("test setup");
+        let e = run_http(&target, &get("/ok", false), t)
+            .await
+            .expect_err("503 fails");
         assert_eq!(e.0, "HTTP probe failed with statuscode: 503");
         let tcp = TCPSocketAction {
             port: IntOrString::Int(port as i32),
             ..TCPSocketAction::default()
         };
-        run_tcp(&target, &tcp, t).await.unwrap();
+        run_tcp(&target, &tcp, t).await.expect("test setup");
     }
 }

@@ -176,6 +176,18 @@ items:
       readinessProbe:
         exec: {command: ["true"]}
         periodSeconds: 1
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: bad-hook}
+  spec:
+    terminationGracePeriodSeconds: 1
+    containers:
+    - name: c
+      image: busybox:1.36
+      command: [sleep, "3600"]
+      lifecycle:
+        postStart:
+          exec: {command: [sh, -c, "echo hook-broke; exit 3"]}
 "#;
 
 #[test]
@@ -317,6 +329,25 @@ fn probes_hooks_and_events_on_a_one_node_cluster() {
         "jsonpath={.items[0].source.component}/{.items[0].source.host}",
     ]);
     assert_eq!(sources, format!("kubelet/{host}"));
+
+    // A failing postStart hook kills the container, which is restarted.
+    eventually(Duration::from_secs(60), "FailedPostStartHook", || {
+        let out = k.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=bad-hook,reason=FailedPostStartHook",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ]);
+        out.contains("hook-broke").then_some(())
+    });
+    eventually(Duration::from_secs(60), "bad-hook restarted", || {
+        let n: i64 = get(k, "bad-hook", "{.status.containerStatuses[0].restartCount}")
+            .parse()
+            .ok()?;
+        (n >= 1).then_some(())
+    });
 
     // Deleting a pod stops its containers with a Killing event.
     k.ok(&["delete", "pod", "web", "--wait=false"]);
