@@ -156,6 +156,9 @@ items:
       image: busybox:1.36
       command: [sh, -c, "mkdir -p /www && exec httpd -f -p 8080 -h /www"]
       ports: [{name: http, containerPort: 8080}]
+      lifecycle:
+        preStop:
+          exec: {command: [sh, -c, "echo prestop-ran; exit 1"]}
       readinessProbe:
         httpGet: {path: /ready.html, port: http, httpHeaders: [{name: X-Test, value: "1"}]}
         periodSeconds: 1
@@ -349,7 +352,8 @@ fn probes_hooks_and_events_on_a_one_node_cluster() {
         (n >= 1).then_some(())
     });
 
-    // Deleting a pod stops its containers with a Killing event.
+    // Deleting a pod runs its preStop hook (this one fails: FailedPreStopHook with its
+    // output) and stops its containers with a Killing event.
     k.ok(&["delete", "pod", "web", "--wait=false"]);
     eventually(Duration::from_secs(30), "Killing event on delete", || {
         k.ok(&[
@@ -363,4 +367,20 @@ fn probes_hooks_and_events_on_a_one_node_cluster() {
         .contains("Stopping container c")
         .then_some(())
     });
+    eventually(
+        Duration::from_secs(30),
+        "FailedPreStopHook on delete",
+        || {
+            k.ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=web,reason=FailedPreStopHook",
+                "-o",
+                "jsonpath={.items[*].message}",
+            ])
+            .contains("prestop-ran")
+            .then_some(())
+        },
+    );
 }
