@@ -18,7 +18,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::cri::api;
-use crate::{Agent, cgroups, util};
+use crate::events::{self, Recorder};
+use crate::{Agent, cgroups, probes, util};
 
 /// CRI labels that tie runtime objects to their pod and container (the kubelet's names).
 pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
@@ -34,6 +35,8 @@ const RETRY: Duration = Duration::from_secs(2);
 const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 const BACKOFF_RESET: Duration = Duration::from_secs(600);
+/// Longest a postStart hook may run before it counts as failed.
+const POST_START_LIMIT: Duration = Duration::from_secs(120);
 
 /// Errors of one sync; the worker logs them and retries.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +185,11 @@ struct PodState {
     first_seen: Option<Instant>,
     reported_running: bool,
     last_pod: Option<Arc<Pod>>,
+    /// Probe workers of the running containers (`probes.rs`).
+    prober: probes::Prober,
+    events: Option<Recorder>,
+    /// Dead containers whose BackOff event was written.
+    backoff_reported: HashSet<String>,
 }
 
 async fn worker(
@@ -192,6 +200,7 @@ async fn worker(
 ) {
     let mut st = PodState {
         first_seen: Some(Instant::now()),
+        events: Some(Recorder::new(agent.client.clone(), agent.node_name.clone())),
         ..PodState::default()
     };
     loop {
@@ -341,7 +350,19 @@ async fn sync(agent: &Agent, pod: &Pod, st: &mut PodState) -> Result<Duration, S
                                 start(agent, pod, c, attempt_of(s) + 1, &obs, st).await;
                                 changed = true;
                             }
-                            Some(d) => next = next.min(d.max(Duration::from_millis(100))),
+                            Some(d) => {
+                                next = next.min(d.max(Duration::from_millis(100)));
+                                if st.backoff_reported.insert(s.id.clone())
+                                    && let Some(ev) = &st.events
+                                {
+                                    ev.pod(pod, Some(&c.name), events::WARNING, "BackOff", format!(
+                                        "Back-off restarting failed container {} in pod {}_{}({uid})",
+                                        c.name,
+                                        pod.metadata.name.as_deref().unwrap_or(""),
+                                        pod.metadata.namespace.as_deref().unwrap_or("default"),
+                                    ));
+                                }
+                            }
                         }
                     }
                 }
@@ -352,6 +373,7 @@ async fn sync(agent: &Agent, pod: &Pod, st: &mut PodState) -> Result<Duration, S
     if changed {
         obs.containers = containers_of(agent, &obs.sandbox_id).await?;
     }
+    run_probes(agent, pod, &obs, st);
     let status = build_status(agent, pod, &obs, st, init_done, init_failed, restart_policy);
     if st.last_written.as_ref() != Some(&status) {
         let pods: Api<Pod> = Api::namespaced(
@@ -420,6 +442,73 @@ fn waiting_blocks(st: &PodState, name: &str) -> bool {
     st.waiting
         .get(name)
         .is_some_and(|(_, _, until)| Instant::now() < *until)
+}
+
+/// Start probe workers for the running app containers and restart those whose liveness or
+/// startup probe failed (preStop, then stop within the grace period; the sync restarts them
+/// under the pod's restartPolicy).
+fn run_probes(agent: &Agent, pod: &Pod, obs: &Observed, st: &mut PodState) {
+    let (Some(spec), Some(arc), Some(ev)) =
+        (pod.spec.as_ref(), st.last_pod.clone(), st.events.clone())
+    else {
+        return;
+    };
+    let mut running = HashSet::new();
+    for c in &spec.containers {
+        let Some(s) = obs.containers.get(&c.name).and_then(|v| v.first()) else {
+            continue;
+        };
+        if s.state() != api::ContainerState::ContainerRunning {
+            continue;
+        }
+        running.insert(s.id.clone());
+        st.prober.ensure(
+            &ev,
+            &arc,
+            probes::Target {
+                rt: agent.cri.rt.clone(),
+                container_id: s.id.clone(),
+                pod_ip: obs.ip.clone(),
+                container: c.clone(),
+            },
+        );
+        if let Some(kind) = st.prober.take_failed(&s.id) {
+            let probe = match kind {
+                probes::Kind::Startup => c.startup_probe.as_ref(),
+                _ => c.liveness_probe.as_ref(),
+            };
+            let grace = probe
+                .and_then(|p| p.termination_grace_period_seconds)
+                .or(spec.termination_grace_period_seconds)
+                .unwrap_or(30);
+            ev.pod(
+                pod,
+                Some(&c.name),
+                events::NORMAL,
+                "Killing",
+                format!(
+                    "Container {} failed {} probe, will be restarted",
+                    c.name,
+                    kind.name().to_ascii_lowercase()
+                ),
+            );
+            let (rt, id, name, ev, arc) = (
+                agent.cri.rt.clone(),
+                s.id.clone(),
+                c.name.clone(),
+                ev.clone(),
+                arc.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) =
+                    probes::stop_container(&rt, &ev, Some(&arc), &id, &name, grace).await
+                {
+                    tracing::warn!(container = %name, error = %e, "stopping an unhealthy container");
+                }
+            });
+        }
+    }
+    st.prober.retain(&running);
 }
 
 /// Find (or create) the pod's ready sandbox and read its containers.
@@ -765,8 +854,15 @@ async fn start(
     st: &mut PodState,
 ) {
     let image = c.image.clone().unwrap_or_default();
-    if let Err((reason, message)) = ensure_image(agent, &image, c).await {
+    let ev = st.events.clone();
+    let event = |type_: &str, reason: &str, message: String| {
+        if let Some(ev) = &ev {
+            ev.pod(pod, Some(&c.name), type_, reason, message);
+        }
+    };
+    if let Err((reason, message)) = ensure_image(agent, &image, c, &event).await {
         tracing::warn!(pod = %full_name(pod), container = %c.name, %reason, %message, "image");
+        event(events::WARNING, "Failed", format!("Error: {reason}"));
         let backoff = if reason == "ErrImagePull" {
             BACKOFF_INITIAL
         } else {
@@ -779,10 +875,22 @@ async fn start(
     match create_and_start(agent, pod, c, attempt, obs).await {
         Ok(id) => {
             st.waiting.remove(&c.name);
+            event(
+                events::NORMAL,
+                "Created",
+                format!("Created container: {}", c.name),
+            );
+            event(
+                events::NORMAL,
+                "Started",
+                format!("Started container {}", c.name),
+            );
             tracing::debug!(pod = %full_name(pod), container = %c.name, %id, attempt, "container started");
+            post_start(agent, pod, c, &id, obs, ev.as_ref()).await;
         }
         Err(e) => {
             tracing::warn!(pod = %full_name(pod), container = %c.name, error = %e, "container start failed");
+            event(events::WARNING, "Failed", format!("Error: {e}"));
             st.waiting.insert(
                 c.name.clone(),
                 (
@@ -792,6 +900,55 @@ async fn start(
                 ),
             );
         }
+    }
+}
+
+/// The postStart hook runs right after StartContainer, as upstream; a failure kills the
+/// container (the sync then restarts it under the restartPolicy).
+async fn post_start(
+    agent: &Agent,
+    pod: &Pod,
+    c: &Container,
+    id: &str,
+    obs: &Observed,
+    ev: Option<&Recorder>,
+) {
+    let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) else {
+        return;
+    };
+    let target = probes::Target {
+        rt: agent.cri.rt.clone(),
+        container_id: id.to_string(),
+        pod_ip: obs.ip.clone(),
+        container: c.clone(),
+    };
+    let Err(f) = probes::run_hook(&target, hook, POST_START_LIMIT).await else {
+        return;
+    };
+    tracing::info!(pod = %full_name(pod), container = %c.name, error = %f, "postStart hook failed");
+    let Some(ev) = ev else { return };
+    ev.pod(
+        pod,
+        Some(&c.name),
+        events::WARNING,
+        "FailedPostStartHook",
+        format!("PostStartHook failed: {f}"),
+    );
+    ev.pod(
+        pod,
+        Some(&c.name),
+        events::NORMAL,
+        "Killing",
+        "FailedPostStartHook".to_string(),
+    );
+    let grace = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30);
+    // No preStop: upstream skips it for a container killed by its failed postStart hook.
+    if let Err(e) = probes::stop_container(&agent.cri.rt, ev, None, id, &c.name, grace).await {
+        tracing::warn!(container = %c.name, error = %e, "stopping after a failed postStart hook");
     }
 }
 
@@ -808,7 +965,12 @@ fn pull_policy(c: &Container, image: &str) -> String {
     }
 }
 
-async fn ensure_image(agent: &Agent, image: &str, c: &Container) -> Result<(), (String, String)> {
+async fn ensure_image(
+    agent: &Agent,
+    image: &str,
+    c: &Container,
+    event: &(dyn Fn(&str, &str, String) + Sync),
+) -> Result<(), (String, String)> {
     let mut img = agent.cri.img.clone();
     let spec = api::ImageSpec {
         image: image.to_string(),
@@ -822,22 +984,64 @@ async fn ensure_image(agent: &Agent, image: &str, c: &Container) -> Result<(), (
         .await
         .map(|r| r.into_inner().image.is_some())
         .unwrap_or(false);
+    let already = || {
+        event(
+            events::NORMAL,
+            "Pulled",
+            format!("Container image \"{image}\" already present on machine"),
+        )
+    };
     match pull_policy(c, image).as_str() {
-        "Never" if present => Ok(()),
-        "Never" => Err((
-            "ErrImageNeverPull".into(),
-            format!("Container image \"{image}\" is not present with pull policy of Never"),
-        )),
-        "IfNotPresent" if present => Ok(()),
-        _ => img
-            .pull_image(api::PullImageRequest {
-                image: Some(spec),
-                auth: None,
-                sandbox_config: None,
-            })
-            .await
-            .map(|_| ())
-            .map_err(|s| ("ErrImagePull".into(), s.message().to_string())),
+        "Never" if present => {
+            already();
+            Ok(())
+        }
+        "Never" => {
+            let msg =
+                format!("Container image \"{image}\" is not present with pull policy of Never");
+            event(events::WARNING, "ErrImageNeverPull", msg.clone());
+            Err(("ErrImageNeverPull".into(), msg))
+        }
+        "IfNotPresent" if present => {
+            already();
+            Ok(())
+        }
+        _ => {
+            event(
+                events::NORMAL,
+                "Pulling",
+                format!("Pulling image \"{image}\""),
+            );
+            let t0 = Instant::now();
+            match img
+                .pull_image(api::PullImageRequest {
+                    image: Some(spec),
+                    auth: None,
+                    sandbox_config: None,
+                })
+                .await
+            {
+                Ok(_) => {
+                    let secs = t0.elapsed().as_secs_f64();
+                    event(
+                        events::NORMAL,
+                        "Pulled",
+                        format!(
+                            "Successfully pulled image \"{image}\" in {secs:.3}s ({secs:.3}s including waiting)"
+                        ),
+                    );
+                    Ok(())
+                }
+                Err(s) => {
+                    event(
+                        events::WARNING,
+                        "Failed",
+                        format!("Failed to pull image \"{image}\": {}", s.message()),
+                    );
+                    Err(("ErrImagePull".into(), s.message().to_string()))
+                }
+            }
+        }
     }
 }
 
@@ -1035,9 +1239,8 @@ fn container_status(
                 api::ContainerState::ContainerRunning => {
                     out["state"] =
                         json!({"running": {"startedAt": util::time_of_nanos(s.started_at)}});
-                    out["started"] = json!(true);
-                    // Readiness probes are not run yet: a running container is ready.
-                    out["ready"] = json!(!init);
+                    out["started"] = json!(init || st.prober.started(&s.id));
+                    out["ready"] = json!(!init && st.prober.ready(&s.id));
                     kind = "running";
                 }
                 api::ContainerState::ContainerExited => {
@@ -1233,14 +1436,25 @@ pub async fn teardown(
         .iter()
         .filter(|c| c.state() == api::ContainerState::ContainerRunning)
         .map(|c| {
-            let mut rt = rt.clone();
+            let rt = rt.clone();
             let id = c.id.clone();
+            let name = c
+                .labels
+                .get(LABEL_CONTAINER_NAME)
+                .cloned()
+                .unwrap_or_default();
+            let ev = Recorder::new(agent.client.clone(), agent.node_name.clone());
             async move {
-                rt.stop_container(api::StopContainerRequest {
-                    container_id: id,
-                    timeout: grace.max(0),
-                })
-                .await
+                if let Some(p) = pod {
+                    ev.pod(
+                        p,
+                        Some(&name),
+                        events::NORMAL,
+                        "Killing",
+                        format!("Stopping container {name}"),
+                    );
+                }
+                probes::stop_container(&rt, &ev, pod, &id, &name, grace).await
             }
         });
     for r in futures::future::join_all(stops).await {
