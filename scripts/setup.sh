@@ -31,6 +31,6 @@ echo
 echo "The cluster is up. Use it with:"
 echo "  export KUBECONFIG=$DATA_DIR/kubeconfig.yaml"
 echo "  kubectl get nodes"
-echo "  kubectl create deployment web --image=busybox:1.36 -- httpd -f -p 8080"
+echo "  kubectl create deployment web --image=busybox:1.36 -- httpd -f -p 8080 -h /etc"
 echo "Remove it (every process, pod, namespace and file it made) with:"
 echo "  skiff cluster down --name $NAME --dir $CLUSTER_DIR"
