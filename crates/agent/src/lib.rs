@@ -7,6 +7,7 @@ pub mod cni;
 pub mod containerd;
 pub mod cri;
 pub mod dns;
+pub mod env;
 pub mod images;
 pub mod logs;
 pub mod node;
@@ -15,6 +16,7 @@ pub mod pods;
 pub mod service_proxy;
 pub mod streaming;
 pub mod util;
+pub mod volumes;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
