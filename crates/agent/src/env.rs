@@ -264,10 +264,10 @@ pub fn resolve(
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut vars: Vec<(String, String)> = Vec::new();
     let mut known: HashMap<String, String> = HashMap::new();
-    let mut set = |vars: &mut Vec<(String, String)>,
-                   known: &mut HashMap<String, String>,
-                   k: String,
-                   v: String| {
+    let set = |vars: &mut Vec<(String, String)>,
+               known: &mut HashMap<String, String>,
+               k: String,
+               v: String| {
         if let Some(slot) = vars.iter_mut().find(|(n, _)| *n == k) {
             slot.1 = v.clone();
         } else {
@@ -406,8 +406,8 @@ mod tests {
                         {"name": "gone", "key": "b", "optional": true}}},
                     {"name": "OK", "valueFrom": {"configMapKeyRef":
                         {"name": "cm", "key": "zz", "optional": true}}}]}]));
-        let c = &p.spec.as_ref().unwrap().containers[0];
-        let env = resolve(&p, c, &node(), "10.1.1.1", &sources()).unwrap();
+        let c = &p.spec.as_ref().expect("test").containers[0];
+        let env = resolve(&p, c, &node(), "10.1.1.1", &sources()).expect("test");
         let m: HashMap<_, _> = env.iter().cloned().collect();
         assert_eq!(m["CM_a"], "xhunter2");
         assert_eq!(m["CM_b"], "2");
@@ -422,7 +422,7 @@ mod tests {
     fn missing_sources_fail_with_upstream_messages() {
         let one = |env: serde_json::Value, env_from: serde_json::Value| {
             let p = pod(json!([{"name": "c", "image": "i", "env": env, "envFrom": env_from}]));
-            let c = p.spec.as_ref().unwrap().containers[0].clone();
+            let c = p.spec.as_ref().expect("test").containers[0].clone();
             resolve(&p, &c, &node(), "", &sources()).map(|_| ())
         };
         assert_eq!(
@@ -456,13 +456,13 @@ mod tests {
     fn resource_field_refs_round_up_and_default_to_node() {
         let p = pod(json!([{"name": "c", "image": "i",
             "resources": {"limits": {"memory": "64Mi"}, "requests": {"cpu": "250m"}}}]));
-        let c = &p.spec.as_ref().unwrap().containers[0];
+        let c = &p.spec.as_ref().expect("test").containers[0];
         let sel = |r: &str, d: Option<&str>| ResourceFieldSelector {
             resource: r.into(),
             divisor: d.map(|d| k8s_openapi::apimachinery::pkg::api::resource::Quantity(d.into())),
             container_name: None,
         };
-        let v = |r, d| resource_value(&p, c, &node(), &sel(r, d)).unwrap();
+        let v = |r, d| resource_value(&p, c, &node(), &sel(r, d)).expect("test");
         assert_eq!(v("requests.cpu", None), "1");
         assert_eq!(v("requests.cpu", Some("1m")), "250");
         assert_eq!(v("limits.cpu", None), "4");
@@ -475,11 +475,11 @@ mod tests {
     fn downward_labels_are_go_quoted() {
         let p = pod(json!([]));
         assert_eq!(
-            field_value(&p, &node(), "", "metadata.labels").unwrap(),
+            field_value(&p, &node(), "", "metadata.labels").expect("test"),
             "app=\"web\"\ntier=\"a\\\"b\""
         );
         assert_eq!(
-            field_value(&p, &node(), "", "metadata.labels['app']").unwrap(),
+            field_value(&p, &node(), "", "metadata.labels['app']").expect("test"),
             "web"
         );
     }

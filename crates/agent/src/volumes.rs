@@ -413,7 +413,7 @@ fn count_files(dir: &Path, n: &mut usize) -> bool {
 /// Upstream's hostPath type checks (`DirectoryOrCreate` and `FileOrCreate` create).
 pub fn check_host_path(path: &str, kind: &str) -> Result<(), String> {
     let meta = std::fs::metadata(path);
-    let is = |f: &dyn Fn(&std::fs::Metadata) -> bool| meta.as_ref().is_ok_and(|m| f(m));
+    let is = |f: &dyn Fn(&std::fs::Metadata) -> bool| meta.as_ref().is_ok_and(f);
     let fail = |what: &str| Err(format!("hostPath type check failed: {path} is not {what}"));
     match kind {
         "" => Ok(()),
@@ -574,10 +574,10 @@ pub fn cleanup(pods_dir: &Path, uid: &str) {
             return;
         }
     }
-    if dir.exists() {
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            tracing::warn!(dir = %dir.display(), error = %e, "removing pod volumes");
-        }
+    if dir.exists()
+        && let Err(e) = std::fs::remove_dir_all(&dir)
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "removing pod volumes");
     }
 }
 
@@ -594,35 +594,45 @@ mod tests {
 
     #[test]
     fn atomic_write_swaps_data_and_prunes() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().expect("test");
         let dir = tmp.path().join("vol");
-        assert!(atomic_write(&dir, &payload(&[("a", "1", 0o644), ("sub/b", "2", 0o400)])).unwrap());
-        assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "1");
-        assert_eq!(std::fs::read_to_string(dir.join("sub/b")).unwrap(), "2");
+        assert!(
+            atomic_write(&dir, &payload(&[("a", "1", 0o644), ("sub/b", "2", 0o400)]))
+                .expect("test")
+        );
+        assert_eq!(std::fs::read_to_string(dir.join("a")).expect("test"), "1");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("sub/b")).expect("test"),
+            "2"
+        );
         assert!(
             std::fs::symlink_metadata(dir.join("a"))
-                .unwrap()
+                .expect("test")
                 .file_type()
                 .is_symlink()
         );
         let mode = std::fs::metadata(dir.join("sub/b"))
-            .unwrap()
+            .expect("test")
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o400);
-        let first = std::fs::read_link(dir.join("..data")).unwrap();
+        let first = std::fs::read_link(dir.join("..data")).expect("test");
         // Same payload: nothing is rewritten.
         assert!(
-            !atomic_write(&dir, &payload(&[("a", "1", 0o644), ("sub/b", "2", 0o400)])).unwrap()
+            !atomic_write(&dir, &payload(&[("a", "1", 0o644), ("sub/b", "2", 0o400)]))
+                .expect("test")
         );
-        assert_eq!(std::fs::read_link(dir.join("..data")).unwrap(), first);
+        assert_eq!(std::fs::read_link(dir.join("..data")).expect("test"), first);
         // A change: new generation, removed key disappears, old generation removed.
-        assert!(atomic_write(&dir, &payload(&[("a", "changed", 0o644)])).unwrap());
-        assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "changed");
+        assert!(atomic_write(&dir, &payload(&[("a", "changed", 0o644)])).expect("test"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("a")).expect("test"),
+            "changed"
+        );
         assert!(std::fs::symlink_metadata(dir.join("sub")).is_err());
         assert!(!dir.join(&first).exists());
         // A mode change alone is a change.
-        assert!(atomic_write(&dir, &payload(&[("a", "changed", 0o600)])).unwrap());
+        assert!(atomic_write(&dir, &payload(&[("a", "changed", 0o600)])).expect("test"));
     }
 
     #[test]
@@ -632,7 +642,7 @@ mod tests {
             ("x".to_string(), b"y".to_vec()),
         ]
         .into();
-        let all = project(&data, None, Some(0o400), None, "configmap").unwrap();
+        let all = project(&data, None, Some(0o400), None, "configmap").expect("test");
         assert_eq!(all.len(), 2);
         assert_eq!(all["k"].1, 0o400);
         let items = [KeyToPath {
@@ -640,7 +650,7 @@ mod tests {
             path: "dir/file".into(),
             mode: Some(0o600),
         }];
-        let some = project(&data, Some(&items), None, None, "configmap").unwrap();
+        let some = project(&data, Some(&items), None, None, "configmap").expect("test");
         assert_eq!(some.keys().collect::<Vec<_>>(), ["dir/file"]);
         assert_eq!(some["dir/file"].1, 0o600);
         let missing = [KeyToPath {
@@ -654,14 +664,14 @@ mod tests {
         );
         assert!(
             project(&data, Some(&missing), None, Some(true), "configmap")
-                .unwrap()
+                .expect("test")
                 .is_empty()
         );
     }
 
     #[test]
     fn host_path_types() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().expect("test");
         let d = tmp.path().join("d");
         let f = tmp.path().join("f");
         let ds = d.display().to_string();
@@ -672,12 +682,12 @@ mod tests {
                 "hostPath type check failed: {ds} is not a directory"
             ))
         );
-        check_host_path(&ds, "DirectoryOrCreate").unwrap();
+        check_host_path(&ds, "DirectoryOrCreate").expect("test");
         assert!(d.is_dir());
-        check_host_path(&ds, "Directory").unwrap();
-        check_host_path(&fs, "FileOrCreate").unwrap();
+        check_host_path(&ds, "Directory").expect("test");
+        check_host_path(&fs, "FileOrCreate").expect("test");
         assert!(f.is_file());
-        check_host_path(&fs, "File").unwrap();
+        check_host_path(&fs, "File").expect("test");
         assert_eq!(
             check_host_path(&ds, "File"),
             Err(format!("hostPath type check failed: {ds} is not a file"))
