@@ -131,7 +131,9 @@ fn pod_volumes_and_env_sources() {
                     {"name": "sec", "mountPath": "/etc/sec"},
                     {"name": "cache", "mountPath": "/cache"},
                     {"name": "host", "mountPath": "/hostfile"},
-                    {"name": "info", "mountPath": "/etc/info"}]},
+                    {"name": "info", "mountPath": "/etc/info"},
+                    {"name": "mem", "mountPath": "/mem"},
+                    {"name": "cfg", "mountPath": "/greeting-file", "subPath": "greeting"}]},
                 {"name": "b", "image": "busybox:1.36", "command": ["sleep", "3600"],
                  "volumeMounts": [{"name": "cache", "mountPath": "/cache", "readOnly": true}]}
             ],
@@ -139,6 +141,7 @@ fn pod_volumes_and_env_sources() {
                 {"name": "cfg", "configMap": {"name": "cm1"}},
                 {"name": "sec", "secret": {"secretName": "s1", "defaultMode": 256}},
                 {"name": "cache", "emptyDir": {}},
+                {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
                 {"name": "host", "hostPath": {"path": host_file.display().to_string(),
                                               "type": "File"}},
                 {"name": "info", "downwardAPI": {"items": [
@@ -176,6 +179,14 @@ fn pod_volumes_and_env_sources() {
         "ro"
     );
 
+    // medium: Memory is a tmpfs of sizeLimit; subPath mounts one file of the volume.
+    let mem = c.exec("vols", "a", "grep ' /mem ' /proc/mounts");
+    assert!(
+        mem.starts_with("tmpfs /mem tmpfs") && mem.contains("size=1024k"),
+        "{mem}"
+    );
+    assert_eq!(c.exec("vols", "a", "cat /greeting-file"), "hello");
+
     k.ok_stdin(&["apply", "-f", "-"], &config_map("changed"));
     eventually(
         Duration::from_secs(60),
@@ -207,4 +218,32 @@ fn pod_volumes_and_env_sources() {
     );
     let table = k.ok(&["get", "pod", "missing"]);
     assert!(table.contains("CreateContainerConfigError"), "{table}");
+
+    // Deleting the pod unmounts its tmpfs and removes its volume directory.
+    let uid = k.ok(&["get", "pod", "vols", "-o", "jsonpath={.metadata.uid}"]);
+    let uid = uid.trim();
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(uid) && l.contains("kubernetes.io~empty-dir"))
+    };
+    assert!(mounted(), "the tmpfs emptyDir is mounted on the host");
+    let found = String::from_utf8_lossy(
+        &Command::new("find")
+            .arg(&c.dir)
+            .args(["-maxdepth", "6", "-type", "d", "-name", uid])
+            .output()
+            .expect("find")
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    assert!(!found.is_empty(), "the pod's volume directory exists");
+    k.ok(&["delete", "pod", "vols", "--wait=false"]);
+    eventually(
+        Duration::from_secs(60),
+        "the pod's volumes are gone",
+        || (!mounted() && !Path::new(&found).exists()).then_some(()),
+    );
 }
