@@ -10,7 +10,8 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, Volume,
+    ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, PersistentVolume,
+    PersistentVolumeClaim, Pod, Secret, Volume,
 };
 use kube::Api;
 
@@ -105,6 +106,15 @@ async fn prepare_one(
             read_only: false,
         }));
     }
+    if let Some(claim) = &v.persistent_volume_claim {
+        let path = claim_host_path(client, ns, &claim.claim_name)
+            .await?
+            .map_err(|m| setup(&v.name, m))?;
+        return Ok(Some(Prepared {
+            host_path: path,
+            read_only: claim.read_only == Some(true),
+        }));
+    }
     let (plugin, payload) = if let Some(cm) = &v.config_map {
         let data = get_config_map(client, ns, &cm.name).await?;
         let payload = match data {
@@ -192,6 +202,46 @@ async fn prepare_one(
         host_path: dir,
         read_only: true,
     }))
+}
+
+/// The host directory behind a claim: its bound PV must be a hostPath PV (CSI PVs are not
+/// published by the agent yet: the local driver's volumes live in the server's data dir).
+async fn claim_host_path(
+    client: &kube::Client,
+    ns: &str,
+    claim: &str,
+) -> Result<Result<PathBuf, String>, kube::Error> {
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let Some(pvc) = pvcs.get_opt(claim).await? else {
+        return Ok(Err(format!("persistentvolumeclaim {claim:?} not found")));
+    };
+    let bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+    let Some(pv_name) = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.clone())
+        .filter(|n| !n.is_empty() && bound)
+    else {
+        return Ok(Err(format!("PVC {ns}/{claim} is not bound")));
+    };
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let Some(pv) = pvs.get_opt(&pv_name).await? else {
+        return Ok(Err(format!("persistentvolume {pv_name:?} not found")));
+    };
+    let spec = pv.spec.unwrap_or_default();
+    if let Some(hp) = spec.host_path {
+        let kind = hp.type_.unwrap_or_default();
+        return Ok(check_host_path(&hp.path, &kind).map(|()| PathBuf::from(hp.path)));
+    }
+    if let Some(csi) = spec.csi {
+        return Ok(Err(format!(
+            "CSI volumes (driver {}) are not supported by this agent yet",
+            csi.driver
+        )));
+    }
+    Ok(Err(format!(
+        "persistentvolume {pv_name:?} has an unsupported volume source"
+    )))
 }
 
 async fn get_config_map(

@@ -219,6 +219,36 @@ fn pod_volumes_and_env_sources() {
     let table = k.ok(&["get", "pod", "missing"]);
     assert!(table.contains("CreateContainerConfigError"), "{table}");
 
+    // A claim bound to a hostPath PV mounts the PV's directory.
+    let pv_dir = c.scratch.path().join("pvdir");
+    let pv = serde_json::json!({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv1"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "storageClassName": "",
+                 "hostPath": {"path": pv_dir.display().to_string(), "type": "DirectoryOrCreate"}}
+    });
+    let pvc = serde_json::json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "pvc1"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": "pv1",
+                 "resources": {"requests": {"storage": "1Gi"}}}
+    });
+    let claim_pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "claim"},
+        "spec": {"terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "image": "busybox:1.36",
+                "command": ["sh", "-c", "echo persisted > /data/f; sleep 3600"],
+                "volumeMounts": [{"name": "d", "mountPath": "/data"}]}],
+            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "pvc1"}}]}
+    });
+    for obj in [pv, pvc, claim_pod] {
+        k.ok_stdin(&["apply", "-f", "-"], &obj.to_string());
+    }
+    eventually(Duration::from_secs(60), "the pod wrote into the PV", || {
+        std::fs::read_to_string(pv_dir.join("f"))
+            .ok()
+            .filter(|s| s == "persisted\n")
+    });
+
     // Deleting the pod unmounts its tmpfs and removes its volume directory.
     let uid = k.ok(&["get", "pod", "vols", "-o", "jsonpath={.metadata.uid}"]);
     let uid = uid.trim();
