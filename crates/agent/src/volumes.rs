@@ -749,4 +749,49 @@ mod tests {
             ))
         );
     }
+
+    #[test]
+    fn mounts_resolve_sub_paths_and_read_only() {
+        let tmp = tempfile::tempdir().expect("test");
+        let vols: HashMap<String, Prepared> = [
+            (
+                "rw".to_string(),
+                Prepared {
+                    host_path: tmp.path().join("rw"),
+                    read_only: false,
+                },
+            ),
+            (
+                "cfg".to_string(),
+                Prepared {
+                    host_path: tmp.path().join("cfg"),
+                    read_only: true,
+                },
+            ),
+        ]
+        .into();
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "c",
+            "volumeMounts": [
+                {"name": "rw", "mountPath": "/a", "subPathExpr": "$(POD)/logs", "readOnly": true},
+                {"name": "cfg", "mountPath": "/b"}]
+        }))
+        .expect("test");
+        let env: HashMap<String, String> = [("POD".to_string(), "p1".to_string())].into();
+        let m = mounts(&c, &vols, &env).expect("test");
+        assert_eq!(
+            m[0].host_path,
+            tmp.path().join("rw/p1/logs").display().to_string()
+        );
+        assert!(tmp.path().join("rw/p1/logs").is_dir());
+        assert!(m[0].readonly && m[1].readonly);
+        let bad: Container = serde_json::from_value(serde_json::json!({
+            "name": "c", "volumeMounts": [{"name": "nope", "mountPath": "/x"}]
+        }))
+        .expect("test");
+        assert_eq!(
+            mounts(&bad, &vols, &env).map(|_| ()),
+            Err("cannot find volume \"nope\" to mount into container \"c\"".to_string())
+        );
+    }
 }
