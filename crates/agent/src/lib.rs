@@ -7,6 +7,7 @@ pub mod cni;
 pub mod containerd;
 pub mod cri;
 pub mod dns;
+pub mod env;
 pub mod events;
 pub mod images;
 pub mod logs;
@@ -17,6 +18,7 @@ pub mod probes;
 pub mod service_proxy;
 pub mod streaming;
 pub mod util;
+pub mod volumes;
 
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -50,6 +50,9 @@ pub enum SyncError {
     Api(#[from] kube::Error),
     #[error("pod has no spec")]
     NoSpec,
+    /// The container cannot be created yet; shown as its waiting reason and message.
+    #[error("{reason}: {message}")]
+    Waiting { reason: String, message: String },
 }
 
 fn cri(call: &'static str) -> impl FnOnce(tonic::Status) -> SyncError {
@@ -255,6 +258,8 @@ struct Observed {
     ip: String,
     /// Container name -> its containers, newest attempt first.
     containers: HashMap<String, Vec<api::ContainerStatus>>,
+    /// The pod's volumes as this sync prepared them, or why they are not ready.
+    volumes: Result<HashMap<String, crate::volumes::Prepared>, String>,
 }
 
 async fn sync(agent: &Agent, pod: &Pod, st: &mut PodState) -> Result<Duration, SyncError> {
@@ -294,6 +299,18 @@ async fn sync(agent: &Agent, pod: &Pod, st: &mut PodState) -> Result<Duration, S
     }
 
     let mut obs = observe(agent, pod, &uid).await?;
+    obs.volumes = crate::volumes::prepare(
+        &agent.client,
+        &agent.pods_dir,
+        pod,
+        &node_facts(agent),
+        &obs.ip,
+    )
+    .await
+    .map_err(|e| {
+        tracing::warn!(pod = %full_name(pod), error = %e, "volumes not ready");
+        e.to_string()
+    });
     let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
     let mut next = RESYNC_RUNNING;
     let mut changed = false;
@@ -584,6 +601,7 @@ async fn observe(agent: &Agent, pod: &Pod, uid: &str) -> Result<Observed, SyncEr
         sandbox_id: sandbox.id,
         ip,
         containers,
+        volumes: Ok(HashMap::new()),
     })
 }
 
@@ -807,40 +825,8 @@ pub fn expand(s: &str, env: &HashMap<String, String>) -> String {
     out
 }
 
-/// The container's environment; `valueFrom` supports the downward API's fieldRefs.
-fn environment(agent: &Agent, pod: &Pod, c: &Container, pod_ip: &str) -> Vec<(String, String)> {
-    let mut vars: Vec<(String, String)> = Vec::new();
-    let mut known: HashMap<String, String> = HashMap::new();
-    for e in c.env.iter().flatten() {
-        let value = if let Some(v) = &e.value {
-            expand(v, &known)
-        } else if let Some(path) = e
-            .value_from
-            .as_ref()
-            .and_then(|f| f.field_ref.as_ref())
-            .map(|f| f.field_path.as_str())
-        {
-            match path {
-                "metadata.name" => pod.metadata.name.clone().unwrap_or_default(),
-                "metadata.namespace" => pod.metadata.namespace.clone().unwrap_or_default(),
-                "metadata.uid" => pod.metadata.uid.clone().unwrap_or_default(),
-                "spec.nodeName" => agent.node_name.clone(),
-                "spec.serviceAccountName" => pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.service_account_name.clone())
-                    .unwrap_or_default(),
-                "status.podIP" => pod_ip.to_string(),
-                "status.hostIP" => agent.node_ip.to_string(),
-                _ => String::new(),
-            }
-        } else {
-            String::new()
-        };
-        known.insert(e.name.clone(), value.clone());
-        vars.push((e.name.clone(), value));
-    }
-    vars
+fn node_facts(agent: &Agent) -> crate::env::NodeFacts {
+    crate::env::NodeFacts::of_host(&agent.node_name, &agent.node_ip.to_string())
 }
 
 /// Pull (as the pull policy says), create and start one container; failures are recorded as
@@ -890,15 +876,13 @@ async fn start(
         }
         Err(e) => {
             tracing::warn!(pod = %full_name(pod), container = %c.name, error = %e, "container start failed");
-            event(events::WARNING, "Failed", format!("Error: {e}"));
-            st.waiting.insert(
-                c.name.clone(),
-                (
-                    "CreateContainerError".into(),
-                    e.to_string(),
-                    Instant::now() + RETRY,
-                ),
-            );
+            let (reason, message) = match e {
+                SyncError::Waiting { reason, message } => (reason, message),
+                e => ("CreateContainerError".into(), e.to_string()),
+            };
+            event(events::WARNING, "Failed", format!("Error: {message}"));
+            st.waiting
+                .insert(c.name.clone(), (reason, message, Instant::now() + RETRY));
         }
     }
 }
@@ -1052,8 +1036,26 @@ async fn create_and_start(
     attempt: u32,
     obs: &Observed,
 ) -> Result<String, SyncError> {
-    let env = environment(agent, pod, c, &obs.ip);
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let (cms, secrets) = crate::env::referenced(c);
+    let sources = crate::env::fetch(&agent.client, ns, &cms, &secrets).await?;
+    let env = crate::env::resolve(pod, c, &node_facts(agent), &obs.ip, &sources).map_err(|e| {
+        SyncError::Waiting {
+            reason: "CreateContainerConfigError".into(),
+            message: e.0,
+        }
+    })?;
     let env_map: HashMap<String, String> = env.iter().cloned().collect();
+    // Volumes not ready keep the container in ContainerCreating, as upstream.
+    let vols = obs.volumes.as_ref().map_err(|_| SyncError::Waiting {
+        reason: "ContainerCreating".into(),
+        message: String::new(),
+    })?;
+    let mounts =
+        crate::volumes::mounts(c, vols, &env_map).map_err(|message| SyncError::Waiting {
+            reason: "CreateContainerConfigError".into(),
+            message,
+        })?;
     let log_dir = std::path::Path::new(&obs.sandbox_config.log_directory).join(&c.name);
     let _ = std::fs::create_dir_all(&log_dir);
     let mut labels: HashMap<String, String> = pod_labels(pod).into_iter().collect();
@@ -1123,6 +1125,7 @@ async fn create_and_start(
             .map(|s| expand(s, &env_map))
             .collect(),
         working_dir: c.working_dir.clone().unwrap_or_default(),
+        mounts,
         envs: env
             .into_iter()
             .map(|(key, value)| api::KeyValue { key, value })
@@ -1493,6 +1496,7 @@ pub async fn teardown(
     for d in log_dirs {
         let _ = std::fs::remove_dir_all(d);
     }
+    crate::volumes::cleanup(&agent.pods_dir, uid);
     if !sandboxes.is_empty() || !containers.is_empty() {
         tracing::info!(
             %uid,
