@@ -18,11 +18,16 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod controllers;
+
 /// What to benchmark.
 #[derive(Debug, clap::Subcommand)]
 pub enum Bench {
     /// The scheduler loop through an in-process API server (scheduler_perf workloads).
     Scheduler(SchedulerBenchArgs),
+    /// The controller manager rolling out a Deployment onto hollow nodes (in-process API server,
+    /// scheduler and hollow nodes; per-component CPU time).
+    Controllers(controllers::ControllersBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -61,6 +66,7 @@ impl Bench {
     pub fn log(&self) -> &str {
         match self {
             Bench::Scheduler(a) => &a.log,
+            Bench::Controllers(a) => &a.log,
         }
     }
 }
@@ -69,6 +75,7 @@ impl Bench {
 pub async fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Scheduler(args) => scheduler(args).await,
+        Bench::Controllers(args) => controllers::run(args).await,
     }
 }
 
