@@ -228,7 +228,7 @@ fn read_rss() -> (f64, f64) {
 
 /// What the measuring watches report, in the order each watch delivers it.
 enum Seen {
-    Pod(Pod),
+    Pod(Box<Pod>),
     PodGone(String),
     Deployment(Box<Deployment>),
 }
@@ -279,7 +279,7 @@ async fn watch_into<K>(
 
 fn pod_event(e: watcher::Event<Pod>) -> Option<Seen> {
     match e {
-        watcher::Event::Apply(p) | watcher::Event::InitApply(p) => Some(Seen::Pod(p)),
+        watcher::Event::Apply(p) | watcher::Event::InitApply(p) => Some(Seen::Pod(Box::new(p))),
         watcher::Event::Delete(p) => Some(Seen::PodGone(p.metadata.name.unwrap_or_default())),
         _ => None,
     }
