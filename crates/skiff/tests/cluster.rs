@@ -5,105 +5,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{KUBECTL_133, Kubectl, eventually};
-
-fn skip_reason() -> Option<&'static str> {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    if !root {
-        return Some("needs root");
-    }
-    if !Path::new("/usr/lib/cni/bridge").exists() || !Path::new("/bin/busybox").exists() {
-        return Some("needs containernetworking-plugins and busybox-static");
-    }
-    None
-}
-
-/// A cluster built by `skiff cluster up`, taken down when dropped.
-struct Cluster {
-    name: String,
-    dir: PathBuf,
-    kubectl: Kubectl,
-    _scratch: tempfile::TempDir,
-}
-
-fn skiff(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(args)
-        .output()
-        .expect("run skiff")
-}
+use support::cluster::{Cluster, skiff, skip_reason};
+use support::{Kubectl, eventually};
 
 impl Cluster {
-    fn up(name: &str, nodes: usize, pod_network: &str) -> Cluster {
-        Cluster::up_with(name, nodes, pod_network, &[])
-    }
-
-    /// As `up`, with extra `skiff cluster up` flags (e.g. `--server-arg=...`).
-    fn up_with(name: &str, nodes: usize, pod_network: &str, extra: &[&str]) -> Cluster {
-        let scratch = tempfile::tempdir().expect("tempdir");
-        let images = scratch.path().join("images");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
-        let out = Command::new(script)
-            .arg(&images)
-            .output()
-            .expect("busybox-image.sh");
-        assert!(out.status.success(), "busybox-image.sh: {out:?}");
-        let dir = scratch.path().join("cluster");
-        let dir_s = dir.display().to_string();
-        let nodes_s = nodes.to_string();
-        let images_s = images.display().to_string();
-        let mut args = vec![
-            "cluster",
-            "up",
-            "--name",
-            name,
-            "--dir",
-            &dir_s,
-            "--nodes",
-            &nodes_s,
-            "--pod-network",
-            pod_network,
-            "--images",
-            &images_s,
-        ];
-        args.extend_from_slice(extra);
-        let cluster = Cluster {
-            name: name.into(),
-            kubectl: Kubectl {
-                binary: KUBECTL_133.into(),
-                kubeconfig: dir.join("server/kubeconfig.yaml"),
-                cache: scratch.path().join("kcache"),
-            },
-            dir,
-            _scratch: scratch,
-        };
-        let out = skiff(&args);
-        assert!(
-            out.status.success(),
-            "cluster up: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.contains("kubeconfig="), "{stdout}");
-        cluster
-    }
-
-    fn node(&self, i: usize) -> String {
-        format!("{}-node-{i}", self.name)
-    }
-
-    fn dir_arg(&self) -> String {
-        self.dir.display().to_string()
-    }
-
     /// A pod on node `node` running `script`, waited for until it ran to completion; its exit
     /// code.
     fn run_to_completion(&self, pod: &str, node: &str, script: &str) -> i64 {
@@ -143,22 +52,6 @@ impl Cluster {
             let (phase, ip) = out.trim().split_once(' ')?;
             (phase == "Running" && !ip.is_empty()).then(|| ip.to_string())
         })
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let out = skiff(&[
-            "cluster",
-            "down",
-            "--name",
-            &self.name,
-            "--dir",
-            &self.dir_arg(),
-        ]);
-        if !out.status.success() {
-            eprintln!("cluster down: {}", String::from_utf8_lossy(&out.stderr));
-        }
     }
 }
 

@@ -5,90 +5,19 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{KUBECTL_133, Kubectl, eventually};
-
-fn skip_reason() -> Option<&'static str> {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    if !root {
-        return Some("needs root");
-    }
-    if !Path::new("/usr/lib/cni/bridge").exists() || !Path::new("/bin/busybox").exists() {
-        return Some("needs containernetworking-plugins and busybox-static");
-    }
-    None
-}
-
-fn skiff(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(args)
-        .output()
-        .expect("run skiff")
-}
-
-/// A one-node cluster from `skiff cluster up`, taken down when dropped (also on failure).
-struct Cluster {
-    name: String,
-    dir: PathBuf,
-    kubectl: Kubectl,
-    scratch: tempfile::TempDir,
-}
+use support::cluster::{Cluster, skip_reason};
+use support::eventually;
 
 impl Cluster {
-    fn up(name: &str) -> Cluster {
-        let scratch = tempfile::tempdir().expect("tempdir");
-        let images = scratch.path().join("images");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
-        let out = Command::new(script)
-            .arg(&images)
-            .output()
-            .expect("busybox-image.sh");
-        assert!(out.status.success(), "busybox-image.sh: {out:?}");
-        let dir = scratch.path().join("cluster");
-        let (dir_s, images_s) = (dir.display().to_string(), images.display().to_string());
-        let cluster = Cluster {
-            name: name.into(),
-            kubectl: Kubectl {
-                binary: KUBECTL_133.into(),
-                kubeconfig: dir.join("server/kubeconfig.yaml"),
-                cache: scratch.path().join("kcache"),
-            },
-            dir,
-            scratch,
-        };
-        let out = skiff(&[
-            "cluster", "up", "--name", name, "--dir", &dir_s, "--nodes", "1", "--images", &images_s,
-        ]);
-        assert!(
-            out.status.success(),
-            "cluster up: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        cluster
-    }
-
     fn exec(&self, pod: &str, container: &str, cmd: &str) -> String {
         self.kubectl
             .ok(&["exec", pod, "-c", container, "--", "sh", "-c", cmd])
             .trim()
             .to_string()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let dir = self.dir.display().to_string();
-        let out = skiff(&["cluster", "down", "--name", &self.name, "--dir", &dir]);
-        if !out.status.success() {
-            eprintln!("cluster down: {}", String::from_utf8_lossy(&out.stderr));
-        }
     }
 }
 
@@ -105,7 +34,7 @@ fn pod_volumes_and_env_sources() {
         eprintln!("skipped: {why}");
         return;
     }
-    let c = Cluster::up("skvol");
+    let c = Cluster::up("skvol", 1, "host-gw");
     let k = &c.kubectl;
     let host_file = c.scratch.path().join("hostfile");
     std::fs::write(&host_file, "from the host\n").expect("host file");

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 #[path = "../../../store/tests/etcd_support/mod.rs"]
 pub mod etcd_support;
 
