@@ -27,6 +27,51 @@ async fn sysctls() {
     }
 }
 
+/// The Service CIDR (DESIGN.md §11).
+const SERVICE_CIDR: &str = "10.96.0.0/12";
+
+/// Processes on the node (host-network pods, the agent's probes) reach ClusterIPs only if the
+/// kernel finds a route before the proxy's output hook rewrites the destination. A host with a
+/// default route has one; a node namespace without one (as in `skiff cluster`) gets a route for
+/// the Service CIDR on the interface carrying the node's address.
+async fn service_route(node_ip: Ipv4Addr) {
+    let routed = Command::new("ip")
+        .args(["route", "get", "10.96.0.1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success());
+    if routed {
+        return;
+    }
+    let Ok(out) = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .await
+    else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let needle = format!("inet {node_ip}/");
+    let Some(dev) = text
+        .lines()
+        .find(|l| l.contains(&needle))
+        .and_then(|l| l.split_whitespace().nth(1))
+    else {
+        tracing::warn!(%node_ip, "no interface carries the node address; no Service route added");
+        return;
+    };
+    let added = Command::new("ip")
+        .args(["route", "replace", SERVICE_CIDR, "dev", dev])
+        .status()
+        .await
+        .is_ok_and(|s| s.success());
+    if !added {
+        tracing::warn!(dev, "adding the Service CIDR route failed");
+    }
+}
+
 /// Masquerade what pods send outside the cluster CIDR (pod-to-external, rule 4).
 async fn egress_masquerade(cluster_cidr: &str) {
     let script = format!(
@@ -70,6 +115,7 @@ pub async fn run(
         tracing::error!(%node_ip, "the Service proxy needs an IPv4 node address");
         return;
     };
+    service_route(ip).await;
     let node = skiff_proxy::NodeInfo {
         node_name,
         node_ips: vec![ip, Ipv4Addr::LOCALHOST]

@@ -336,6 +336,28 @@ fn dns_and_cluster_ip_across_nodes(k: &Kubectl, pods: &[(String, String, String)
             "no backend on another node answered: {seen:?}, remote {remote:?}"
         );
     }
+    // Hairpin: the client is itself a backend, and its requests through the Service reach it
+    // too (30 tries over 3 backends miss it with probability (2/3)^30).
+    assert!(
+        seen.contains(client.as_str()),
+        "the client never reached itself: {seen:?}"
+    );
+    // From every node's own network namespace (host-network clients), the ClusterIP works.
+    let nodes: std::collections::BTreeSet<&str> = pods.iter().map(|p| p.1.as_str()).collect();
+    for node in nodes {
+        let (cluster, index) = node.rsplit_once("-node-").expect("node name");
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/skiff-{cluster}-n{index}"))
+            .args(["timeout", "5", "/bin/busybox", "wget", "-qO-"])
+            .arg(format!("http://{cluster_ip}/hostname"))
+            .output()
+            .expect("nsenter");
+        let host = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            pods.iter().any(|p| p.0 == host),
+            "ClusterIP from node {node}: {out:?}"
+        );
+    }
 }
 
 fn node_ip(k: &Kubectl, node: &str) -> String {
