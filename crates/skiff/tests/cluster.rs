@@ -409,6 +409,7 @@ fn services_nodeports_load_balancers_and_dns_on_a_three_node_cluster() {
     );
     let k = &cluster.kubectl;
     let pods = deploy_web(k);
+    pod_egress_is_masqueraded(&cluster, &pods[0]);
     for (name, type_, extra) in [
         ("web-np", "NodePort", None),
         ("web-local", "NodePort", Some("Local")),
@@ -644,4 +645,37 @@ fn vxlan_cluster_ip_and_dns_across_three_nodes() {
     let k = &cluster.kubectl;
     let pods = deploy_web(k);
     dns_and_cluster_ip_across_nodes(k, &pods);
+}
+
+/// Pod-to-external: a pod reaching an address outside the cluster (the host's end of the
+/// cluster's /24, where this test listens) arrives from its node's address, not its pod IP.
+fn pod_egress_is_masqueraded(cluster: &Cluster, pod: &(String, String, String)) {
+    let config = std::fs::read_to_string(&cluster.kubectl.kubeconfig).expect("kubeconfig");
+    let host_ip = config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: https://"))
+        .and_then(|a| a.rsplit_once(':'))
+        .map(|(ip, _)| ip.to_string())
+        .expect("server address");
+    let listener = std::net::TcpListener::bind((host_ip.as_str(), 0)).expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = std::thread::spawn(move || {
+        let (mut conn, peer) = listener.accept().expect("accept");
+        use std::io::Write;
+        let _ = conn.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        peer.ip().to_string()
+    });
+    let got = exec(
+        &cluster.kubectl,
+        &pod.0,
+        &format!("timeout 5 wget -qO- http://{host_ip}:{port}/"),
+    );
+    assert_eq!(got.trim(), "ok");
+    let peer = accepted.join().expect("listener thread");
+    assert_eq!(
+        peer,
+        node_ip(&cluster.kubectl, &pod.1),
+        "pod {} reached the outside from {peer}",
+        pod.2
+    );
 }
