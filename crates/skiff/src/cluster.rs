@@ -481,7 +481,21 @@ pub fn start_node(dir: &Path, node: &str) -> anyhow::Result<()> {
         {
             return Ok(());
         }
-        ensure!(alive(pid), "the agent exited; see {}", log.display());
+        if !alive(pid) {
+            let tail: Vec<&str> = text
+                .get(before..)
+                .unwrap_or("")
+                .lines()
+                .rev()
+                .take(15)
+                .collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "the agent exited; see {}; its last lines:\n{}",
+                log.display(),
+                tail.join("\n")
+            );
+        }
         ensure!(
             Instant::now() < deadline,
             "agent not ready; see {}",

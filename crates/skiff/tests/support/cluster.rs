@@ -24,6 +24,9 @@ pub fn skip_reason() -> Option<&'static str> {
 
 /// A cluster built by `skiff cluster up`, taken down when dropped.
 pub struct Cluster {
+    /// Held for the cluster's lifetime: host tests build one cluster at a time, so several
+    /// 3-node clusters (12 processes each) never compete for the machine's two cores at once.
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
     pub name: String,
     pub dir: PathBuf,
     pub kubectl: Kubectl,
@@ -45,6 +48,9 @@ impl Cluster {
 
     /// As `up`, with extra `skiff cluster up` flags (e.g. `--server-arg=...`).
     pub fn up_with(name: &str, nodes: usize, pod_network: &str, extra: &[&str]) -> Cluster {
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        // A test that failed while holding it poisons it; the next one may still run.
+        let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let scratch = tempfile::tempdir().expect("tempdir");
         let images = scratch.path().join("images");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
@@ -73,6 +79,7 @@ impl Cluster {
         ];
         args.extend_from_slice(extra);
         let cluster = Cluster {
+            _one_at_a_time: guard,
             name: name.into(),
             kubectl: Kubectl {
                 binary: KUBECTL_133.into(),
