@@ -444,28 +444,8 @@ fn busybox_pod_runs_with_an_ip_and_is_torn_down_on_delete() {
         eprintln!("skipping: {why}");
         return;
     }
-    let mut host = Host::new();
-    host.start_server();
-    let images = host.node_dir().join("agent/images");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
-    let out = run(Command::new(script).arg(&images));
-    assert!(out.status.success(), "busybox-image.sh: {out:?}");
-
     let node = "skiff-test-node";
-    let agent_started = Instant::now();
-    host.start_agent(node);
-    poll(Duration::from_secs(90), || {
-        let out = host.kubectl(&[
-            "get",
-            "node",
-            node,
-            "-o",
-            r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
-        ]);
-        (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
-    })
-    .unwrap_or_else(|| panic!("node never Ready\n{}", host.log("agent.log")));
-    let node_ready = agent_started.elapsed();
+    let (host, node_ready) = booted(node);
     let lease = host.kubectl(&[
         "get",
         "lease",
@@ -661,14 +641,16 @@ fn busybox_pod_runs_with_an_ip_and_is_torn_down_on_delete() {
     );
 }
 
-/// A host with the server and an agent for `node` running and the node Ready.
-fn booted(node: &str) -> Host {
+/// A host with the server and an agent for `node` running and the node Ready, and how long the
+/// node took from agent start to Ready.
+fn booted(node: &str) -> (Host, Duration) {
     let mut host = Host::new();
     host.start_server();
     let images = host.node_dir().join("agent/images");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
     let out = run(Command::new(script).arg(&images));
     assert!(out.status.success(), "busybox-image.sh: {out:?}");
+    let agent_started = Instant::now();
     host.start_agent(node);
     poll(Duration::from_secs(90), || {
         let out = host.kubectl(&[
@@ -681,7 +663,8 @@ fn booted(node: &str) -> Host {
         (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
     })
     .unwrap_or_else(|| panic!("node never Ready\n{}", host.log("agent.log")));
-    host
+    let ready = agent_started.elapsed();
+    (host, ready)
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -870,7 +853,7 @@ fn logs_exec_attach_port_forward_and_cp_through_the_api_server() {
         return;
     }
     let node = "skiff-stream-node";
-    let host = booted(node);
+    let (host, _) = booted(node);
     let manifest = host.dir.path().join("web.json");
     std::fs::write(
         &manifest,
