@@ -17,6 +17,8 @@ pub mod pods;
 pub mod probes;
 pub mod service_proxy;
 pub mod streaming;
+#[cfg(test)]
+pub mod testing;
 pub mod util;
 pub mod volumes;
 

@@ -1559,6 +1559,9 @@ async fn stop_sandboxes(agent: &Agent, uid: &str) -> Result<(), SyncError> {
 }
 
 #[cfg(test)]
+mod sync_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
