@@ -193,6 +193,8 @@ struct PodState {
     events: Option<Recorder>,
     /// Dead containers whose BackOff event was written.
     backoff_reported: HashSet<String>,
+    /// Sidecars being stopped because the app containers finished.
+    stopping: HashSet<String>,
 }
 
 async fn worker(
@@ -315,15 +317,51 @@ async fn sync(agent: &Agent, pod: &Pod, st: &mut PodState) -> Result<Duration, S
     let mut next = RESYNC_RUNNING;
     let mut changed = false;
 
-    // Init containers strictly in order, each to completion.
+    // Init containers strictly in order, each to completion; a sidecar (an init container with
+    // restartPolicy Always) only has to be started (startupProbe passed) before the next one.
+    let inits: Vec<&Container> = spec.init_containers.iter().flatten().collect();
     let mut init_done = true;
     let mut init_failed = false;
-    for c in spec.init_containers.iter().flatten() {
+    for (i, c) in inits.iter().enumerate() {
+        let c = *c;
         let latest = obs.containers.get(&c.name).and_then(|v| v.first());
+        if is_sidecar(c) {
+            // Once anything after it ran, the sidecar's own restarts no longer gate the pod.
+            let later_ran = inits[i + 1..]
+                .iter()
+                .map(|l| &l.name)
+                .chain(spec.containers.iter().map(|a| &a.name))
+                .any(|n| obs.containers.contains_key(n));
+            match latest {
+                None => {
+                    if !waiting_blocks(st, &c.name) {
+                        start(agent, pod, c, 0, &obs, st).await;
+                        changed = true;
+                        // Started without a startupProbe counts as started on the next pass.
+                        next = Duration::from_millis(50);
+                    }
+                    init_done = false;
+                    break;
+                }
+                Some(s)
+                    if s.state() == api::ContainerState::ContainerRunning
+                        && st.prober.started(&s.id) =>
+                {
+                    continue;
+                }
+                Some(_) if later_ran => continue,
+                Some(_) => {
+                    init_done = false;
+                    break;
+                }
+            }
+        }
         match latest {
             None => {
-                start(agent, pod, c, 0, &obs, st).await;
-                changed = true;
+                if !waiting_blocks(st, &c.name) {
+                    start(agent, pod, c, 0, &obs, st).await;
+                    changed = true;
+                }
                 init_done = false;
                 break;
             }
@@ -349,6 +387,32 @@ async fn sync(agent: &Agent, pod: &Pod, st: &mut PodState) -> Result<Duration, S
             }
         }
     }
+    // The regular containers are finished for good: sidecars are stopped, not restarted.
+    let main_done = init_failed
+        || (init_done
+            && spec.containers.iter().all(|c| {
+                obs.containers
+                    .get(&c.name)
+                    .and_then(|v| v.first())
+                    .is_some_and(|s| {
+                        s.state() == api::ContainerState::ContainerExited
+                            && !should_restart(restart_policy, s.exit_code)
+                    })
+            }));
+    let sidecars: Vec<&Container> = inits.iter().copied().filter(|c| is_sidecar(c)).collect();
+    if main_done {
+        stop_sidecars(agent, pod, &obs, st, &sidecars);
+    } else {
+        // Sidecars are restarted whenever they exit, whatever the pod's restartPolicy.
+        for c in &sidecars {
+            let Some(s) = obs.containers.get(&c.name).and_then(|v| v.first()) else {
+                continue;
+            };
+            if s.state() == api::ContainerState::ContainerExited {
+                restart_after_backoff(agent, pod, c, s, &obs, st, &mut next, &mut changed).await;
+            }
+        }
+    }
     if init_done {
         for c in &spec.containers {
             let latest = obs.containers.get(&c.name).and_then(|v| v.first());
@@ -362,25 +426,8 @@ async fn sync(agent: &Agent, pod: &Pod, st: &mut PodState) -> Result<Duration, S
                 }
                 Some(s) if s.state() == api::ContainerState::ContainerExited => {
                     if should_restart(restart_policy, s.exit_code) {
-                        match backoff_remaining(s) {
-                            None => {
-                                start(agent, pod, c, attempt_of(s) + 1, &obs, st).await;
-                                changed = true;
-                            }
-                            Some(d) => {
-                                next = next.min(d.max(Duration::from_millis(100)));
-                                if st.backoff_reported.insert(s.id.clone())
-                                    && let Some(ev) = &st.events
-                                {
-                                    ev.pod(pod, Some(&c.name), events::WARNING, "BackOff", format!(
-                                        "Back-off restarting failed container {} in pod {}_{}({uid})",
-                                        c.name,
-                                        pod.metadata.name.as_deref().unwrap_or(""),
-                                        pod.metadata.namespace.as_deref().unwrap_or("default"),
-                                    ));
-                                }
-                            }
-                        }
+                        restart_after_backoff(agent, pod, c, s, &obs, st, &mut next, &mut changed)
+                            .await;
                     }
                 }
                 Some(_) => {}
@@ -432,6 +479,94 @@ fn should_restart(policy: &str, exit_code: i32) -> bool {
     }
 }
 
+/// An init container that keeps running beside the app containers (KEP-753 sidecar).
+pub fn is_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
+}
+
+/// Restart the dead container `s` of `c` once its back-off has passed; until then note when
+/// to look again and write the `BackOff` event once.
+#[allow(clippy::too_many_arguments)]
+async fn restart_after_backoff(
+    agent: &Agent,
+    pod: &Pod,
+    c: &Container,
+    s: &api::ContainerStatus,
+    obs: &Observed,
+    st: &mut PodState,
+    next: &mut Duration,
+    changed: &mut bool,
+) {
+    match backoff_remaining(s) {
+        None => {
+            start(agent, pod, c, attempt_of(s) + 1, obs, st).await;
+            *changed = true;
+        }
+        Some(d) => {
+            *next = (*next).min(d.max(Duration::from_millis(100)));
+            if st.backoff_reported.insert(s.id.clone())
+                && let Some(ev) = &st.events
+            {
+                ev.pod(
+                    pod,
+                    Some(&c.name),
+                    events::WARNING,
+                    "BackOff",
+                    format!(
+                        "Back-off restarting failed container {} in pod {}_{}({})",
+                        c.name,
+                        pod.metadata.name.as_deref().unwrap_or(""),
+                        pod.metadata.namespace.as_deref().unwrap_or("default"),
+                        pod.metadata.uid.as_deref().unwrap_or(""),
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Stop the running sidecars once the app containers are done, last-started first.
+fn stop_sidecars(
+    agent: &Agent,
+    pod: &Pod,
+    obs: &Observed,
+    st: &mut PodState,
+    sidecars: &[&Container],
+) {
+    let running: Vec<(String, String)> = sidecars
+        .iter()
+        .rev()
+        .filter_map(|c| {
+            let s = obs.containers.get(&c.name)?.first()?;
+            (s.state() == api::ContainerState::ContainerRunning && st.stopping.insert(s.id.clone()))
+                .then(|| (s.id.clone(), c.name.clone()))
+        })
+        .collect();
+    let (Some(ev), false) = (st.events.clone(), running.is_empty()) else {
+        return;
+    };
+    let grace = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30);
+    let (rt, pod) = (agent.cri.rt.clone(), pod.clone());
+    tokio::spawn(async move {
+        for (id, name) in running {
+            ev.pod(
+                &pod,
+                Some(&name),
+                events::NORMAL,
+                "Killing",
+                format!("Stopping container {name}"),
+            );
+            if let Err(e) = probes::stop_container(&rt, &ev, Some(&pod), &id, &name, grace).await {
+                tracing::warn!(container = %name, error = %e, "stopping a sidecar");
+            }
+        }
+    });
+}
+
 /// How long a dead container still waits before its restart (None: restart now). Computed from
 /// the runtime's own record, so it survives agent restarts.
 fn backoff_remaining(s: &api::ContainerStatus) -> Option<Duration> {
@@ -471,7 +606,12 @@ fn run_probes(agent: &Agent, pod: &Pod, obs: &Observed, st: &mut PodState) {
         return;
     };
     let mut running = HashSet::new();
-    for c in &spec.containers {
+    let sidecars = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| is_sidecar(c));
+    for c in spec.containers.iter().chain(sidecars) {
         let Some(s) = obs.containers.get(&c.name).and_then(|v| v.first()) else {
             continue;
         };
@@ -1187,13 +1327,22 @@ fn terminated(s: &api::ContainerStatus) -> Value {
 }
 
 /// One entry of containerStatuses / initContainerStatuses.
+/// Which list a container is in, which decides how its state reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    App,
+    Init,
+    Sidecar,
+}
+
 fn container_status(
     c: &Container,
     list: Option<&Vec<api::ContainerStatus>>,
     st: &PodState,
     restart_policy: &str,
-    init: bool,
+    role: Role,
 ) -> (Value, &'static str) {
+    let init = role == Role::Init;
     let latest = list.and_then(|v| v.first());
     let previous = list.and_then(|v| v.get(1));
     let image = c.image.clone().unwrap_or_default();
@@ -1243,6 +1392,7 @@ fn container_status(
                     out["state"] =
                         json!({"running": {"startedAt": util::time_of_nanos(s.started_at)}});
                     out["started"] = json!(init || st.prober.started(&s.id));
+                    // A running init container is not ready; a sidecar is once its probes say.
                     out["ready"] = json!(!init && st.prober.ready(&s.id));
                     kind = "running";
                 }
@@ -1292,7 +1442,13 @@ fn build_status(
     let mut statuses = Vec::new();
     let (mut running, mut waiting, mut succeeded, mut failed, mut stopped) = (0, 0, 0, 0, 0);
     for c in &spec.containers {
-        let (s, kind) = container_status(c, obs.containers.get(&c.name), st, restart_policy, false);
+        let (s, kind) = container_status(
+            c,
+            obs.containers.get(&c.name),
+            st,
+            restart_policy,
+            Role::App,
+        );
         match kind {
             "running" => running += 1,
             "succeeded" => {
@@ -1309,12 +1465,43 @@ fn build_status(
         }
         statuses.push(s);
     }
-    let init_statuses: Vec<Value> = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .map(|c| container_status(c, obs.containers.get(&c.name), st, restart_policy, true).0)
-        .collect();
+    let main_done = init_done && waiting == 0 && running == 0 && stopped > 0 && {
+        let restarting = statuses
+            .iter()
+            .any(|s| s["state"]["waiting"]["reason"] == "CrashLoopBackOff");
+        !restarting
+    };
+    let mut sidecars_ready = true;
+    let mut init_statuses = Vec::new();
+    for c in spec.init_containers.iter().flatten() {
+        let (mut s, _) = if is_sidecar(c) {
+            // Sidecars restart whatever the pod's policy, until the app containers are done.
+            let policy = if main_done { "Never" } else { "Always" };
+            container_status(c, obs.containers.get(&c.name), st, policy, Role::Sidecar)
+        } else {
+            container_status(
+                c,
+                obs.containers.get(&c.name),
+                st,
+                restart_policy,
+                Role::Init,
+            )
+        };
+        if is_sidecar(c) {
+            sidecars_ready &= s["ready"] == true;
+        }
+        if s["state"]["waiting"]["reason"] == "ContainerCreating" && !init_done {
+            s["state"]["waiting"]["reason"] = json!("PodInitializing");
+        }
+        init_statuses.push(s);
+    }
+    if !init_done {
+        for s in &mut statuses {
+            if s["state"]["waiting"]["reason"] == "ContainerCreating" {
+                s["state"]["waiting"]["reason"] = json!("PodInitializing");
+            }
+        }
+    }
     let phase = if init_failed {
         "Failed"
     } else if !init_done || waiting > 0 {
@@ -1331,7 +1518,8 @@ fn build_status(
     } else {
         "Pending"
     };
-    let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s["ready"] == true);
+    let all_ready =
+        !statuses.is_empty() && statuses.iter().all(|s| s["ready"] == true) && sidecars_ready;
     let ready_to_start = !obs.ip.is_empty() || spec.host_network == Some(true);
     let cond = |st: &mut PodState, t: &str, ok: bool, reason: Option<&str>| {
         let status = if ok { "True" } else { "False" };
@@ -1435,32 +1623,61 @@ pub async fn teardown(
         .map_err(cri("ListContainers"))?
         .into_inner()
         .containers;
-    let stops = containers
+    // App containers stop first, together; then the sidecars, last-started first, so they
+    // serve the app containers until those are gone (as upstream).
+    let sidecars: Vec<String> = pod
+        .and_then(|p| p.spec.as_ref())
+        .map(|s| {
+            s.init_containers
+                .iter()
+                .flatten()
+                .filter(|c| is_sidecar(c))
+                .map(|c| c.name.clone())
+                .rev()
+                .collect()
+        })
+        .unwrap_or_default();
+    let name_of = |c: &api::Container| {
+        c.labels
+            .get(LABEL_CONTAINER_NAME)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let running: Vec<&api::Container> = containers
         .iter()
         .filter(|c| c.state() == api::ContainerState::ContainerRunning)
-        .map(|c| {
-            let rt = rt.clone();
-            let id = c.id.clone();
-            let name = c
-                .labels
-                .get(LABEL_CONTAINER_NAME)
-                .cloned()
-                .unwrap_or_default();
-            let ev = Recorder::new(agent.client.clone(), agent.node_name.clone());
-            async move {
-                if let Some(p) = pod {
-                    ev.pod(
-                        p,
-                        Some(&name),
-                        events::NORMAL,
-                        "Killing",
-                        format!("Stopping container {name}"),
-                    );
-                }
-                probes::stop_container(&rt, &ev, pod, &id, &name, grace).await
+        .collect();
+    let stop = |c: &api::Container| {
+        let rt = rt.clone();
+        let id = c.id.clone();
+        let name = name_of(c);
+        let ev = Recorder::new(agent.client.clone(), agent.node_name.clone());
+        async move {
+            if let Some(p) = pod {
+                ev.pod(
+                    p,
+                    Some(&name),
+                    events::NORMAL,
+                    "Killing",
+                    format!("Stopping container {name}"),
+                );
             }
-        });
-    for r in futures::future::join_all(stops).await {
+            probes::stop_container(&rt, &ev, pod, &id, &name, grace).await
+        }
+    };
+    let mut results = futures::future::join_all(
+        running
+            .iter()
+            .filter(|c| !sidecars.contains(&name_of(c)))
+            .map(|c| stop(c)),
+    )
+    .await;
+    for name in &sidecars {
+        for c in running.iter().filter(|c| &name_of(c) == name) {
+            results.push(stop(c).await);
+        }
+    }
+    for r in results {
         if let Err(s) = r
             && s.code() != tonic::Code::NotFound
         {

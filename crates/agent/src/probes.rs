@@ -305,6 +305,7 @@ pub async fn stop_container(
             .as_ref()?
             .containers
             .iter()
+            .chain(p.spec.as_ref()?.init_containers.iter().flatten())
             .find(|c| c.name == name)
             .cloned()
     });

@@ -214,7 +214,9 @@ impl RuntimeService for FakeCri {
             ready: true,
             created_at: now_nanos(),
         });
-        Ok(Response::new(api::RunPodSandboxResponse { pod_sandbox_id: id }))
+        Ok(Response::new(api::RunPodSandboxResponse {
+            pod_sandbox_id: id,
+        }))
     }
 
     async fn stop_pod_sandbox(
@@ -345,7 +347,9 @@ impl RuntimeService for FakeCri {
             reason: String::new(),
             config,
         });
-        Ok(Response::new(api::CreateContainerResponse { container_id: id }))
+        Ok(Response::new(api::CreateContainerResponse {
+            container_id: id,
+        }))
     }
 
     async fn start_container(
@@ -413,7 +417,12 @@ impl RuntimeService for FakeCri {
             .filter(|c| filter.pod_sandbox_id.is_empty() || c.sandbox_id == filter.pod_sandbox_id)
             .filter(|c| labels_match(&c.labels, &filter.label_selector))
             .filter(|c| filter.id.is_empty() || c.id == filter.id)
-            .filter(|c| filter.state.as_ref().is_none_or(|w| w.state == c.state as i32))
+            .filter(|c| {
+                filter
+                    .state
+                    .as_ref()
+                    .is_none_or(|w| w.state == c.state as i32)
+            })
             .map(|c| api::Container {
                 id: c.id.clone(),
                 pod_sandbox_id: c.sandbox_id.clone(),
@@ -459,11 +468,17 @@ impl RuntimeService for FakeCri {
         }))
     }
 
-    async fn update_container_resources(&self, _: Request<api::UpdateContainerResourcesRequest>) -> Res<api::UpdateContainerResourcesResponse> {
+    async fn update_container_resources(
+        &self,
+        _: Request<api::UpdateContainerResourcesRequest>,
+    ) -> Res<api::UpdateContainerResourcesResponse> {
         Err(Status::unimplemented("update_container_resources"))
     }
 
-    async fn reopen_container_log(&self, _: Request<api::ReopenContainerLogRequest>) -> Res<api::ReopenContainerLogResponse> {
+    async fn reopen_container_log(
+        &self,
+        _: Request<api::ReopenContainerLogRequest>,
+    ) -> Res<api::ReopenContainerLogResponse> {
         Err(Status::unimplemented("reopen_container_log"))
     }
 
@@ -475,27 +490,45 @@ impl RuntimeService for FakeCri {
         Err(Status::unimplemented("attach"))
     }
 
-    async fn port_forward(&self, _: Request<api::PortForwardRequest>) -> Res<api::PortForwardResponse> {
+    async fn port_forward(
+        &self,
+        _: Request<api::PortForwardRequest>,
+    ) -> Res<api::PortForwardResponse> {
         Err(Status::unimplemented("port_forward"))
     }
 
-    async fn container_stats(&self, _: Request<api::ContainerStatsRequest>) -> Res<api::ContainerStatsResponse> {
+    async fn container_stats(
+        &self,
+        _: Request<api::ContainerStatsRequest>,
+    ) -> Res<api::ContainerStatsResponse> {
         Err(Status::unimplemented("container_stats"))
     }
 
-    async fn list_container_stats(&self, _: Request<api::ListContainerStatsRequest>) -> Res<api::ListContainerStatsResponse> {
+    async fn list_container_stats(
+        &self,
+        _: Request<api::ListContainerStatsRequest>,
+    ) -> Res<api::ListContainerStatsResponse> {
         Err(Status::unimplemented("list_container_stats"))
     }
 
-    async fn pod_sandbox_stats(&self, _: Request<api::PodSandboxStatsRequest>) -> Res<api::PodSandboxStatsResponse> {
+    async fn pod_sandbox_stats(
+        &self,
+        _: Request<api::PodSandboxStatsRequest>,
+    ) -> Res<api::PodSandboxStatsResponse> {
         Err(Status::unimplemented("pod_sandbox_stats"))
     }
 
-    async fn list_pod_sandbox_stats(&self, _: Request<api::ListPodSandboxStatsRequest>) -> Res<api::ListPodSandboxStatsResponse> {
+    async fn list_pod_sandbox_stats(
+        &self,
+        _: Request<api::ListPodSandboxStatsRequest>,
+    ) -> Res<api::ListPodSandboxStatsResponse> {
         Err(Status::unimplemented("list_pod_sandbox_stats"))
     }
 
-    async fn update_runtime_config(&self, _: Request<api::UpdateRuntimeConfigRequest>) -> Res<api::UpdateRuntimeConfigResponse> {
+    async fn update_runtime_config(
+        &self,
+        _: Request<api::UpdateRuntimeConfigRequest>,
+    ) -> Res<api::UpdateRuntimeConfigResponse> {
         Err(Status::unimplemented("update_runtime_config"))
     }
 
@@ -503,25 +536,36 @@ impl RuntimeService for FakeCri {
         Err(Status::unimplemented("status"))
     }
 
-    async fn checkpoint_container(&self, _: Request<api::CheckpointContainerRequest>) -> Res<api::CheckpointContainerResponse> {
+    async fn checkpoint_container(
+        &self,
+        _: Request<api::CheckpointContainerRequest>,
+    ) -> Res<api::CheckpointContainerResponse> {
         Err(Status::unimplemented("checkpoint_container"))
     }
 
-    async fn list_metric_descriptors(&self, _: Request<api::ListMetricDescriptorsRequest>) -> Res<api::ListMetricDescriptorsResponse> {
+    async fn list_metric_descriptors(
+        &self,
+        _: Request<api::ListMetricDescriptorsRequest>,
+    ) -> Res<api::ListMetricDescriptorsResponse> {
         Err(Status::unimplemented("list_metric_descriptors"))
     }
 
-    async fn list_pod_sandbox_metrics(&self, _: Request<api::ListPodSandboxMetricsRequest>) -> Res<api::ListPodSandboxMetricsResponse> {
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _: Request<api::ListPodSandboxMetricsRequest>,
+    ) -> Res<api::ListPodSandboxMetricsResponse> {
         Err(Status::unimplemented("list_pod_sandbox_metrics"))
     }
 
-    async fn runtime_config(&self, _: Request<api::RuntimeConfigRequest>) -> Res<api::RuntimeConfigResponse> {
+    async fn runtime_config(
+        &self,
+        _: Request<api::RuntimeConfigRequest>,
+    ) -> Res<api::RuntimeConfigResponse> {
         Err(Status::unimplemented("runtime_config"))
     }
 
-    type GetContainerEventsStream = Pin<
-        Box<dyn futures::Stream<Item = Result<api::ContainerEventResponse, Status>> + Send>,
-    >;
+    type GetContainerEventsStream =
+        Pin<Box<dyn futures::Stream<Item = Result<api::ContainerEventResponse, Status>> + Send>>;
 
     async fn get_container_events(
         &self,
@@ -533,7 +577,10 @@ impl RuntimeService for FakeCri {
 
 #[tonic::async_trait]
 impl ImageService for FakeCri {
-    async fn image_status(&self, r: Request<api::ImageStatusRequest>) -> Res<api::ImageStatusResponse> {
+    async fn image_status(
+        &self,
+        r: Request<api::ImageStatusRequest>,
+    ) -> Res<api::ImageStatusResponse> {
         let image = r.into_inner().image.map(|i| i.image).unwrap_or_default();
         let present = self.state().images.contains(&image);
         Ok(Response::new(api::ImageStatusResponse {
@@ -559,15 +606,24 @@ impl ImageService for FakeCri {
         Ok(Response::new(api::PullImageResponse { image_ref: image }))
     }
 
-    async fn list_images(&self, _: Request<api::ListImagesRequest>) -> Res<api::ListImagesResponse> {
+    async fn list_images(
+        &self,
+        _: Request<api::ListImagesRequest>,
+    ) -> Res<api::ListImagesResponse> {
         Err(Status::unimplemented("list_images"))
     }
 
-    async fn remove_image(&self, _: Request<api::RemoveImageRequest>) -> Res<api::RemoveImageResponse> {
+    async fn remove_image(
+        &self,
+        _: Request<api::RemoveImageRequest>,
+    ) -> Res<api::RemoveImageResponse> {
         Err(Status::unimplemented("remove_image"))
     }
 
-    async fn image_fs_info(&self, _: Request<api::ImageFsInfoRequest>) -> Res<api::ImageFsInfoResponse> {
+    async fn image_fs_info(
+        &self,
+        _: Request<api::ImageFsInfoRequest>,
+    ) -> Res<api::ImageFsInfoResponse> {
         Err(Status::unimplemented("image_fs_info"))
     }
 }

@@ -198,7 +198,10 @@ async fn failed_init_container_fails_a_never_pod_and_backs_off_otherwise() {
     h.cri.clear_calls();
     let status = sync_once(&h, &always, &mut st).await;
     assert_eq!(status["phase"], "Pending");
-    assert!(mutating(h.cri.calls()).is_empty(), "restarted inside back-off");
+    assert!(
+        mutating(h.cri.calls()).is_empty(),
+        "restarted inside back-off"
+    );
     h.cri.advance(Duration::from_secs(11));
     sync_once(&h, &always, &mut st).await;
     assert_eq!(
@@ -298,7 +301,10 @@ async fn crash_loop_backoff_doubles_caps_and_resets() {
         assert_eq!(app["restartCount"], attempt);
         h.cri.advance(Duration::from_secs(wait - 2));
         sync_once(&h, &p, &mut st).await;
-        assert!(mutating(h.cri.calls()).is_empty(), "restart {attempt} came early");
+        assert!(
+            mutating(h.cri.calls()).is_empty(),
+            "restart {attempt} came early"
+        );
         h.cri.advance(Duration::from_secs(3));
         sync_once(&h, &p, &mut st).await;
         assert_eq!(
@@ -349,8 +355,10 @@ async fn backoff_event_is_written_once_per_dead_container() {
 #[tokio::test]
 async fn missing_config_map_is_create_container_config_error() {
     let h = harness().await;
-    let p = pod(json!({"containers": [{"name": "app", "env": [{"name": "X", "valueFrom":
-        {"configMapKeyRef": {"name": "cfg", "key": "k"}}}]}]}));
+    let p = pod(
+        json!({"containers": [{"name": "app", "env": [{"name": "X", "valueFrom":
+        {"configMapKeyRef": {"name": "cfg", "key": "k"}}}]}]}),
+    );
     let mut st = state_for(&h, &p);
     let status = sync_once(&h, &p, &mut st).await;
     let app = container(&status, "containerStatuses", "app");
@@ -374,7 +382,11 @@ async fn missing_config_map_is_create_container_config_error() {
     st.waiting.clear();
     let status = sync_once(&h, &p, &mut st).await;
     assert_eq!(status["phase"], "Running");
-    let envs = h.cri.latest("app").map(|c| c.config.envs).unwrap_or_default();
+    let envs = h
+        .cri
+        .latest("app")
+        .map(|c| c.config.envs)
+        .unwrap_or_default();
     assert!(envs.iter().any(|e| e.key == "X" && e.value == "v"));
 }
 
@@ -446,7 +458,13 @@ async fn running_containers_are_adopted_after_an_agent_restart() {
     sync_once(&h, &p, &mut st).await;
     h.cri.exit("init", 0, "");
     sync_once(&h, &p, &mut st).await;
-    let ids: Vec<String> = h.cri.state().containers.iter().map(|c| c.id.clone()).collect();
+    let ids: Vec<String> = h
+        .cri
+        .state()
+        .containers
+        .iter()
+        .map(|c| c.id.clone())
+        .collect();
 
     // A new agent: nothing remembered but what the runtime tells.
     h.cri.clear_calls();
@@ -457,7 +475,13 @@ async fn running_containers_are_adopted_after_an_agent_restart() {
         "adoption touched the runtime: {:?}",
         h.cri.calls()
     );
-    let after: Vec<String> = h.cri.state().containers.iter().map(|c| c.id.clone()).collect();
+    let after: Vec<String> = h
+        .cri
+        .state()
+        .containers
+        .iter()
+        .map(|c| c.id.clone())
+        .collect();
     assert_eq!(ids, after);
     assert_eq!(status["phase"], "Running");
     assert_eq!(condition(&status, "Initialized"), "True");
@@ -498,9 +522,9 @@ async fn deletion_stops_containers_removes_the_sandbox_and_deletes_the_pod() {
     let mut st = state_for(&h, &p);
     sync_once(&h, &p, &mut st).await;
     let mut deleting = p.clone();
-    deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        jiff::Timestamp::now(),
-    ));
+    deleting.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+    );
     deleting.metadata.deletion_grace_period_seconds = Some(5);
     h.cri.clear_calls();
     sync(&h.agent, &deleting, &mut st).await.expect("sync");
@@ -534,4 +558,219 @@ async fn finished_pod_gives_back_its_sandbox_but_keeps_containers() {
     sync(&h.agent, &done, &mut st).await.expect("sync");
     assert_eq!(mutating(h.cri.calls()), ["StopPodSandbox"]);
     assert_eq!(h.container_names(), ["app"]);
+}
+
+fn sidecar(name: &str) -> Value {
+    json!({"name": name, "restartPolicy": "Always"})
+}
+
+fn created(h: &Harness, name: &str) -> bool {
+    h.container_names().iter().any(|n| n == name)
+}
+
+#[tokio::test]
+async fn sidecar_starts_in_order_and_does_not_block_initialized() {
+    let h = harness().await;
+    let p = pod(json!({
+        "restartPolicy": "Never",
+        "initContainers": [{"name": "i1"}, sidecar("side"), {"name": "i2"}],
+        "containers": [{"name": "app"}],
+    }));
+    let mut st = state_for(&h, &p);
+    sync_once(&h, &p, &mut st).await;
+    assert!(created(&h, "i1") && !created(&h, "side"));
+    h.cri.exit("i1", 0, "");
+    h.cri.clear_calls();
+    sync_once(&h, &p, &mut st).await;
+    assert_eq!(
+        mutating(h.cri.calls()),
+        ["CreateContainer side", "StartContainer side"]
+    );
+    // Started (no startupProbe): the next init container follows.
+    h.cri.clear_calls();
+    let status = sync_once(&h, &p, &mut st).await;
+    assert_eq!(
+        mutating(h.cri.calls()),
+        ["CreateContainer i2", "StartContainer i2"]
+    );
+    assert_eq!(condition(&status, "Initialized"), "False");
+    h.cri.exit("i2", 0, "");
+    h.cri.clear_calls();
+    let status = sync_once(&h, &p, &mut st).await;
+    assert_eq!(
+        mutating(h.cri.calls()),
+        ["CreateContainer app", "StartContainer app"]
+    );
+    // The still-running sidecar does not hold Initialized back.
+    assert_eq!(condition(&status, "Initialized"), "True");
+    assert_eq!(status["phase"], "Running");
+    let side = container(&status, "initContainerStatuses", "side");
+    assert!(side["state"]["running"].is_object(), "{side}");
+    assert_eq!(side["started"], true);
+    assert_eq!(side["ready"], true);
+    assert_eq!(condition(&status, "Ready"), "True");
+}
+
+#[tokio::test]
+async fn sidecar_startup_probe_gates_the_next_init_container() {
+    let h = harness().await;
+    let p = pod(json!({
+        "initContainers": [
+            {"name": "side", "restartPolicy": "Always",
+             "startupProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1}},
+            {"name": "i2"},
+        ],
+        "containers": [{"name": "app"}],
+    }));
+    let mut st = state_for(&h, &p);
+    for _ in 0..4 {
+        sync_once(&h, &p, &mut st).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        h.cri.calls().iter().any(|c| c == "ExecSync false"),
+        "probe never ran"
+    );
+    assert!(
+        !created(&h, "i2"),
+        "i2 started before the sidecar's startupProbe passed"
+    );
+    let status = st.last_written.clone().unwrap_or_default();
+    let side = container(&status, "initContainerStatuses", "side");
+    assert_eq!(side["started"], false);
+
+    // The same pod with a passing probe: i2 follows once the probe has passed.
+    let h = harness().await;
+    let p = pod(json!({
+        "initContainers": [
+            {"name": "side", "restartPolicy": "Always",
+             "startupProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}},
+            {"name": "i2"},
+        ],
+        "containers": [{"name": "app"}],
+    }));
+    let mut st = state_for(&h, &p);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !created(&h, "i2") && Instant::now() < deadline {
+        sync_once(&h, &p, &mut st).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(created(&h, "i2"));
+}
+
+#[tokio::test]
+async fn sidecar_is_restarted_when_it_exits_even_under_never() {
+    let h = harness().await;
+    let p = pod(json!({
+        "restartPolicy": "Never",
+        "initContainers": [sidecar("side")],
+        "containers": [{"name": "app"}],
+    }));
+    let mut st = state_for(&h, &p);
+    for _ in 0..2 {
+        sync_once(&h, &p, &mut st).await;
+    }
+    assert!(created(&h, "app"));
+    h.cri.exit("side", 1, "");
+    h.cri.clear_calls();
+    let status = sync_once(&h, &p, &mut st).await;
+    let side = container(&status, "initContainerStatuses", "side");
+    assert_eq!(side["state"]["waiting"]["reason"], "CrashLoopBackOff");
+    assert_eq!(condition(&status, "Ready"), "False");
+    assert!(mutating(h.cri.calls()).is_empty());
+    h.cri.advance(Duration::from_secs(11));
+    sync_once(&h, &p, &mut st).await;
+    assert_eq!(
+        mutating(h.cri.calls()),
+        ["CreateContainer side", "StartContainer side"]
+    );
+    assert_eq!(h.cri.latest("side").map(|c| c.attempt), Some(1));
+}
+
+#[tokio::test]
+async fn sidecar_not_ready_keeps_the_pod_not_ready() {
+    let h = harness().await;
+    let p = pod(json!({
+        "initContainers": [{"name": "side", "restartPolicy": "Always",
+                            "readinessProbe": {"exec": {"command": ["false"]}}}],
+        "containers": [{"name": "app"}],
+    }));
+    let mut st = state_for(&h, &p);
+    let mut status = Value::Null;
+    for _ in 0..3 {
+        status = sync_once(&h, &p, &mut st).await;
+    }
+    assert!(created(&h, "app"));
+    assert_eq!(
+        container(&status, "containerStatuses", "app")["ready"],
+        true
+    );
+    let side = container(&status, "initContainerStatuses", "side");
+    assert_eq!(side["ready"], false);
+    assert_eq!(side["started"], true);
+    assert_eq!(condition(&status, "Ready"), "False");
+    assert_eq!(condition(&status, "ContainersReady"), "False");
+}
+
+#[tokio::test]
+async fn sidecars_stop_once_the_app_containers_finish() {
+    let h = harness().await;
+    let p = pod(json!({
+        "restartPolicy": "Never",
+        "initContainers": [sidecar("side")],
+        "containers": [{"name": "app"}],
+    }));
+    let mut st = state_for(&h, &p);
+    for _ in 0..2 {
+        sync_once(&h, &p, &mut st).await;
+    }
+    h.cri.exit("app", 0, "");
+    let status = sync_once(&h, &p, &mut st).await;
+    assert_eq!(status["phase"], "Succeeded");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !h.cri.calls().contains(&"StopContainer side".to_string()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(h.cri.calls().contains(&"StopContainer side".to_string()));
+    // Stopped for good: not restarted.
+    h.cri.advance(Duration::from_secs(400));
+    h.cri.clear_calls();
+    sync_once(&h, &p, &mut st).await;
+    assert!(
+        !h.cri
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("StartContainer"))
+    );
+}
+
+#[tokio::test]
+async fn termination_stops_app_containers_before_sidecars_in_reverse_order() {
+    let h = harness().await;
+    let p = pod(json!({
+        "initContainers": [sidecar("s1"), sidecar("s2")],
+        "containers": [{"name": "a"}, {"name": "b"}],
+    }));
+    let mut st = state_for(&h, &p);
+    for _ in 0..4 {
+        sync_once(&h, &p, &mut st).await;
+    }
+    assert!(created(&h, "a") && created(&h, "b"));
+    let mut deleting = p.clone();
+    deleting.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+    );
+    h.cri.clear_calls();
+    sync(&h.agent, &deleting, &mut st).await.expect("sync");
+    let stops: Vec<String> = h
+        .cri
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("StopContainer"))
+        .collect();
+    assert_eq!(stops.len(), 4, "{stops:?}");
+    let mut apps = stops[..2].to_vec();
+    apps.sort();
+    assert_eq!(apps, ["StopContainer a", "StopContainer b"]);
+    assert_eq!(stops[2..], ["StopContainer s2", "StopContainer s1"]);
 }
