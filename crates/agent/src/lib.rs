@@ -2,6 +2,7 @@
 //! CNI config for its podCIDR, registers its Node with a heartbeat Lease, and runs the pods bound
 //! to it through the Container Runtime Interface.
 
+pub mod admission;
 pub mod cgroups;
 pub mod cni;
 pub mod containerd;

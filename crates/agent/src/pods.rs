@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cri::api;
 use crate::events::{self, Recorder};
-use crate::{Agent, cgroups, probes, util};
+use crate::{Agent, admission, cgroups, probes, util};
 
 /// CRI labels that tie runtime objects to their pod and container (the kubelet's names).
 pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
@@ -74,15 +74,31 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken) {
     let mut listing: Option<HashSet<String>> = None;
     let mut synced = false;
     let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let nodes: Api<Node> = Api::all(agent.client.clone());
+    let mut allocatable = node_allocatable(&nodes, &agent.node_name).await;
+    // New pods seen during a (re)list wait for its end, then are admitted oldest first, so the
+    // pods already running are counted before them.
+    let mut deferred: Vec<Pod> = Vec::new();
     loop {
         tokio::select! {
             ev = events.next() => match ev {
-                Some(Ok(Event::Apply(pod))) => upsert(&agent, &mut workers, pod, &shutdown),
+                Some(Ok(Event::Apply(pod))) => {
+                    if needs_admission(&workers, &pod)
+                        && !admit(&agent, &workers, allocatable.as_ref(), &pod)
+                    {
+                        continue;
+                    }
+                    upsert(&agent, &mut workers, pod, &shutdown)
+                }
                 Some(Ok(Event::InitApply(pod))) => {
                     if let (Some(seen), Some(uid)) = (listing.as_mut(), pod.metadata.uid.clone()) {
                         seen.insert(uid);
                     }
-                    upsert(&agent, &mut workers, pod, &shutdown);
+                    if needs_admission(&workers, &pod) {
+                        deferred.push(pod);
+                    } else {
+                        upsert(&agent, &mut workers, pod, &shutdown);
+                    }
                 }
                 Some(Ok(Event::Delete(pod))) => {
                     if let Some(w) = pod.metadata.uid.as_ref().and_then(|u| workers.get(u)) {
@@ -91,6 +107,12 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken) {
                 }
                 Some(Ok(Event::Init)) => listing = Some(HashSet::new()),
                 Some(Ok(Event::InitDone)) => {
+                    deferred.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+                    for pod in std::mem::take(&mut deferred) {
+                        if admit(&agent, &workers, allocatable.as_ref(), &pod) {
+                            upsert(&agent, &mut workers, pod, &shutdown);
+                        }
+                    }
                     // Pods that vanished while the watch was down are torn down.
                     if let Some(seen) = listing.take() {
                         for (uid, w) in &workers {
@@ -107,6 +129,9 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken) {
             },
             _ = tick.tick() => {
                 workers.retain(|_, w| !w.handle.is_finished());
+                if let Some(a) = node_allocatable(&nodes, &agent.node_name).await {
+                    allocatable = Some(a);
+                }
                 if synced {
                     sweep_orphans(&agent, &workers).await;
                 }
@@ -117,6 +142,88 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken) {
     for (_, w) in workers {
         let _ = w.handle.await;
     }
+}
+
+async fn node_allocatable(nodes: &Api<Node>, name: &str) -> Option<admission::Allocatable> {
+    match nodes.get_opt(name).await {
+        Ok(n) => n.as_ref().and_then(admission::Allocatable::of),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading this node's allocatable");
+            None
+        }
+    }
+}
+
+/// A pod new to this agent that it has not started anything of and that is not finished.
+fn needs_admission(workers: &HashMap<String, Worker>, pod: &Pod) -> bool {
+    let known = pod
+        .metadata
+        .uid
+        .as_ref()
+        .and_then(|u| workers.get(u))
+        .is_some_and(|w| !w.handle.is_finished());
+    !known
+        && pod.metadata.deletion_timestamp.is_none()
+        && admission::is_active(pod)
+        && !admission::already_running(pod)
+}
+
+/// Admit `pod` against the pods the workers hold, or reject it as the kubelet does: phase
+/// Failed, reason `OutOf<resource>`, message `Pod was rejected: …`, and a Warning event.
+fn admit(
+    agent: &Arc<Agent>,
+    workers: &HashMap<String, Worker>,
+    allocatable: Option<&admission::Allocatable>,
+    pod: &Pod,
+) -> bool {
+    let Some(node) = allocatable else {
+        return true;
+    };
+    let admitted: Vec<Arc<Pod>> = workers
+        .values()
+        .filter(|w| !w.handle.is_finished())
+        .filter_map(|w| w.tx.borrow().clone())
+        .filter(|p| admission::is_active(p) && p.metadata.uid != pod.metadata.uid)
+        .collect();
+    let Err(rejection) = admission::admit(node, admitted.iter().map(|p| p.as_ref()), pod) else {
+        return true;
+    };
+    tracing::info!(
+        pod = %full_name(pod),
+        reason = %rejection.reason,
+        message = %rejection.message,
+        "pod rejected by node admission"
+    );
+    let recorder = Recorder::new(agent.client.clone(), agent.node_name.clone());
+    recorder.pod(
+        pod,
+        None,
+        events::WARNING,
+        &rejection.reason,
+        rejection.message.clone(),
+    );
+    let pods: Api<Pod> = Api::namespaced(
+        agent.client.clone(),
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+    );
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let status = json!({"status": {
+        "phase": "Failed",
+        "reason": rejection.reason,
+        "message": format!("Pod was rejected: {}", rejection.message),
+        "hostIP": agent.node_ip.to_string(),
+        "hostIPs": [{"ip": agent.node_ip.to_string()}],
+        "startTime": util::now_time(),
+    }});
+    tokio::spawn(async move {
+        if let Err(e) = pods
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+        {
+            tracing::warn!(pod = %name, error = %e, "writing the rejection");
+        }
+    });
+    false
 }
 
 fn upsert(

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use k8s_cri::v1::image_service_server::{ImageService, ImageServiceServer};
 use k8s_cri::v1::runtime_service_server::{RuntimeService, RuntimeServiceServer};
 use serde_json::{Value, json};
@@ -664,6 +665,7 @@ impl FakeApi {
             async move {
                 let method = req.method().to_string();
                 let path = req.uri().path().to_string();
+                let query = req.uri().query().unwrap_or("").to_string();
                 let bytes = req.into_body().collect().await?.to_bytes();
                 let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                 me.calls
@@ -674,11 +676,22 @@ impl FakeApi {
                         path: path.clone(),
                         body: body.clone(),
                     });
+                // Watches stay open without events: the tests drive state through lists.
+                if query.contains("watch=true") {
+                    let pending = futures::stream::pending::<
+                        Result<hyper::body::Frame<Bytes>, std::convert::Infallible>,
+                    >();
+                    let resp = http::Response::builder()
+                        .status(200)
+                        .header("content-type", "application/json")
+                        .body(BoxBody::new(StreamBody::new(pending)))?;
+                    return Ok(resp);
+                }
                 let (code, out) = me.answer(&method, &path, body);
                 let resp = http::Response::builder()
                     .status(code)
                     .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(out.to_string())))?;
+                    .body(BoxBody::new(Full::new(Bytes::from(out.to_string()))))?;
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(resp)
             }
         });

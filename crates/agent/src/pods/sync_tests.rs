@@ -774,3 +774,81 @@ async fn termination_stops_app_containers_before_sidecars_in_reverse_order() {
     assert_eq!(apps, ["StopContainer a", "StopContainer b"]);
     assert_eq!(stops[2..], ["StopContainer s2", "StopContainer s1"]);
 }
+
+#[tokio::test]
+async fn pods_that_do_not_fit_are_rejected_as_out_of_cpu() {
+    let Harness {
+        dir,
+        cri,
+        api,
+        agent,
+    } = harness().await;
+    api.put(
+        "/api/v1/nodes/node-1",
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"},
+               "status": {"allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"}}}),
+    );
+    let item = |name: &str, uid: &str, created: &str, cpu: Option<&str>, running: bool| {
+        let mut p = json!({
+            "metadata": {"name": name, "namespace": "default", "uid": uid,
+                         "creationTimestamp": created, "resourceVersion": "1"},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": IMAGE}]},
+        });
+        if let Some(cpu) = cpu {
+            p["spec"]["containers"][0]["resources"] = json!({"requests": {"cpu": cpu}});
+        }
+        if running {
+            p["status"] = json!({"phase": "Running", "containerStatuses": [{"name": "c",
+                "image": IMAGE, "imageID": "", "ready": true, "restartCount": 0,
+                "containerID": "containerd://x"}]});
+        }
+        p
+    };
+    api.put(
+        "/api/v1/pods",
+        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "5"},
+        "items": [
+            // Listed first but newer: judged after the running pod is counted.
+            item("big", "uid-big", "2026-01-01T00:00:02Z", Some("2"), false),
+            item("running", "uid-running", "2026-01-01T00:00:00Z", Some("500m"), true),
+            item("small", "uid-small", "2026-01-01T00:00:03Z", None, false),
+        ]}),
+    );
+    let agent = Arc::new(agent);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(agent.clone(), shutdown.clone()));
+    let rejected = |api: &crate::testing::FakeApi| {
+        api.calls()
+            .into_iter()
+            .find(|c| c.method == "PATCH" && c.path == "/api/v1/namespaces/default/pods/big/status")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (rejected(&api).is_none() || cri.state().sandboxes.len() < 2) && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    let _ = task.await;
+    let patch = rejected(&api).expect("the big pod's rejection");
+    assert_eq!(patch.body["status"]["phase"], "Failed");
+    assert_eq!(patch.body["status"]["reason"], "OutOfcpu");
+    assert_eq!(
+        patch.body["status"]["message"],
+        "Pod was rejected: Node didn't have enough resource: cpu, requested: 2000, used: 500, capacity: 2000"
+    );
+    let mut uids: Vec<String> = cri
+        .state()
+        .sandboxes
+        .iter()
+        .filter_map(|s| s.config.labels.get(LABEL_POD_UID).cloned())
+        .collect();
+    uids.sort();
+    assert_eq!(uids, ["uid-running", "uid-small"]);
+    let event = api
+        .calls()
+        .into_iter()
+        .find(|c| c.method == "POST" && c.body["reason"] == "OutOfcpu")
+        .expect("the OutOfcpu event");
+    assert_eq!(event.body["type"], "Warning");
+    drop(dir);
+}
