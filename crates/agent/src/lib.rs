@@ -15,6 +15,7 @@ pub mod logs;
 pub mod node;
 pub mod podnet;
 pub mod pods;
+pub mod probe_net;
 pub mod probes;
 pub mod service_proxy;
 pub mod streaming;

@@ -192,20 +192,19 @@ async fn run_http(t: &Target, h: &HTTPGetAction, timeout: Duration) -> Result<()
         format!("{host}:{port}")
     };
     let url = format!("{scheme}://{authority}{path}");
-    if scheme != "http" {
-        return Err(Failure(format!(
-            "Get \"{url}\": HTTPS probes are not supported"
-        )));
-    }
     let attempt = async {
         let stream = tokio::net::TcpStream::connect(&authority)
             .await
             .map_err(|e| Failure(format!("Get \"{url}\": dial tcp {authority}: {e}")))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        let mut sender = if scheme == "https" {
+            let tls = crate::probe_net::insecure_tls()?
+                .connect(crate::probe_net::server_name(&host)?, stream)
                 .await
                 .map_err(|e| Failure(format!("Get \"{url}\": {e}")))?;
-        tokio::spawn(conn);
+            handshake(tls, &url).await?
+        } else {
+            handshake(stream, &url).await?
+        };
         let mut req = http::Request::get(&path)
             .header(http::header::HOST, &authority)
             .header(http::header::USER_AGENT, "kube-probe/1.33")
@@ -236,6 +235,21 @@ async fn run_http(t: &Target, h: &HTTPGetAction, timeout: Duration) -> Result<()
     })?
 }
 
+/// An HTTP/1 connection over `io`, its driver spawned.
+async fn handshake<IO>(
+    io: IO,
+    url: &str,
+) -> Result<hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>, Failure>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+        .await
+        .map_err(|e| Failure(format!("Get \"{url}\": {e}")))?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
 async fn run_tcp(t: &Target, s: &TCPSocketAction, timeout: Duration) -> Result<(), Failure> {
     let host = s
         .host
@@ -259,8 +273,8 @@ pub async fn run_probe(t: &Target, p: &Probe, timeout: Duration) -> Result<(), F
         run_http(t, h, timeout).await
     } else if let Some(s) = &p.tcp_socket {
         run_tcp(t, s, timeout).await
-    } else if p.grpc.is_some() {
-        Err(Failure("gRPC probes are not supported by this node".into()))
+    } else if let Some(g) = &p.grpc {
+        crate::probe_net::grpc(&t.pod_ip, g, timeout).await
     } else {
         Err(Failure("probe has no handler".into()))
     }
@@ -383,20 +397,10 @@ impl Prober {
             return;
         }
         let c = &target.container;
-        // gRPC probes are not run: treated as absent rather than failing, so that a liveness
-        // probe this node cannot run does not restart the container forever.
-        let usable = |p: &Option<Probe>| {
-            p.clone().filter(|p| {
-                if p.grpc.is_some() {
-                    tracing::warn!(container = %c.name, "gRPC probes are not supported; ignored");
-                }
-                p.grpc.is_none()
-            })
-        };
         let (startup, liveness, readiness) = (
-            usable(&c.startup_probe),
-            usable(&c.liveness_probe),
-            usable(&c.readiness_probe),
+            c.startup_probe.clone(),
+            c.liveness_probe.clone(),
+            c.readiness_probe.clone(),
         );
         let shared = Arc::new(Shared::default());
         shared.started.store(startup.is_none(), Ordering::Relaxed);
@@ -652,5 +656,71 @@ mod tests {
             ..TCPSocketAction::default()
         };
         run_tcp(&target, &tcp, t).await.expect("test setup");
+    }
+
+    #[tokio::test]
+    async fn https_probe_skips_certificate_verification() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let ck =
+            rcgen::generate_simple_self_signed(vec!["somewhere.invalid".into()]).expect("cert");
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    continue;
+                };
+                let mut buf = vec![0u8; 4096];
+                let n = tls.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let code = if req.starts_with("GET /healthz ") {
+                    "200 OK"
+                } else {
+                    "404 Not Found"
+                };
+                let _ = tls
+                    .write_all(format!("HTTP/1.1 {code}\r\ncontent-length: 0\r\n\r\n").as_bytes())
+                    .await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        let target = Target {
+            rt: RuntimeServiceClient::new(
+                tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
+            ),
+            container_id: "x".into(),
+            pod_ip: "127.0.0.1".into(),
+            container: Container::default(),
+        };
+        let get = |path: &str| HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(i32::from(port)),
+            scheme: Some("HTTPS".into()),
+            ..HTTPGetAction::default()
+        };
+        let t = Duration::from_secs(2);
+        run_http(&target, &get("/healthz"), t)
+            .await
+            .expect("a self-signed certificate is accepted");
+        let e = run_http(&target, &get("/nope"), t)
+            .await
+            .expect_err("404 fails");
+        assert_eq!(e.0, "HTTP probe failed with statuscode: 404");
+        // A plain-HTTP client would not get a 200 from a TLS port.
+        let mut plain = get("/healthz");
+        plain.scheme = Some("HTTP".into());
+        assert!(run_http(&target, &plain, t).await.is_err());
     }
 }
