@@ -17,6 +17,7 @@ pub mod podnet;
 pub mod pods;
 pub mod probe_net;
 pub mod probes;
+pub mod pull_secrets;
 pub mod service_proxy;
 pub mod streaming;
 #[cfg(test)]

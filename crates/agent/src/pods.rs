@@ -1093,7 +1093,7 @@ async fn start(
             ev.pod(pod, Some(&c.name), type_, reason, message);
         }
     };
-    if let Err((reason, message)) = ensure_image(agent, &image, c, &event).await {
+    if let Err((reason, message)) = ensure_image(agent, pod, &image, c, &event).await {
         tracing::warn!(pod = %full_name(pod), container = %c.name, %reason, %message, "image");
         event(events::WARNING, "Failed", format!("Error: {reason}"));
         let backoff = if reason == "ErrImagePull" {
@@ -1198,6 +1198,7 @@ fn pull_policy(c: &Container, image: &str) -> String {
 
 async fn ensure_image(
     agent: &Agent,
+    pod: &Pod,
     image: &str,
     c: &Container,
     event: &(dyn Fn(&str, &str, String) + Sync),
@@ -1244,14 +1245,40 @@ async fn ensure_image(
                 format!("Pulling image \"{image}\""),
             );
             let t0 = Instant::now();
-            match img
-                .pull_image(api::PullImageRequest {
-                    image: Some(spec),
-                    auth: None,
-                    sandbox_config: None,
-                })
-                .await
-            {
+            let (entries, missing) = crate::pull_secrets::of_pod(&agent.client, pod).await;
+            if !missing.is_empty() {
+                event(
+                    events::WARNING,
+                    "FailedToRetrieveImagePullSecret",
+                    format!(
+                        "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                        missing.join(", ")
+                    ),
+                );
+            }
+            // Every matching credential is tried in turn; without any the pull is anonymous.
+            let mut auths: Vec<Option<api::AuthConfig>> =
+                crate::pull_secrets::matching(&entries, image)
+                    .iter()
+                    .map(|e| Some(e.auth_config()))
+                    .collect();
+            if auths.is_empty() {
+                auths.push(None);
+            }
+            let mut result = Err(tonic::Status::unknown("no pull attempted"));
+            for auth in auths {
+                result = img
+                    .pull_image(api::PullImageRequest {
+                        image: Some(spec.clone()),
+                        auth,
+                        sandbox_config: None,
+                    })
+                    .await;
+                if result.is_ok() {
+                    break;
+                }
+            }
+            match result {
                 Ok(_) => {
                     let secs = t0.elapsed().as_secs_f64();
                     event(

@@ -852,3 +852,60 @@ async fn pods_that_do_not_fit_are_rejected_as_out_of_cpu() {
     assert_eq!(event.body["type"], "Warning");
     drop(dir);
 }
+
+#[tokio::test]
+async fn pull_secrets_of_the_pods_namespace_reach_pull_image() {
+    use base64::Engine;
+    let h = harness().await;
+    let config = json!({"auths": {
+        "reg.example.com": {"auth": base64::engine::general_purpose::STANDARD.encode("alice:pw")},
+        "other.example.com": {"username": "x", "password": "y"},
+    }});
+    h.api.put(
+        "/api/v1/namespaces/default/secrets/regcred",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "regcred"},
+               "type": "kubernetes.io/dockerconfigjson",
+               "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD
+                   .encode(config.to_string())}}),
+    );
+    let p = pod(json!({
+        "imagePullSecrets": [{"name": "gone"}, {"name": "regcred"}],
+        "containers": [{"name": "app", "image": "reg.example.com/team/app:1"}],
+    }));
+    let mut st = state_for(&h, &p);
+    let status = sync_once(&h, &p, &mut st).await;
+    assert_eq!(status["phase"], "Running");
+    let pulls = h.cri.state().pulls.clone();
+    assert_eq!(pulls.len(), 1);
+    let auth = pulls[0].1.clone().expect("credentials sent");
+    assert_eq!(
+        (
+            auth.username.as_str(),
+            auth.password.as_str(),
+            auth.server_address.as_str()
+        ),
+        ("alice", "pw", "reg.example.com")
+    );
+    let missing = h
+        .api
+        .calls()
+        .into_iter()
+        .find(|c| c.method == "POST" && c.body["reason"] == "FailedToRetrieveImagePullSecret");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut missing = missing;
+    while missing.is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        missing =
+            h.api.calls().into_iter().find(|c| {
+                c.method == "POST" && c.body["reason"] == "FailedToRetrieveImagePullSecret"
+            });
+    }
+    let missing = missing.expect("the missing-secret event");
+    assert!(
+        missing.body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("(gone)")),
+        "{}",
+        missing.body
+    );
+}
