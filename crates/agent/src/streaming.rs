@@ -114,15 +114,66 @@ pub async fn serve(
                 }
                 Err(_) => return,
             };
+            // Only the API server may use this port: its kubelet client certificate is the one
+            // identity allowed; other certificates of the cluster CA get 403, as from a
+            // kubelet whose authorizer denies them.
+            let user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| client_identity(c.as_ref()));
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let agent = agent.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(agent, req).await) }
+                let user = user.clone();
+                async move {
+                    let resp = match user.as_deref() {
+                        Some(APISERVER_CLIENT_CN) => handle(agent, req).await,
+                        other => {
+                            tracing::info!(%peer, user = other.unwrap_or(""), path = %req.uri().path(), "streaming port: forbidden");
+                            forbidden(other.unwrap_or(""), req.method())
+                        }
+                    };
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)
                 .await;
         });
     }
+}
+
+/// The common name the API server's kubelet client certificate carries (apiserver `pki.rs`).
+pub const APISERVER_CLIENT_CN: &str = "kube-apiserver-kubelet-client";
+
+/// The user a client certificate names: its subject's common name.
+pub fn client_identity(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    Some(cn)
+}
+
+/// The kubelet's answer to a user its authorizer denies.
+pub fn forbidden(user: &str, method: &http::Method) -> Response<Body> {
+    let verb = match *method {
+        http::Method::GET | http::Method::HEAD => "get",
+        http::Method::POST => "create",
+        http::Method::PUT => "update",
+        http::Method::PATCH => "patch",
+        http::Method::DELETE => "delete",
+        _ => "proxy",
+    };
+    text(
+        StatusCode::FORBIDDEN,
+        format!("Forbidden (user={user}, verb={verb}, resource=nodes, subresource=proxy)"),
+    )
 }
 
 fn body_of(b: impl Into<Bytes>) -> Body {
@@ -733,5 +784,149 @@ mod tests {
             tls_config(&[], vec!["n".into()]),
             Err(Error::NoCa)
         ));
+    }
+
+    /// A CA and client certificates it signs, as the API server's pki does.
+    fn pki(
+        names: &[&str],
+    ) -> (
+        Vec<u8>,
+        Vec<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
+    ) {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair,
+        };
+        let ca_key = KeyPair::generate().expect("key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "skiff-ca");
+        let ca_cert = ca.self_signed(&ca_key).expect("ca");
+        let ca_der = ca_cert.der().to_vec();
+        let issuer = Issuer::from_ca_cert_pem(&ca_cert.pem(), ca_key).expect("issuer");
+        let clients = names
+            .iter()
+            .map(|cn| {
+                let key = KeyPair::generate().expect("key");
+                let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+                p.distinguished_name.push(DnType::CommonName, *cn);
+                p.distinguished_name
+                    .push(DnType::OrganizationName, "system:masters");
+                p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+                let cert = p.signed_by(&key, &issuer).expect("cert");
+                (
+                    cert.der().clone(),
+                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+                )
+            })
+            .collect();
+        (ca_der, clients)
+    }
+
+    /// GET `path` over TLS with the client certificate; returns the status code.
+    async fn get_as(
+        port: u16,
+        cert: (CertificateDer<'static>, PrivateKeyDer<'static>),
+        path: &str,
+    ) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        #[derive(Debug)]
+        struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+        impl rustls::client::danger::ServerCertVerifier for AnyServer {
+            fn verify_server_cert(
+                &self,
+                _: &CertificateDer<'_>,
+                _: &[CertificateDer<'_>],
+                _: &rustls::pki_types::ServerName<'_>,
+                _: &[u8],
+                _: rustls::pki_types::UnixTime,
+            ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            fn verify_tls12_signature(
+                &self,
+                _: &[u8],
+                _: &CertificateDer<'_>,
+                _: &rustls::DigitallySignedStruct,
+            ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error>
+            {
+                Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+            }
+            fn verify_tls13_signature(
+                &self,
+                _: &[u8],
+                _: &CertificateDer<'_>,
+                _: &rustls::DigitallySignedStruct,
+            ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error>
+            {
+                Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+            }
+            fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+                self.0.signature_verification_algorithms.supported_schemes()
+            }
+        }
+        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+            .with_client_auth_cert(vec![cert.0], cert.1)
+            .expect("client config");
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(
+                rustls::pki_types::ServerName::try_from("localhost").expect("name"),
+                tcp,
+            )
+            .await
+            .expect("handshake");
+        tls.write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("write");
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out).await;
+        let head = String::from_utf8_lossy(&out).to_string();
+        head.split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn only_the_api_servers_client_certificate_is_served() {
+        let (ca, mut clients) = pki(&["kube-apiserver-kubelet-client", "admin", "system:node:n2"]);
+        let h = crate::testing::Harness::new().await;
+        let config = tls_config(&[ca], vec!["localhost".into()]).expect("tls");
+        let listener = bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(serve(
+            Arc::new(h.agent),
+            listener,
+            Arc::new(config),
+            shutdown.clone(),
+        ));
+        let node = clients.pop().expect("node cert");
+        let admin = clients.pop().expect("admin cert");
+        let apiserver = clients.pop().expect("apiserver cert");
+        // The API server reaches the handlers (an unknown path is theirs to 404).
+        assert_eq!(get_as(port, apiserver, "/nothing-here").await, 404);
+        assert_eq!(get_as(port, admin, "/containerLogs/default/p/c").await, 403);
+        assert_eq!(get_as(port, node, "/containerLogs/default/p/c").await, 403);
+        shutdown.cancel();
+    }
+
+    #[test]
+    fn forbidden_reads_as_the_kubelets() {
+        let r = forbidden("admin", &http::Method::POST);
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
     }
 }
