@@ -1652,6 +1652,16 @@ fn build_status(
     } else {
         "Pending"
     };
+    // Terminal only once every container stopped, as the kubelet (a sidecar being stopped
+    // keeps the pod in its last non-terminal phase, so the final status shows it terminated).
+    let sidecar_running = init_statuses
+        .iter()
+        .any(|s| s["state"]["running"].is_object());
+    let phase = match phase {
+        "Succeeded" | "Failed" if sidecar_running && init_done => "Running",
+        "Succeeded" | "Failed" if sidecar_running => "Pending",
+        p => p,
+    };
     let all_ready =
         !statuses.is_empty() && statuses.iter().all(|s| s["ready"] == true) && sidecars_ready;
     let ready_to_start = !obs.ip.is_empty() || spec.host_network == Some(true);

@@ -726,12 +726,17 @@ async fn sidecars_stop_once_the_app_containers_finish() {
     }
     h.cri.exit("app", 0, "");
     let status = sync_once(&h, &p, &mut st).await;
-    assert_eq!(status["phase"], "Succeeded");
+    // Not terminal while the sidecar still runs.
+    assert_eq!(status["phase"], "Running");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !h.cri.calls().contains(&"StopContainer side".to_string()) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(h.cri.calls().contains(&"StopContainer side".to_string()));
+    let status = sync_once(&h, &p, &mut st).await;
+    assert_eq!(status["phase"], "Succeeded");
+    let side = container(&status, "initContainerStatuses", "side");
+    assert!(side["state"]["terminated"].is_object(), "{side}");
     // Stopped for good: not restarted.
     h.cri.advance(Duration::from_secs(400));
     h.cri.clear_calls();
