@@ -100,8 +100,12 @@ fn sidecars_and_node_admission_on_a_one_node_cluster() {
         "side true true True"
     );
     assert!(
-        get(k, "sidecar", "{.status.initContainerStatuses[1].state.running.startedAt}")
-            .contains('T')
+        get(
+            k,
+            "sidecar",
+            "{.status.initContainerStatuses[1].state.running.startedAt}"
+        )
+        .contains('T')
     );
 
     // A still-running sidecar does not keep a finished pod from succeeding.
@@ -109,12 +113,17 @@ fn sidecars_and_node_admission_on_a_one_node_cluster() {
         (get(k, "sidecar-job", "{.status.phase}") == "Succeeded").then_some(())
     });
     eventually(Duration::from_secs(60), "the job's sidecar stops", || {
-        let s = get(k, "sidecar-job", "{.status.initContainerStatuses[0].state.terminated.exitCode}");
+        let s = get(
+            k,
+            "sidecar-job",
+            "{.status.initContainerStatuses[0].state.terminated.exitCode}",
+        );
         (!s.is_empty()).then_some(())
     });
 
     // A pod bound to the node without the scheduler that does not fit: rejected, not run.
-    let node = cluster.node(0);
+    let node = get(k, "sidecar", "{.spec.nodeName}");
+    assert!(!node.is_empty());
     let big = format!(
         r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "too-big"}},
             "spec": {{"nodeName": "{node}", "containers": [{{"name": "c", "image": "busybox:1.36",
@@ -131,7 +140,12 @@ fn sidecars_and_node_admission_on_a_one_node_cluster() {
         ),
         "{message}"
     );
-    let events = k.ok(&["get", "events", "--field-selector", "involvedObject.name=too-big"]);
+    let events = k.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=too-big",
+    ]);
     assert!(events.contains("OutOfcpu"), "{events}");
     // It never ran: no container status.
     assert_eq!(get(k, "too-big", "{.status.containerStatuses}"), "");
