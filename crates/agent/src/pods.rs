@@ -302,6 +302,8 @@ struct PodState {
     backoff_reported: HashSet<String>,
     /// Sidecars being stopped because the app containers finished.
     stopping: HashSet<String>,
+    /// Container name -> failed image pulls in a row and when the last one failed.
+    pull_failures: HashMap<String, (u32, Instant)>,
 }
 
 async fn worker(
@@ -1096,8 +1098,15 @@ async fn start(
     if let Err((reason, message)) = ensure_image(agent, pod, &image, c, &event).await {
         tracing::warn!(pod = %full_name(pod), container = %c.name, %reason, %message, "image");
         event(events::WARNING, "Failed", format!("Error: {reason}"));
+        // Failed pulls of a container back off as upstream's image back-off: 10 s doubling to
+        // 5 min, reset by a pull that works.
         let backoff = if reason == "ErrImagePull" {
-            BACKOFF_INITIAL
+            let entry = st
+                .pull_failures
+                .entry(c.name.clone())
+                .or_insert((0, Instant::now()));
+            *entry = (entry.0 + 1, Instant::now());
+            backoff_for(entry.0 - 1)
         } else {
             RETRY
         };
@@ -1105,6 +1114,7 @@ async fn start(
             .insert(c.name.clone(), (reason, message, Instant::now() + backoff));
         return;
     }
+    st.pull_failures.remove(&c.name);
     match create_and_start(agent, pod, c, attempt, obs).await {
         Ok(id) => {
             st.waiting.remove(&c.name);
@@ -1498,11 +1508,13 @@ fn container_status(
             let (reason, message) = st
                 .waiting
                 .get(&c.name)
-                .map(|(r, m, until)| {
+                .map(|(r, m, _)| {
                     // ErrImagePull right after the failure, ImagePullBackOff while waiting.
-                    let failed_ago = BACKOFF_INITIAL
-                        .saturating_sub(until.saturating_duration_since(Instant::now()));
-                    let r = if r == "ErrImagePull" && failed_ago > Duration::from_secs(2) {
+                    let waited = st
+                        .pull_failures
+                        .get(&c.name)
+                        .is_some_and(|(_, at)| at.elapsed() > Duration::from_secs(2));
+                    let r = if r == "ErrImagePull" && waited {
                         "ImagePullBackOff".to_string()
                     } else {
                         r.clone()

@@ -408,15 +408,34 @@ async fn failed_pull_is_err_image_pull_then_image_pull_backoff() {
         "failed to resolve reference"
     );
 
+    let left = |st: &PodState| {
+        st.waiting
+            .get("app")
+            .map(|w| w.2.saturating_duration_since(Instant::now()))
+            .unwrap_or_default()
+    };
+    assert!(left(&st) > Duration::from_secs(9) && left(&st) <= Duration::from_secs(10));
+
     // Inside the back-off: no pull, and the reason turns to ImagePullBackOff.
     h.cri.clear_calls();
-    if let Some(w) = st.waiting.get_mut("app") {
-        w.2 = Instant::now() + Duration::from_secs(5);
+    if let Some(f) = st.pull_failures.get_mut("app") {
+        f.1 = Instant::now()
+            .checked_sub(Duration::from_secs(5))
+            .unwrap_or(f.1);
     }
     let status = sync_once(&h, &p, &mut st).await;
     assert!(h.cri.calls().is_empty());
     let app = container(&status, "containerStatuses", "app");
     assert_eq!(app["state"]["waiting"]["reason"], "ImagePullBackOff");
+
+    // The next failure doubles the wait.
+    if let Some(w) = st.waiting.get_mut("app") {
+        w.2 = Instant::now();
+    }
+    sync_once(&h, &p, &mut st).await;
+    assert_eq!(h.cri.calls(), [format!("PullImage {image}")]);
+    assert!(left(&st) > Duration::from_secs(19) && left(&st) <= Duration::from_secs(20));
+    h.cri.clear_calls();
 
     // After it the pull is retried and, now that it works, the container starts.
     h.cri.state().pull_failures.clear();
