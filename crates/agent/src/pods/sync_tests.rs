@@ -910,19 +910,18 @@ async fn pull_secrets_of_the_pods_namespace_reach_pull_image() {
         ),
         ("alice", "pw", "reg.example.com")
     );
-    let missing = h
-        .api
-        .calls()
-        .into_iter()
-        .find(|c| c.method == "POST" && c.body["reason"] == "FailedToRetrieveImagePullSecret");
+    // Events are written in the background: poll for it.
+    let find = || {
+        h.api
+            .calls()
+            .into_iter()
+            .find(|c| c.method == "POST" && c.body["reason"] == "FailedToRetrieveImagePullSecret")
+    };
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut missing = missing;
+    let mut missing = find();
     while missing.is_none() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        missing =
-            h.api.calls().into_iter().find(|c| {
-                c.method == "POST" && c.body["reason"] == "FailedToRetrieveImagePullSecret"
-            });
+        missing = find();
     }
     let missing = missing.expect("the missing-secret event");
     assert!(
