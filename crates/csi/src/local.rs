@@ -293,6 +293,13 @@ impl LocalDriver {
             }
             return Ok(dir);
         }
+        // A volume made for another node must not quietly start empty here.
+        if let Some(node) = context.get("node").filter(|n| **n != self.node_id) {
+            return Err(Status::failed_precondition(format!(
+                "volume {id} lives on node {node}, not on {}",
+                self.node_id
+            )));
+        }
         let mut ledger = self.lock();
         if ledger.volumes.contains_key(id) && dir.is_dir() {
             return Ok(dir);
