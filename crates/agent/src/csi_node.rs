@@ -179,7 +179,10 @@ pub async fn publish(
     if p.stage {
         let path = staging_path(pods_dir, &source.driver, &source.volume_handle);
         std::fs::create_dir_all(&path).map_err(|e| {
-            MountError::MountDevice(format!("kubernetes.io/csi: creating {}: {e}", path.display()))
+            MountError::MountDevice(format!(
+                "kubernetes.io/csi: creating {}: {e}",
+                path.display()
+            ))
         })?;
         staging = path.display().to_string();
         let mut node = p.client.node.clone();
@@ -194,8 +197,12 @@ pub async fn publish(
         .await
         .map_err(MountError::MountDevice)?;
     }
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| MountError::SetUp(format!("kubernetes.io/csi: creating {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        MountError::SetUp(format!(
+            "kubernetes.io/csi: creating {}: {e}",
+            dir.display()
+        ))
+    })?;
     let mut node = p.client.node.clone();
     timed(node.node_publish_volume(csi::NodePublishVolumeRequest {
         volume_id: source.volume_handle.clone(),
@@ -217,7 +224,10 @@ pub async fn publish(
     };
     let body = serde_json::to_vec(&data).unwrap_or_default();
     std::fs::write(&data_file, body).map_err(|e| {
-        MountError::SetUp(format!("kubernetes.io/csi: writing {}: {e}", data_file.display()))
+        MountError::SetUp(format!(
+            "kubernetes.io/csi: writing {}: {e}",
+            data_file.display()
+        ))
     })?;
     if source.driver == LOCAL_DRIVER
         && let Some(policy) = spec.persistent_volume_reclaim_policy.as_deref()
@@ -357,9 +367,8 @@ pub async fn run(
         known: HashMap::new(),
         failures: HashMap::new(),
     };
-    let gc = local.map(|driver| {
-        tokio::spawn(gc_loop(client, driver, pods_dir.clone(), shutdown.clone()))
-    });
+    let gc = local
+        .map(|driver| tokio::spawn(gc_loop(client, driver, pods_dir.clone(), shutdown.clone())));
     watcher.run(&registry_dir, &shutdown).await;
     if let Some(gc) = gc {
         let _ = gc.await;
@@ -369,7 +378,11 @@ pub async fn run(
 
 /// Serve the built-in driver's node plugin and its registration socket, as a node DaemonSet
 /// with node-driver-registrar would.
-fn start_local(agent_dir: &Path, node_name: &str, shutdown: &CancellationToken) -> Option<LocalDriver> {
+fn start_local(
+    agent_dir: &Path,
+    node_name: &str,
+    shutdown: &CancellationToken,
+) -> Option<LocalDriver> {
     let root = agent_dir.join("csi").join("local");
     let total = std::fs::create_dir_all(&root)
         .and_then(|()| rustix::fs::statvfs(&root).map_err(std::io::Error::from))
@@ -381,7 +394,10 @@ fn start_local(agent_dir: &Path, node_name: &str, shutdown: &CancellationToken) 
             return None;
         }
     };
-    let endpoint = agent_dir.join("plugins").join(LOCAL_DRIVER).join("csi.sock");
+    let endpoint = agent_dir
+        .join("plugins")
+        .join(LOCAL_DRIVER)
+        .join("csi.sock");
     let reg_socket = agent_dir
         .join(REGISTRY_DIR)
         .join(format!("{LOCAL_DRIVER}-reg.sock"));
@@ -430,7 +446,12 @@ impl Watcher {
                 _ = tick.tick() => {}
             }
             let mut sockets: Vec<PathBuf> = std::fs::read_dir(dir)
-                .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| is_socket(p)).collect())
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.path())
+                        .filter(|p| is_socket(p))
+                        .collect()
+                })
                 .unwrap_or_default();
             sockets.sort();
             let gone: Vec<PathBuf> = self
@@ -603,7 +624,11 @@ impl Watcher {
             "labels": missing_labels,
         }});
         nodes
-            .patch(&self.node_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(
+                &self.node_name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await?;
         Ok(())
     }

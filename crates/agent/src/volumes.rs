@@ -95,7 +95,10 @@ fn failed_mount(client: &kube::Client, node: &NodeFacts, pod: &Pod, e: &VolumeEr
         return;
     }
     let message = e.to_string();
-    let key = (pod.metadata.uid.clone().unwrap_or_default(), message.clone());
+    let key = (
+        pod.metadata.uid.clone().unwrap_or_default(),
+        message.clone(),
+    );
     {
         let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
         let now = std::time::Instant::now();
@@ -168,12 +171,10 @@ async fn prepare_one(
             crate::csi_node::publish(pods_dir, &uid, &pv, read_only)
                 .await
                 .map_err(|e| match e {
-                    crate::csi_node::MountError::MountDevice(message) => {
-                        VolumeError::MountDevice {
-                            volume: pv_name.clone(),
-                            message,
-                        }
-                    }
+                    crate::csi_node::MountError::MountDevice(message) => VolumeError::MountDevice {
+                        volume: pv_name.clone(),
+                        message,
+                    },
                     crate::csi_node::MountError::SetUp(message) => setup(&pv_name, message),
                 })?
         } else {

@@ -445,11 +445,8 @@ impl Controller for LocalDriver {
                 let dir = self.volume_path(&id);
                 std::fs::create_dir_all(&dir).map_err(|e| io_status("creating volume", e))?;
                 // Pods running as any user may write, as with k3s's local-path.
-                std::fs::set_permissions(
-                    &dir,
-                    std::os::unix::fs::PermissionsExt::from_mode(0o777),
-                )
-                .map_err(|e| io_status("chmod volume", e))?;
+                std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+                    .map_err(|e| io_status("chmod volume", e))?;
             }
             ledger.volumes.insert(
                 id.clone(),
@@ -462,15 +459,11 @@ impl Controller for LocalDriver {
             self.persist(&ledger)?;
             tracing::info!(volume = %id, capacity, node = %node, "created local volume");
         }
-        let rec = ledger
-            .volumes
-            .get(&id)
-            .cloned()
-            .unwrap_or(Recorded {
-                capacity,
-                node,
-                reclaim: None,
-            });
+        let rec = ledger.volumes.get(&id).cloned().unwrap_or(Recorded {
+            capacity,
+            node,
+            reclaim: None,
+        });
         Ok(Response::new(v1::CreateVolumeResponse {
             volume: Some(v1::Volume {
                 capacity_bytes: rec.capacity,

@@ -384,8 +384,8 @@ async fn publish_bind_mounts_the_volume_and_unpublish_removes_it() {
 async fn controller_role_records_per_node_and_makes_no_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("ctl.sock");
-    let driver = LocalDriver::controller(dir.path().join("state"), "server", 2 * GI)
-        .expect("driver");
+    let driver =
+        LocalDriver::controller(dir.path().join("state"), "server", 2 * GI).expect("driver");
     let shutdown = CancellationToken::new();
     let server = tokio::spawn({
         let (socket, shutdown) = (socket.clone(), shutdown.clone());
@@ -400,12 +400,18 @@ async fn controller_role_records_per_node_and_makes_no_directory() {
         .into_inner()
         .volume
         .expect("volume");
-    assert_eq!(made.volume_context.get("node").map(String::as_str), Some("node-1"));
+    assert_eq!(
+        made.volume_context.get("node").map(String::as_str),
+        Some("node-1")
+    );
     assert_eq!(
         made.volume_context.get("capacity").map(String::as_str),
         Some("2147483648")
     );
-    assert!(!dir.path().join("state/pvc-a").exists(), "no directory in the control plane");
+    assert!(
+        !dir.path().join("state/pvc-a").exists(),
+        "no directory in the control plane"
+    );
     // Each node has its own total: node-1 is full, node-2 is not.
     let full = c
         .controller
@@ -546,7 +552,9 @@ async fn node_role_stages_by_making_the_directory_with_node_accounting() {
     assert_eq!(foreign.code(), tonic::Code::FailedPrecondition);
     assert!(!root.join("pvc-c").exists());
     // Publish from the staging mount: writes land in the volume directory.
-    let target = dir.path().join("pods/u/volumes/kubernetes.io~csi/pvc-a/mount");
+    let target = dir
+        .path()
+        .join("pods/u/volumes/kubernetes.io~csi/pvc-a/mount");
     let _g3 = MountGuard(target.clone());
     c.node
         .node_publish_volume(v1::NodePublishVolumeRequest {

@@ -89,7 +89,8 @@ fn mounts_of(needle: &str) -> Vec<String> {
         .collect()
 }
 
-/// `<cluster>/nodes/node-<i>/agent/csi/local/<volume>`: where node i keeps a local volume.
+/// `<cluster>/nodes/node-<i>/agent/csi/local/<volume>`: where node i (from 1) keeps a local
+/// volume.
 fn volume_dir(cluster: &Cluster, i: usize, volume: &str) -> PathBuf {
     cluster
         .dir
@@ -118,13 +119,13 @@ fn csi_volumes_live_on_their_node_and_follow_the_reclaim_policy() {
     }
     let cluster = Cluster::up("csi", 2, "host-gw");
     let k = &cluster.kubectl;
-    let (n0, n1) = (cluster.node(0), cluster.node(1));
+    // Nodes are numbered from 1: n0 is node 1, n1 node 2.
+    let (n0, n1) = (cluster.node(1), cluster.node(2));
 
     // Registration: every node's CSINode lists the built-in driver with its topology key.
     for node in [&n0, &n1] {
         eventually(WAIT, "CSINode with the built-in driver", || {
-            (jsonpath(k, &["csinode", node], "{.spec.drivers[0].name}")
-                == "local.csi.skiff.dev")
+            (jsonpath(k, &["csinode", node], "{.spec.drivers[0].name}") == "local.csi.skiff.dev")
                 .then_some(())
         });
         assert_eq!(
@@ -182,14 +183,17 @@ fn csi_volumes_live_on_their_node_and_follow_the_reclaim_policy() {
         ),
         n1
     );
-    let dir = volume_dir(&cluster, 1, &pv);
+    let dir = volume_dir(&cluster, 2, &pv);
     assert_eq!(
         std::fs::read_to_string(dir.join("f")).expect("the volume's file on node 1"),
         "hello\n"
     );
-    assert!(!volume_dir(&cluster, 0, &pv).exists());
+    assert!(!volume_dir(&cluster, 1, &pv).exists());
     let staged = mounts_of(&pv);
-    assert!(!staged.is_empty(), "the volume is mounted while its pod exists");
+    assert!(
+        !staged.is_empty(),
+        "the volume is mounted while its pod exists"
+    );
     delete_pod(k, "writer");
     // Unpublish and unstage leave no mount of the volume behind.
     eventually(WAIT, "volume unmounted", || {
@@ -210,7 +214,7 @@ fn csi_volumes_live_on_their_node_and_follow_the_reclaim_policy() {
     // A StatefulSet's pod keeps its data across `kubectl delete pod`.
     k.ok_stdin(
         &["apply", "-f", "-"],
-        r#"apiVersion: apps/v1
+        &r#"apiVersion: apps/v1
 kind: StatefulSet
 metadata: {name: st}
 spec:
@@ -227,6 +231,9 @@ spec:
         image: busybox:1.36
         command: [sh, -c, "test -f /data/first || hostname > /data/first; sleep 3600"]
         volumeMounts: [{name: data, mountPath: /data}]
+      # Our API validation does not yet count volumeClaimTemplates as volumes of the
+      # template (upstream does); the controller replaces this one with the claim.
+      volumes: [{name: data, emptyDir: {}}]
   volumeClaimTemplates:
   - metadata: {name: data}
     spec:
@@ -247,7 +254,7 @@ spec:
         let v = jsonpath(k, &["pvc", "data-st-0"], "{.spec.volumeName}");
         (!v.is_empty()).then_some(v)
     });
-    let first = volume_dir(&cluster, 1, &st_pv).join("first");
+    let first = volume_dir(&cluster, 2, &st_pv).join("first");
     eventually(WAIT, "the first pod wrote its file", || {
         std::fs::read_to_string(&first)
             .ok()
@@ -286,7 +293,7 @@ spec:
         0
     );
     let kept_pv = jsonpath(k, &["pvc", "kept"], "{.spec.volumeName}");
-    let kept_dir = volume_dir(&cluster, 0, &kept_pv);
+    let kept_dir = volume_dir(&cluster, 1, &kept_pv);
     assert!(kept_dir.join("f").is_file(), "{}", kept_dir.display());
     delete_pod(k, "keeper");
     k.ok(&["delete", "pvc", "kept"]);
@@ -295,7 +302,7 @@ spec:
     });
     k.ok(&["delete", "pv", &kept_pv]);
     eventually(WAIT, "the node saw the PV go", || {
-        agent_log(&cluster, 0)
+        agent_log(&cluster, 1)
             .lines()
             .any(|l| l.contains("directory kept") && l.contains(&kept_pv))
             .then_some(())

@@ -252,8 +252,19 @@ fn local_path_provisions_on_the_consumers_node_and_delete_removes_the_volume() {
     // (a hollow node has none; tests/csi_node.rs covers real nodes).
     let ledger = server.dir.path().join("server/csi/local/volumes.json");
     let recorded = || std::fs::read_to_string(&ledger).unwrap_or_default();
-    assert!(recorded().contains(&pv), "{pv} in the ledger: {}", recorded());
-    assert!(!server.dir.path().join("server/csi/local").join(&pv).exists());
+    assert!(
+        recorded().contains(&pv),
+        "{pv} in the ledger: {}",
+        recorded()
+    );
+    assert!(
+        !server
+            .dir
+            .path()
+            .join("server/csi/local")
+            .join(&pv)
+            .exists()
+    );
     let pvc_row = k.ok(&["get", "pvc", "dyn", "--no-headers"]);
     for cell in ["Bound", pv.as_str(), "1Gi", "RWO", "local-path"] {
         assert!(
