@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod cni;
 pub mod containerd;
 pub mod cri;
+pub mod csi_node;
 pub mod dns;
 pub mod env;
 pub mod events;
@@ -330,6 +331,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         client.clone(),
         config.node_name.clone(),
         config.pod_network,
+        shutdown.clone(),
+    ));
+    tokio::spawn(csi_node::run(
+        client.clone(),
+        config.node_name.clone(),
+        agent_dir.clone(),
         shutdown.clone(),
     ));
     tokio::spawn(node::heartbeat(

@@ -1869,7 +1869,7 @@ pub async fn teardown(
     for d in log_dirs {
         let _ = std::fs::remove_dir_all(d);
     }
-    crate::volumes::cleanup(&agent.pods_dir, uid);
+    crate::volumes::cleanup(&agent.pods_dir, uid).await;
     if !sandboxes.is_empty() || !containers.is_empty() {
         tracing::info!(
             %uid,

@@ -2,7 +2,9 @@
 //! to the runtime as bind mounts: emptyDir (a directory, or a tmpfs for `medium: Memory`),
 //! hostPath (with upstream's type checks), and configMap, secret, downwardAPI and projected
 //! volumes written as the kubelet's AtomicWriter does (a timestamped directory published by
-//! swapping the `..data` symlink), re-projected on every pod sync so updates reach running pods.
+//! swapping the `..data` symlink), re-projected on every pod sync so updates reach running pods;
+//! persistentVolumeClaims of hostPath PVs directly, of CSI PVs through the driver
+//! (`csi_node`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -23,6 +25,8 @@ use crate::env::{self, NodeFacts};
 pub enum VolumeError {
     #[error("MountVolume.SetUp failed for volume {volume:?} : {message}")]
     Setup { volume: String, message: String },
+    #[error("MountVolume.MountDevice failed for volume {volume:?} : {message}")]
+    MountDevice { volume: String, message: String },
     #[error("API: {0}")]
     Api(#[from] kube::Error),
 }
@@ -64,15 +68,59 @@ pub async fn prepare(
     let base = pod_dir(pods_dir, &uid).join("volumes");
     let mut out = HashMap::new();
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-        if let Some(p) = prepare_one(client, ns, &base, pod, node, pod_ip, v).await? {
-            out.insert(v.name.clone(), p);
+        match prepare_one(client, pods_dir, ns, &base, pod, node, pod_ip, v).await {
+            Ok(Some(p)) => {
+                out.insert(v.name.clone(), p);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                failed_mount(client, node, pod, &e);
+                return Err(e);
+            }
         }
     }
     Ok(out)
 }
 
+/// How often the same FailedMount event is recorded for a pod (the sync retries sooner).
+const FAILED_MOUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A `FailedMount` warning about `pod`, as the kubelet's volume manager records, at most
+/// once a minute for the same message.
+fn failed_mount(client: &kube::Client, node: &NodeFacts, pod: &Pod, e: &VolumeError) {
+    type Seen = HashMap<(String, String), std::time::Instant>;
+    static SEEN: std::sync::LazyLock<std::sync::Mutex<Seen>> =
+        std::sync::LazyLock::new(Default::default);
+    if matches!(e, VolumeError::Api(_)) {
+        return;
+    }
+    let message = e.to_string();
+    let key = (
+        pod.metadata.uid.clone().unwrap_or_default(),
+        message.clone(),
+    );
+    {
+        let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        seen.retain(|_, t| now.duration_since(*t) < FAILED_MOUNT_EVERY);
+        if seen.contains_key(&key) {
+            return;
+        }
+        seen.insert(key, now);
+    }
+    crate::events::Recorder::new(client.clone(), node.name.clone()).pod(
+        pod,
+        None,
+        crate::events::WARNING,
+        "FailedMount",
+        message,
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn prepare_one(
     client: &kube::Client,
+    pods_dir: &Path,
     ns: &str,
     base: &Path,
     pod: &Pod,
@@ -107,12 +155,40 @@ async fn prepare_one(
         }));
     }
     if let Some(claim) = &v.persistent_volume_claim {
-        let path = claim_host_path(client, ns, &claim.claim_name)
-            .await?
-            .map_err(|m| setup(&v.name, m))?;
+        let read_only = claim.read_only == Some(true);
+        let pv = match claim_volume(client, ns, &claim.claim_name).await? {
+            Ok(pv) => pv,
+            Err(m) => return Err(setup(&v.name, m)),
+        };
+        let spec = pv.spec.clone().unwrap_or_default();
+        let path = if let Some(hp) = spec.host_path {
+            let kind = hp.type_.unwrap_or_default();
+            check_host_path(&hp.path, &kind).map_err(|m| setup(&v.name, m))?;
+            PathBuf::from(hp.path)
+        } else if spec.csi.is_some() {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let pv_name = pv.metadata.name.clone().unwrap_or_default();
+            crate::csi_node::publish(pods_dir, &uid, &pv, read_only)
+                .await
+                .map_err(|e| match e {
+                    crate::csi_node::MountError::MountDevice(message) => VolumeError::MountDevice {
+                        volume: pv_name.clone(),
+                        message,
+                    },
+                    crate::csi_node::MountError::SetUp(message) => setup(&pv_name, message),
+                })?
+        } else {
+            return Err(setup(
+                &v.name,
+                format!(
+                    "persistentvolume {:?} has an unsupported volume source",
+                    pv.metadata.name.as_deref().unwrap_or_default()
+                ),
+            ));
+        };
         return Ok(Some(Prepared {
             host_path: path,
-            read_only: claim.read_only == Some(true),
+            read_only,
         }));
     }
     let (plugin, payload) = if let Some(cm) = &v.config_map {
@@ -204,13 +280,12 @@ async fn prepare_one(
     }))
 }
 
-/// The host directory behind a claim: its bound PV must be a hostPath PV (CSI PVs are not
-/// published by the agent yet: the local driver's volumes live in the server's data dir).
-async fn claim_host_path(
+/// The PV bound to claim `ns/claim`, or why there is none yet.
+async fn claim_volume(
     client: &kube::Client,
     ns: &str,
     claim: &str,
-) -> Result<Result<PathBuf, String>, kube::Error> {
+) -> Result<Result<PersistentVolume, String>, kube::Error> {
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     let Some(pvc) = pvcs.get_opt(claim).await? else {
         return Ok(Err(format!("persistentvolumeclaim {claim:?} not found")));
@@ -225,23 +300,10 @@ async fn claim_host_path(
         return Ok(Err(format!("PVC {ns}/{claim} is not bound")));
     };
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    let Some(pv) = pvs.get_opt(&pv_name).await? else {
-        return Ok(Err(format!("persistentvolume {pv_name:?} not found")));
-    };
-    let spec = pv.spec.unwrap_or_default();
-    if let Some(hp) = spec.host_path {
-        let kind = hp.type_.unwrap_or_default();
-        return Ok(check_host_path(&hp.path, &kind).map(|()| PathBuf::from(hp.path)));
-    }
-    if let Some(csi) = spec.csi {
-        return Ok(Err(format!(
-            "CSI volumes (driver {}) are not supported by this agent yet",
-            csi.driver
-        )));
-    }
-    Ok(Err(format!(
-        "persistentvolume {pv_name:?} has an unsupported volume source"
-    )))
+    Ok(pvs
+        .get_opt(&pv_name)
+        .await?
+        .ok_or_else(|| format!("persistentvolume {pv_name:?} not found")))
 }
 
 async fn get_config_map(
@@ -611,11 +673,14 @@ fn mount_tmpfs(dir: &Path, size: Option<i64>) -> io::Result<()> {
     Ok(())
 }
 
-/// Unmount what the agent mounted for the pod (tmpfs emptyDirs) and remove its volume dirs.
-pub fn cleanup(pods_dir: &Path, uid: &str) {
+/// Unpublish the pod's CSI volumes through their drivers, unmount what else the agent
+/// mounted for the pod (tmpfs emptyDirs, CSI mounts a driver did not take down) and remove
+/// its volume dirs.
+pub async fn cleanup(pods_dir: &Path, uid: &str) {
     if uid.is_empty() {
         return;
     }
+    crate::csi_node::unpublish_pod(pods_dir, uid).await;
     let dir = pod_dir(pods_dir, uid);
     for p in mount_points_under(&dir) {
         let st = std::process::Command::new("umount").arg(&p).status();

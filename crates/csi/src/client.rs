@@ -21,23 +21,28 @@ pub struct CsiClient {
     pub node: NodeClient<Channel>,
 }
 
+/// A gRPC channel to the unix socket `socket`.
+pub async fn channel(socket: &Path) -> Result<Channel, Error> {
+    let path = socket.to_path_buf();
+    // tonic wants a URI; the connector ignores it and dials the socket.
+    Endpoint::from_static("http://[::]:50051")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let p = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
+            }
+        }))
+        .await
+        .map_err(|source| Error::Connect {
+            socket: socket.to_path_buf(),
+            source,
+        })
+}
+
 impl CsiClient {
     /// Dial the driver's socket.
     pub async fn connect(socket: &Path) -> Result<CsiClient, Error> {
-        let path = socket.to_path_buf();
-        // tonic wants a URI; the connector ignores it and dials the socket.
-        let channel = Endpoint::from_static("http://[::]:50051")
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let p = path.clone();
-                async move {
-                    Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
-                }
-            }))
-            .await
-            .map_err(|source| Error::Connect {
-                socket: socket.to_path_buf(),
-                source,
-            })?;
+        let channel = channel(socket).await?;
         Ok(CsiClient {
             identity: IdentityClient::new(channel.clone()),
             controller: ControllerClient::new(channel.clone()),

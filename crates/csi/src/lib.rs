@@ -1,14 +1,22 @@
 //! Container Storage Interface for Skiff: the CSI v1 gRPC types compiled from the spec's
-//! `csi.proto`, a client over a unix socket, and the built-in driver `local.csi.skiff.dev`.
-//! See `docs/storage.md`.
+//! `csi.proto`, a client over a unix socket, the kubelet plugin registration API, and the
+//! built-in driver `local.csi.skiff.dev`. See `docs/storage.md`.
 
 pub mod client;
 pub mod local;
+pub mod registration;
 
 /// The CSI v1 messages and services, generated at build time from `proto/csi.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod v1 {
     tonic::include_proto!("csi.v1");
+}
+
+/// The kubelet plugin registration API (`pluginregistration.Registration`), generated at
+/// build time from `proto/pluginregistration.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pluginregistration {
+    tonic::include_proto!("pluginregistration");
 }
 
 use std::path::Path;
@@ -58,20 +66,15 @@ pub enum Error {
     Serve(#[from] tonic::transport::Error),
 }
 
-fn incoming(listener: UnixListener) -> impl Stream<Item = std::io::Result<UnixStream>> {
+pub(crate) fn incoming(listener: UnixListener) -> impl Stream<Item = std::io::Result<UnixStream>> {
     futures::stream::unfold(listener, |l| async move {
         let r = l.accept().await.map(|(s, _)| s);
         Some((r, l))
     })
 }
 
-/// Serve `driver`'s Identity, Controller and Node services on the unix socket `socket`
-/// (replacing a stale socket file) until `shutdown`.
-pub async fn serve(
-    socket: &Path,
-    driver: LocalDriver,
-    shutdown: CancellationToken,
-) -> Result<(), Error> {
+/// Bind a unix socket at `socket`, creating its directory and replacing a stale socket file.
+pub fn bind(socket: &Path) -> Result<UnixListener, Error> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             what: format!("creating {}", dir.display()),
@@ -88,10 +91,20 @@ pub async fn serve(
             });
         }
     }
-    let listener = UnixListener::bind(socket).map_err(|source| Error::Io {
+    UnixListener::bind(socket).map_err(|source| Error::Io {
         what: format!("binding {}", socket.display()),
         source,
-    })?;
+    })
+}
+
+/// Serve `driver`'s Identity, Controller and Node services on the unix socket `socket`
+/// (replacing a stale socket file) until `shutdown`.
+pub async fn serve(
+    socket: &Path,
+    driver: LocalDriver,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let listener = bind(socket)?;
     tracing::info!(socket = %socket.display(), driver = LOCAL_DRIVER, "CSI driver serving");
     tonic::transport::Server::builder()
         .add_service(v1::identity_server::IdentityServer::new(driver.clone()))
@@ -99,5 +112,24 @@ pub async fn serve(
         .add_service(v1::node_server::NodeServer::new(driver))
         .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
         .await?;
+    Ok(())
+}
+
+/// Serve `driver` as a node plugin (Identity and Node, as a CSI node DaemonSet does) on
+/// `socket` until `shutdown`; the socket file is removed when it stops.
+pub async fn serve_node(
+    socket: &Path,
+    driver: LocalDriver,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let listener = bind(socket)?;
+    tracing::info!(socket = %socket.display(), driver = LOCAL_DRIVER, "CSI node plugin serving");
+    let r = tonic::transport::Server::builder()
+        .add_service(v1::identity_server::IdentityServer::new(driver.clone()))
+        .add_service(v1::node_server::NodeServer::new(driver))
+        .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
+        .await;
+    let _ = std::fs::remove_file(socket);
+    r?;
     Ok(())
 }

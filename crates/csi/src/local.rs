@@ -1,6 +1,12 @@
 //! The built-in CSI driver `local.csi.skiff.dev`: every volume is a directory `<root>/<id>`
 //! on one node, with capacity accounted against a configured total (a ledger in
-//! `<root>/volumes.json`), and bind-mounted into pods by NodePublishVolume.
+//! `<root>/volumes.json`), and bind-mounted into pods by NodeStage/NodePublishVolume.
+//!
+//! Three roles: [`LocalDriver::new`] does everything on one host (CreateVolume makes the
+//! directory); [`LocalDriver::controller`] runs in the control plane and only keeps the
+//! ledger (volumes are assigned to nodes, each node's total accounted separately);
+//! [`LocalDriver::node`] runs in a node agent and makes a volume's directory when it is first
+//! staged there, accounted against that node's disk.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -17,10 +23,32 @@ use crate::{LOCAL_DRIVER, TOPOLOGY_NODE_KEY};
 /// Capacity given to a volume whose request names none.
 const DEFAULT_CAPACITY: i64 = 1 << 30;
 
+/// Capacity of the volume, bytes; put in the volume context by CreateVolume so the node
+/// side can account a volume it has never seen.
+pub const CONTEXT_CAPACITY: &str = "capacity";
+
+/// One volume of the ledger.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct Recorded {
-    capacity: i64,
-    node: String,
+pub struct Recorded {
+    /// Bytes handed out.
+    pub capacity: i64,
+    /// The node the volume lives on.
+    pub node: String,
+    /// Node side: the reclaim policy of the volume's PV when last seen, which decides
+    /// whether the directory goes once the PV is gone (Delete) or stays (Retain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reclaim: Option<String>,
+}
+
+/// What a driver instance does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Controller and node on one host: CreateVolume makes the directory.
+    Combined,
+    /// Control plane: the ledger only; capacity is accounted per node.
+    Controller,
+    /// Node plugin: directories are made when first staged or published.
+    Node,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -34,6 +62,7 @@ pub struct LocalDriver {
     root: PathBuf,
     node_id: String,
     total: i64,
+    role: Role,
     ledger: Arc<Mutex<Ledger>>,
 }
 
@@ -146,7 +175,36 @@ impl LocalDriver {
         node_id: &str,
         total_bytes: i64,
     ) -> std::io::Result<LocalDriver> {
-        let root = root.into();
+        Self::with_role(root.into(), node_id, total_bytes, Role::Combined)
+    }
+
+    /// The control-plane half: CreateVolume records a volume for the node its topology
+    /// names (`total_bytes` per node) in the ledger under `state_dir` and makes no directory;
+    /// DeleteVolume forgets it (the node removes the directory, see `docs/storage.md`).
+    pub fn controller(
+        state_dir: impl Into<PathBuf>,
+        node_id: &str,
+        total_bytes: i64,
+    ) -> std::io::Result<LocalDriver> {
+        Self::with_role(state_dir.into(), node_id, total_bytes, Role::Controller)
+    }
+
+    /// The node half for node `node_id`: volumes live in `root` on this node, with
+    /// `total_bytes` to hand out; a directory is made when the volume is first staged.
+    pub fn node(
+        root: impl Into<PathBuf>,
+        node_id: &str,
+        total_bytes: i64,
+    ) -> std::io::Result<LocalDriver> {
+        Self::with_role(root.into(), node_id, total_bytes, Role::Node)
+    }
+
+    fn with_role(
+        root: PathBuf,
+        node_id: &str,
+        total_bytes: i64,
+        role: Role,
+    ) -> std::io::Result<LocalDriver> {
         std::fs::create_dir_all(&root)?;
         let ledger = match std::fs::read(root.join("volumes.json")) {
             Ok(b) => serde_json::from_slice(&b).map_err(std::io::Error::other)?,
@@ -157,6 +215,7 @@ impl LocalDriver {
             root,
             node_id: node_id.to_string(),
             total: total_bytes,
+            role,
             ledger: Arc::new(Mutex::new(ledger)),
         })
     }
@@ -179,8 +238,100 @@ impl LocalDriver {
             .map_err(|e| io_status("writing ledger", e))
     }
 
-    fn used(ledger: &Ledger) -> i64 {
-        ledger.volumes.values().map(|v| v.capacity).sum()
+    /// Bytes handed out on `node` (the controller accounts every node on its own; the
+    /// other roles have one disk).
+    fn used(&self, ledger: &Ledger, node: &str) -> i64 {
+        ledger
+            .volumes
+            .values()
+            .filter(|v| self.role != Role::Controller || v.node == node)
+            .map(|v| v.capacity)
+            .sum()
+    }
+
+    /// The volumes of the ledger.
+    pub fn volumes(&self) -> BTreeMap<String, Recorded> {
+        self.lock().volumes.clone()
+    }
+
+    /// Remember the reclaim policy of volume `id`'s PV (node side).
+    pub fn set_reclaim(&self, id: &str, policy: &str) -> Result<(), Status> {
+        let mut ledger = self.lock();
+        match ledger.volumes.get_mut(id) {
+            Some(rec) if rec.reclaim.as_deref() != Some(policy) => {
+                rec.reclaim = Some(policy.to_string());
+            }
+            _ => return Ok(()),
+        }
+        self.persist(&ledger)
+    }
+
+    /// Remove volume `id`'s directory and forget it (node side, once its PV is gone with
+    /// reclaim policy Delete).
+    pub fn remove(&self, id: &str) -> Result<(), Status> {
+        valid_id(id)?;
+        let mut ledger = self.lock();
+        match std::fs::remove_dir_all(self.volume_path(id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_status("removing volume", e)),
+        }
+        if ledger.volumes.remove(id).is_some() {
+            self.persist(&ledger)?;
+        }
+        tracing::info!(volume = %id, "removed local volume directory");
+        Ok(())
+    }
+
+    /// The directory of volume `id` on this node: made (and accounted, with the capacity
+    /// the volume context names) when the node role sees the volume first.
+    fn ensure_local(&self, id: &str, context: &HashMap<String, String>) -> Result<PathBuf, Status> {
+        let dir = self.volume_path(id);
+        if self.role != Role::Node {
+            if !dir.is_dir() {
+                return Err(Status::not_found(format!("volume {id} not found")));
+            }
+            return Ok(dir);
+        }
+        // A volume made for another node must not quietly start empty here.
+        if let Some(node) = context.get("node").filter(|n| **n != self.node_id) {
+            return Err(Status::failed_precondition(format!(
+                "volume {id} lives on node {node}, not on {}",
+                self.node_id
+            )));
+        }
+        let mut ledger = self.lock();
+        if ledger.volumes.contains_key(id) && dir.is_dir() {
+            return Ok(dir);
+        }
+        let capacity = context
+            .get(CONTEXT_CAPACITY)
+            .and_then(|c| c.parse::<i64>().ok())
+            .filter(|c| *c > 0)
+            .unwrap_or(DEFAULT_CAPACITY);
+        if !ledger.volumes.contains_key(id) {
+            let free = self.total - self.used(&ledger, &self.node_id);
+            if capacity > free {
+                return Err(Status::resource_exhausted(format!(
+                    "insufficient capacity on node {}: volume {id} needs {capacity} bytes, {free} available",
+                    self.node_id
+                )));
+            }
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| io_status("creating volume", e))?;
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .map_err(|e| io_status("chmod volume", e))?;
+        ledger
+            .volumes
+            .entry(id.to_string())
+            .or_insert_with(|| Recorded {
+                capacity,
+                node: self.node_id.clone(),
+                reclaim: None,
+            });
+        self.persist(&ledger)?;
+        tracing::info!(volume = %id, capacity, node = %self.node_id, "created local volume directory");
+        Ok(dir)
     }
 
     fn requested_node(&self, req: Option<&v1::TopologyRequirement>) -> String {
@@ -284,39 +435,45 @@ impl Controller for LocalDriver {
                 )));
             }
         } else {
-            let free = self.total - Self::used(&ledger);
+            let free = self.total - self.used(&ledger, &node);
             if capacity > free {
                 return Err(Status::resource_exhausted(format!(
                     "insufficient capacity: requested {capacity} bytes, {free} available"
                 )));
             }
-            let dir = self.volume_path(&id);
-            std::fs::create_dir_all(&dir).map_err(|e| io_status("creating volume", e))?;
-            // Pods running as any user may write, as with k3s's local-path.
-            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
-                .map_err(|e| io_status("chmod volume", e))?;
+            if self.role == Role::Combined {
+                let dir = self.volume_path(&id);
+                std::fs::create_dir_all(&dir).map_err(|e| io_status("creating volume", e))?;
+                // Pods running as any user may write, as with k3s's local-path.
+                std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+                    .map_err(|e| io_status("chmod volume", e))?;
+            }
             ledger.volumes.insert(
                 id.clone(),
                 Recorded {
                     capacity,
                     node: node.clone(),
+                    reclaim: None,
                 },
             );
             self.persist(&ledger)?;
             tracing::info!(volume = %id, capacity, node = %node, "created local volume");
         }
-        let rec = ledger
-            .volumes
-            .get(&id)
-            .cloned()
-            .unwrap_or(Recorded { capacity, node });
+        let rec = ledger.volumes.get(&id).cloned().unwrap_or(Recorded {
+            capacity,
+            node,
+            reclaim: None,
+        });
         Ok(Response::new(v1::CreateVolumeResponse {
             volume: Some(v1::Volume {
                 capacity_bytes: rec.capacity,
                 volume_id: id,
-                volume_context: [("node".to_string(), rec.node.clone())]
-                    .into_iter()
-                    .collect(),
+                volume_context: [
+                    ("node".to_string(), rec.node.clone()),
+                    (CONTEXT_CAPACITY.to_string(), rec.capacity.to_string()),
+                ]
+                .into_iter()
+                .collect(),
                 content_source: None,
                 accessible_topology: vec![topology(&rec.node)],
             }),
@@ -330,10 +487,13 @@ impl Controller for LocalDriver {
         let id = req.into_inner().volume_id;
         valid_id(&id)?;
         let mut ledger = self.lock();
-        match std::fs::remove_dir_all(self.volume_path(&id)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_status("removing volume", e)),
+        // The controller role has no directory to remove: the volume's node does that.
+        if self.role != Role::Controller {
+            match std::fs::remove_dir_all(self.volume_path(&id)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_status("removing volume", e)),
+            }
         }
         if ledger.volumes.remove(&id).is_some() {
             self.persist(&ledger)?;
@@ -349,7 +509,12 @@ impl Controller for LocalDriver {
         let req = req.into_inner();
         let want = req.capacity_range.unwrap_or_default().required_bytes;
         let mut ledger = self.lock();
-        let used = Self::used(&ledger);
+        let node = ledger
+            .volumes
+            .get(&req.volume_id)
+            .map(|r| r.node.clone())
+            .unwrap_or_default();
+        let used = self.used(&ledger, &node);
         let Some(rec) = ledger.volumes.get_mut(&req.volume_id) else {
             return Err(Status::not_found(format!(
                 "volume {} not found",
@@ -376,11 +541,16 @@ impl Controller for LocalDriver {
 
     async fn get_capacity(
         &self,
-        _: Request<v1::GetCapacityRequest>,
+        req: Request<v1::GetCapacityRequest>,
     ) -> Result<Response<v1::GetCapacityResponse>, Status> {
+        let node = req
+            .into_inner()
+            .accessible_topology
+            .and_then(|t| t.segments.get(TOPOLOGY_NODE_KEY).cloned())
+            .unwrap_or_else(|| self.node_id.clone());
         let ledger = self.lock();
         Ok(Response::new(v1::GetCapacityResponse {
-            available_capacity: self.total - Self::used(&ledger),
+            available_capacity: self.total - self.used(&ledger, &node),
             maximum_volume_size: None,
             minimum_volume_size: None,
         }))
@@ -458,13 +628,13 @@ impl Node for LocalDriver {
         ) {
             return Err(Status::invalid_argument("block volumes are not supported"));
         }
-        let source = self.volume_path(&req.volume_id);
-        if !source.is_dir() {
-            return Err(Status::not_found(format!(
-                "volume {} not found",
-                req.volume_id
-            )));
-        }
+        // From the staging mount when the CO staged the volume, else the directory itself.
+        let staged = PathBuf::from(&req.staging_target_path);
+        let source = if !req.staging_target_path.is_empty() && is_mount_point(&staged) {
+            staged
+        } else {
+            self.ensure_local(&req.volume_id, &req.volume_context)?
+        };
         let target = PathBuf::from(&req.target_path);
         std::fs::create_dir_all(&target).map_err(|e| io_status("creating target", e))?;
         if is_mount_point(&target) {
@@ -544,17 +714,76 @@ impl Node for LocalDriver {
         }))
     }
 
+    async fn node_stage_volume(
+        &self,
+        req: Request<v1::NodeStageVolumeRequest>,
+    ) -> Result<Response<v1::NodeStageVolumeResponse>, Status> {
+        let req = req.into_inner();
+        valid_id(&req.volume_id)?;
+        if req.staging_target_path.is_empty() {
+            return Err(Status::invalid_argument(
+                "staging target path missing in request",
+            ));
+        }
+        let Some(cap) = req.volume_capability else {
+            return Err(Status::invalid_argument(
+                "volume capability missing in request",
+            ));
+        };
+        if matches!(
+            cap.access_type,
+            Some(v1::volume_capability::AccessType::Block(_))
+        ) {
+            return Err(Status::invalid_argument("block volumes are not supported"));
+        }
+        let source = self.ensure_local(&req.volume_id, &req.volume_context)?;
+        let staging = PathBuf::from(&req.staging_target_path);
+        std::fs::create_dir_all(&staging).map_err(|e| io_status("creating staging path", e))?;
+        if !is_mount_point(&staging) {
+            run(
+                "mount",
+                &[
+                    "--bind",
+                    &source.to_string_lossy(),
+                    &staging.to_string_lossy(),
+                ],
+            )?;
+            tracing::info!(volume = %req.volume_id, staging = %staging.display(), "staged volume");
+        }
+        Ok(Response::new(v1::NodeStageVolumeResponse {}))
+    }
+
+    async fn node_unstage_volume(
+        &self,
+        req: Request<v1::NodeUnstageVolumeRequest>,
+    ) -> Result<Response<v1::NodeUnstageVolumeResponse>, Status> {
+        let req = req.into_inner();
+        if req.staging_target_path.is_empty() {
+            return Err(Status::invalid_argument(
+                "staging target path missing in request",
+            ));
+        }
+        let staging = PathBuf::from(&req.staging_target_path);
+        if is_mount_point(&staging) {
+            run("umount", &[&staging.to_string_lossy()])?;
+            tracing::info!(volume = %req.volume_id, staging = %staging.display(), "unstaged volume");
+        }
+        Ok(Response::new(v1::NodeUnstageVolumeResponse {}))
+    }
+
     async fn node_get_capabilities(
         &self,
         _: Request<v1::NodeGetCapabilitiesRequest>,
     ) -> Result<Response<v1::NodeGetCapabilitiesResponse>, Status> {
         use v1::node_service_capability::{Rpc, Type, rpc};
+        let cap = |t: rpc::Type| v1::NodeServiceCapability {
+            r#type: Some(Type::Rpc(Rpc { r#type: t as i32 })),
+        };
         Ok(Response::new(v1::NodeGetCapabilitiesResponse {
-            capabilities: vec![v1::NodeServiceCapability {
-                r#type: Some(Type::Rpc(Rpc {
-                    r#type: rpc::Type::GetVolumeStats as i32,
-                })),
-            }],
+            capabilities: vec![
+                cap(rpc::Type::StageUnstageVolume),
+                cap(rpc::Type::GetVolumeStats),
+            ],
         }))
     }
 

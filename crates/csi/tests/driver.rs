@@ -379,3 +379,217 @@ async fn publish_bind_mounts_the_volume_and_unpublish_removes_it() {
     assert!(!skiff_csi::local::is_mount_point(&ro));
     r.stop().await;
 }
+
+#[tokio::test]
+async fn controller_role_records_per_node_and_makes_no_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("ctl.sock");
+    let driver =
+        LocalDriver::controller(dir.path().join("state"), "server", 2 * GI).expect("driver");
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn({
+        let (socket, shutdown) = (socket.clone(), shutdown.clone());
+        async move { skiff_csi::serve(&socket, driver, shutdown).await }
+    });
+    let mut c = connect(&socket).await;
+    let made = c
+        .controller
+        .create_volume(create_req("pvc-a", 2 * GI, Some("node-1")))
+        .await
+        .expect("create on node-1")
+        .into_inner()
+        .volume
+        .expect("volume");
+    assert_eq!(
+        made.volume_context.get("node").map(String::as_str),
+        Some("node-1")
+    );
+    assert_eq!(
+        made.volume_context.get("capacity").map(String::as_str),
+        Some("2147483648")
+    );
+    assert!(
+        !dir.path().join("state/pvc-a").exists(),
+        "no directory in the control plane"
+    );
+    // Each node has its own total: node-1 is full, node-2 is not.
+    let full = c
+        .controller
+        .create_volume(create_req("pvc-b", GI, Some("node-1")))
+        .await
+        .expect_err("node-1 is full");
+    assert_eq!(full.code(), tonic::Code::ResourceExhausted);
+    c.controller
+        .create_volume(create_req("pvc-b", GI, Some("node-2")))
+        .await
+        .expect("node-2 has room");
+    c.controller
+        .delete_volume(v1::DeleteVolumeRequest {
+            volume_id: "pvc-a".into(),
+            secrets: Default::default(),
+        })
+        .await
+        .expect("delete");
+    c.controller
+        .create_volume(create_req("pvc-c", GI, Some("node-1")))
+        .await
+        .expect("room again on node-1");
+    shutdown.cancel();
+    server.await.expect("join").expect("served");
+}
+
+async fn connect(socket: &Path) -> CsiClient {
+    for _ in 0..200 {
+        if socket.exists()
+            && let Ok(c) = CsiClient::connect(socket).await
+        {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("socket {} never came up", socket.display());
+}
+
+#[tokio::test]
+async fn registration_socket_names_the_driver_and_its_endpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reg = dir.path().join("registry/local-reg.sock");
+    let endpoint = dir.path().join("plugins/local/csi.sock");
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn({
+        let (reg, shutdown) = (reg.clone(), shutdown.clone());
+        let registrar = skiff_csi::registration::Registrar {
+            name: LOCAL_DRIVER.into(),
+            endpoint: endpoint.clone(),
+        };
+        async move { skiff_csi::registration::serve(&reg, registrar, shutdown).await }
+    });
+    let mut info = None;
+    for _ in 0..200 {
+        if let Ok(i) = skiff_csi::registration::get_info(&reg).await {
+            info = Some(i);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let info = info.expect("GetInfo");
+    assert_eq!(info.r#type, "CSIPlugin");
+    assert_eq!(info.name, LOCAL_DRIVER);
+    assert_eq!(info.endpoint, endpoint.display().to_string());
+    assert_eq!(info.supported_versions, ["1.0.0"]);
+    skiff_csi::registration::notify(&reg, true, "")
+        .await
+        .expect("notify");
+    shutdown.cancel();
+    server.await.expect("join").expect("served");
+    assert!(!reg.exists(), "the socket goes with the server");
+}
+
+#[tokio::test]
+async fn node_role_stages_by_making_the_directory_with_node_accounting() {
+    if !is_root() {
+        eprintln!("skipping: bind mounts need root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("node.sock");
+    let root = dir.path().join("volumes");
+    let driver = LocalDriver::node(&root, "node-1", GI).expect("driver");
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn({
+        let (socket, shutdown, driver) = (socket.clone(), shutdown.clone(), driver.clone());
+        async move { skiff_csi::serve_node(&socket, driver, shutdown).await }
+    });
+    let mut c = connect(&socket).await;
+    let caps = c
+        .node
+        .node_get_capabilities(v1::NodeGetCapabilitiesRequest {})
+        .await
+        .expect("caps")
+        .into_inner();
+    assert!(caps.capabilities.iter().any(|cap| matches!(
+        &cap.r#type,
+        Some(v1::node_service_capability::Type::Rpc(r))
+            if r.r#type == v1::node_service_capability::rpc::Type::StageUnstageVolume as i32
+    )));
+    let ctx = |node: &str, bytes: i64| -> std::collections::HashMap<String, String> {
+        [
+            ("node".to_string(), node.to_string()),
+            ("capacity".to_string(), bytes.to_string()),
+        ]
+        .into()
+    };
+    let stage = |id: &str, staging: &Path, context| v1::NodeStageVolumeRequest {
+        volume_id: id.into(),
+        staging_target_path: staging.display().to_string(),
+        volume_capability: Some(mount_cap()),
+        volume_context: context,
+        ..Default::default()
+    };
+    let staging = dir.path().join("staging/a/globalmount");
+    let _g1 = MountGuard(staging.clone());
+    c.node
+        .node_stage_volume(stage("pvc-a", &staging, ctx("node-1", GI / 2)))
+        .await
+        .expect("stage");
+    assert!(root.join("pvc-a").is_dir(), "directory made at stage time");
+    assert!(skiff_csi::local::is_mount_point(&staging));
+    assert_eq!(driver.volumes()["pvc-a"].capacity, GI / 2);
+    // Another volume that does not fit on this node, and one of another node.
+    let other = dir.path().join("staging/b/globalmount");
+    let _g2 = MountGuard(other.clone());
+    let full = c
+        .node
+        .node_stage_volume(stage("pvc-b", &other, ctx("node-1", GI)))
+        .await
+        .expect_err("no room");
+    assert_eq!(full.code(), tonic::Code::ResourceExhausted);
+    let foreign = c
+        .node
+        .node_stage_volume(stage("pvc-c", &other, ctx("node-2", 1)))
+        .await
+        .expect_err("another node's volume");
+    assert_eq!(foreign.code(), tonic::Code::FailedPrecondition);
+    assert!(!root.join("pvc-c").exists());
+    // Publish from the staging mount: writes land in the volume directory.
+    let target = dir
+        .path()
+        .join("pods/u/volumes/kubernetes.io~csi/pvc-a/mount");
+    let _g3 = MountGuard(target.clone());
+    c.node
+        .node_publish_volume(v1::NodePublishVolumeRequest {
+            volume_id: "pvc-a".into(),
+            staging_target_path: staging.display().to_string(),
+            target_path: target.display().to_string(),
+            volume_capability: Some(mount_cap()),
+            volume_context: ctx("node-1", GI / 2),
+            ..Default::default()
+        })
+        .await
+        .expect("publish");
+    std::fs::write(target.join("f"), b"x").expect("write");
+    assert!(root.join("pvc-a/f").is_file());
+    c.node
+        .node_unpublish_volume(v1::NodeUnpublishVolumeRequest {
+            volume_id: "pvc-a".into(),
+            target_path: target.display().to_string(),
+        })
+        .await
+        .expect("unpublish");
+    c.node
+        .node_unstage_volume(v1::NodeUnstageVolumeRequest {
+            volume_id: "pvc-a".into(),
+            staging_target_path: staging.display().to_string(),
+        })
+        .await
+        .expect("unstage");
+    assert!(!skiff_csi::local::is_mount_point(&staging));
+    // The node removes a deleted volume's directory itself.
+    driver.set_reclaim("pvc-a", "Delete").expect("reclaim");
+    assert_eq!(driver.volumes()["pvc-a"].reclaim.as_deref(), Some("Delete"));
+    driver.remove("pvc-a").expect("remove");
+    assert!(!root.join("pvc-a").exists());
+    assert!(driver.volumes().is_empty());
+    shutdown.cancel();
+    server.await.expect("join").expect("served");
+}

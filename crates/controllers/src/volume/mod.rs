@@ -165,9 +165,10 @@ pub fn local_socket(server_dir: &std::path::Path) -> std::path::PathBuf {
     server_dir.join("csi").join("local.sock")
 }
 
-/// Run the built-in CSI driver `local.csi.skiff.dev` on `<server_dir>/csi/local.sock`
-/// (volumes under `<server_dir>/csi/local/`, capacity = that filesystem's size, node id = this
-/// host's name) and the provisioner for it, until `shutdown`.
+/// Run the controller half of the built-in CSI driver `local.csi.skiff.dev` on
+/// `<server_dir>/csi/local.sock` (its ledger in `<server_dir>/csi/local/volumes.json`, each
+/// node accounted up to this filesystem's size, volumes on the node the topology names) and
+/// the provisioner for it, until `shutdown`.
 pub async fn run_local_storage(
     client: kube::Client,
     server_dir: std::path::PathBuf,
@@ -188,7 +189,9 @@ pub async fn run_local_storage(
             return;
         }
     };
-    let driver = match skiff_csi::LocalDriver::new(&root, &node, total) {
+    // The control-plane half only: volume directories live on the nodes, made by each
+    // agent's node plugin at stage time and removed by it once the PV is gone.
+    let driver = match skiff_csi::LocalDriver::controller(&root, &node, total) {
         Ok(d) => d,
         Err(e) => {
             tracing::error!(dir = %root.display(), error = %e, "local CSI driver not started");
