@@ -576,10 +576,8 @@ async fn inside(args: &StartupBenchArgs, dir: &Path) -> anyhow::Result<()> {
     println!(
         "\nraw CRI on the agent's containerd (RunPodSandbox + CreateContainer + StartContainer)"
     );
-    println!("{}", stats("total", &raw_cri.total));
-    println!("{}", stats("  RunPodSandbox (incl. CNI)", &raw_cri.sandbox));
-    println!("{}", stats("  CreateContainer", &raw_cri.create));
-    println!("{}", stats("  StartContainer", &raw_cri.start));
+    raw_cri.0.print(&format!("{} sequential", args.raw));
+    raw_cri.1.print(&format!("{} concurrent", args.concurrent));
     println!("\nraw runc (`runc run -d`, busybox bundle, new empty netns, no CNI, no containerd)");
     println!("{}", stats("total", &raw_runc));
     let mib = |k: u64| k as f64 / 1024.0;
@@ -626,86 +624,141 @@ struct RawCri {
     start: Vec<Duration>,
 }
 
-async fn raw_cri(cri: &Cri, args: &StartupBenchArgs, dir: &Path) -> anyhow::Result<RawCri> {
+impl RawCri {
+    fn add(&mut self, t: [Duration; 3]) {
+        self.total.push(t[0] + t[1] + t[2]);
+        self.sandbox.push(t[0]);
+        self.create.push(t[1]);
+        self.start.push(t[2]);
+    }
+
+    fn print(&self, label: &str) {
+        println!("{}", stats(&format!("{label}: total"), &self.total));
+        println!("{}", stats("  RunPodSandbox (incl. CNI)", &self.sandbox));
+        println!("{}", stats("  CreateContainer", &self.create));
+        println!("{}", stats("  StartContainer", &self.start));
+    }
+}
+
+/// One sandbox and its busybox container through raw CRI calls: the time of each call and the
+/// sandbox's ID.
+async fn raw_cri_one(
+    cri: &Cri,
+    cgroup_root: &str,
+    dir: &Path,
+    name: &str,
+) -> anyhow::Result<([Duration; 3], String)> {
     let mut rt = cri.rt.clone();
-    let mut out = RawCri::default();
-    for i in 0..args.raw {
-        let uid = format!("raw-cri-{i}-{}", std::process::id());
-        let logs = dir.join("raw-cri").join(&uid);
-        std::fs::create_dir_all(&logs)?;
-        // No io.kubernetes.pod.uid label: the agent's orphan sweep leaves these alone.
-        let config = api::PodSandboxConfig {
-            metadata: Some(api::PodSandboxMetadata {
-                name: format!("raw-{i}"),
-                uid: uid.clone(),
-                namespace: "bench-raw".into(),
-                attempt: 0,
-            }),
-            hostname: format!("raw-{i}"),
-            log_directory: logs.display().to_string(),
-            linux: Some(api::LinuxPodSandboxConfig {
-                cgroup_parent: format!("{}/raw/pod{uid}", args.cgroup_root),
-                ..Default::default()
-            }),
+    let uid = format!("{name}-{}", std::process::id());
+    let logs = dir.join("raw-cri").join(&uid);
+    std::fs::create_dir_all(&logs)?;
+    // No io.kubernetes.pod.uid label: the agent's orphan sweep leaves these alone.
+    let config = api::PodSandboxConfig {
+        metadata: Some(api::PodSandboxMetadata {
+            name: name.into(),
+            uid: uid.clone(),
+            namespace: "bench-raw".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: logs.display().to_string(),
+        linux: Some(api::LinuxPodSandboxConfig {
+            cgroup_parent: format!("{cgroup_root}/raw/pod{uid}"),
             ..Default::default()
-        };
-        let t0 = Instant::now();
-        let sandbox = rt
-            .run_pod_sandbox(api::RunPodSandboxRequest {
-                config: Some(config.clone()),
-                runtime_handler: String::new(),
-            })
-            .await
-            .context("RunPodSandbox")?
-            .into_inner()
-            .pod_sandbox_id;
-        let t1 = Instant::now();
-        let container = rt
-            .create_container(api::CreateContainerRequest {
-                pod_sandbox_id: sandbox.clone(),
-                config: Some(api::ContainerConfig {
-                    metadata: Some(api::ContainerMetadata {
-                        name: "main".into(),
-                        attempt: 0,
-                    }),
-                    image: Some(api::ImageSpec {
-                        image: IMAGE.into(),
-                        ..Default::default()
-                    }),
-                    command: vec!["sh".into(), "-c".into(), COMMAND.into()],
-                    log_path: "main/0.log".into(),
+        }),
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let sandbox = rt
+        .run_pod_sandbox(api::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .context("RunPodSandbox")?
+        .into_inner()
+        .pod_sandbox_id;
+    let t1 = Instant::now();
+    let container = rt
+        .create_container(api::CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(api::ContainerConfig {
+                metadata: Some(api::ContainerMetadata {
+                    name: "main".into(),
+                    attempt: 0,
+                }),
+                image: Some(api::ImageSpec {
+                    image: IMAGE.into(),
                     ..Default::default()
                 }),
-                sandbox_config: Some(config),
-            })
-            .await
-            .context("CreateContainer")?
-            .into_inner()
-            .container_id;
-        let t2 = Instant::now();
-        rt.start_container(api::StartContainerRequest {
-            container_id: container,
+                command: vec!["sh".into(), "-c".into(), COMMAND.into()],
+                log_path: "main/0.log".into(),
+                ..Default::default()
+            }),
+            sandbox_config: Some(config),
         })
         .await
-        .context("StartContainer")?;
-        let t3 = Instant::now();
-        out.total.push(t3 - t0);
-        out.sandbox.push(t1 - t0);
-        out.create.push(t2 - t1);
-        out.start.push(t3 - t2);
-        // Torn down untimed, so the next one starts on a quiet node as the pods did.
-        rt.stop_pod_sandbox(api::StopPodSandboxRequest {
-            pod_sandbox_id: sandbox.clone(),
-        })
-        .await
-        .context("StopPodSandbox")?;
-        rt.remove_pod_sandbox(api::RemovePodSandboxRequest {
-            pod_sandbox_id: sandbox,
-        })
-        .await
-        .context("RemovePodSandbox")?;
+        .context("CreateContainer")?
+        .into_inner()
+        .container_id;
+    let t2 = Instant::now();
+    rt.start_container(api::StartContainerRequest {
+        container_id: container,
+    })
+    .await
+    .context("StartContainer")?;
+    let t3 = Instant::now();
+    Ok(([t1 - t0, t2 - t1, t3 - t2], sandbox))
+}
+
+async fn raw_cri_remove(cri: &Cri, sandbox: String) -> anyhow::Result<()> {
+    let mut rt = cri.rt.clone();
+    rt.stop_pod_sandbox(api::StopPodSandboxRequest {
+        pod_sandbox_id: sandbox.clone(),
+    })
+    .await
+    .context("StopPodSandbox")?;
+    rt.remove_pod_sandbox(api::RemovePodSandboxRequest {
+        pod_sandbox_id: sandbox,
+    })
+    .await
+    .context("RemovePodSandbox")?;
+    Ok(())
+}
+
+/// Raw CRI, one after another (each torn down untimed before the next, as the pods were), then
+/// as many at once as the concurrent pods.
+async fn raw_cri(
+    cri: &Cri,
+    args: &StartupBenchArgs,
+    dir: &Path,
+) -> anyhow::Result<(RawCri, RawCri)> {
+    let mut sequential = RawCri::default();
+    for i in 0..args.raw {
+        let (t, sandbox) = raw_cri_one(cri, &args.cgroup_root, dir, &format!("raw-{i}")).await?;
+        sequential.add(t);
+        raw_cri_remove(cri, sandbox).await?;
     }
-    Ok(out)
+    let mut concurrent = RawCri::default();
+    let runs = (0..args.concurrent).map(|i| {
+        let name = format!("raw-par-{i}");
+        async move { raw_cri_one(cri, &args.cgroup_root, dir, &name).await }
+    });
+    let results = futures::future::join_all(runs).await;
+    let mut failed = None;
+    for r in results {
+        match r {
+            Ok((t, sandbox)) => {
+                concurrent.add(t);
+                raw_cri_remove(cri, sandbox).await?;
+            }
+            Err(e) => failed = Some(e),
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok((sequential, concurrent))
 }
 
 fn raw_runc(args: &StartupBenchArgs, dir: &Path) -> anyhow::Result<Vec<Duration>> {
