@@ -406,3 +406,64 @@ pub fn default_node_name() -> String {
         .to_string_lossy()
         .to_lowercase()
 }
+
+/// The node IP of an agent that reaches its API server over loopback (the one inside
+/// `skiff server`): the first global address of this host's interfaces, IPv4 before IPv6,
+/// skipping the pod bridge and the VXLAN device the agent makes itself (after a restart they
+/// carry pod-network addresses).
+pub fn host_address() -> Option<IpAddr> {
+    let out = std::process::Command::new("ip")
+        .args(["-o", "addr", "show", "scope", "global"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    first_host_address(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Parses `ip -o addr show scope global` (`2: eth0    inet 10.0.0.2/24 brd … scope global eth0`).
+fn first_host_address(text: &str) -> Option<IpAddr> {
+    let ours = ["cni0", podnet::VXLAN_DEVICE];
+    let addrs: Vec<IpAddr> = text
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let ifname = words.nth(1)?.split('@').next()?;
+            let _family = words.next()?;
+            let addr = words.next()?.split('/').next()?.parse().ok()?;
+            (!ours.contains(&ifname)).then_some(addr)
+        })
+        .filter(|a: &IpAddr| !a.is_loopback())
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+}
+
+#[cfg(test)]
+mod host_address_tests {
+    use super::*;
+
+    #[test]
+    fn the_first_global_ipv4_address_wins_and_the_agents_own_devices_are_skipped() {
+        let text = "\
+3: cni0    inet 10.244.0.1/24 brd 10.244.0.255 scope global cni0\\       valid_lft forever preferred_lft forever
+4: eth0    inet6 fd00::2/64 scope global \\       valid_lft forever preferred_lft forever
+4: eth0    inet 10.123.0.2/24 scope global eth0\\       valid_lft forever preferred_lft forever
+5: eth1    inet 192.168.1.9/24 scope global eth1\\       valid_lft forever preferred_lft forever
+";
+        assert_eq!(first_host_address(text), Some([10, 123, 0, 2].into()));
+        let v6_only = "4: eth0    inet6 fd00::2/64 scope global \\       valid_lft forever\n";
+        assert_eq!(
+            first_host_address(v6_only),
+            "fd00::2".parse::<IpAddr>().ok()
+        );
+        assert_eq!(
+            first_host_address("3: cni0    inet 10.244.0.1/24 scope global cni0\n"),
+            None
+        );
+    }
+}

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 mod controllers;
+mod startup;
 
 /// What to benchmark.
 #[derive(Debug, clap::Subcommand)]
@@ -28,6 +29,8 @@ pub enum Bench {
     /// The controller manager rolling out a Deployment onto hollow nodes (in-process API server,
     /// scheduler and hollow nodes; per-component CPU time).
     Controllers(controllers::ControllersBenchArgs),
+    /// Pod startup on one real node (root; in a network namespace it creates and removes).
+    Startup(startup::StartupBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -67,6 +70,7 @@ impl Bench {
         match self {
             Bench::Scheduler(a) => &a.log,
             Bench::Controllers(a) => &a.log,
+            Bench::Startup(a) => &a.log,
         }
     }
 }
@@ -76,6 +80,7 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Scheduler(args) => scheduler(args).await,
         Bench::Controllers(args) => controllers::run(args).await,
+        Bench::Startup(args) => startup::run(args).await,
     }
 }
 

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 mod cluster;
 mod join;
 mod leader;
+mod server_agent;
 
 /// Skiff: a Kubernetes-compatible container orchestrator in one binary.
 #[derive(Debug, Parser)]
@@ -281,10 +282,23 @@ struct ServerArgs {
     /// HTTPS port of the API server (0 picks a free port).
     #[arg(long, default_value_t = 6443)]
     https_listen_port: u16,
-    /// Do not run a node agent on this host (control plane only). The node agent is not part of
-    /// this build yet, so the server runs the control plane only either way.
+    /// Do not run a node agent on this host (control plane only).
     #[arg(long)]
     disable_agent: bool,
+    /// Name of this host's node (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// This host's node address (default: the bind address if it is a specific non-loopback
+    /// one, else the host's first non-loopback address).
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// An existing CRI socket (`unix:///...`) for this host's agent; without it the agent runs
+    /// its own containerd under `<data-dir>/agent`.
+    #[arg(long)]
+    container_runtime_endpoint: Option<String>,
+    /// Parent cgroup of this host's pods.
+    #[arg(long, default_value = "/kubepods")]
+    cgroup_root: String,
     /// Do not run the scheduler in this server (as k3s's `--disable-scheduler`).
     #[arg(long)]
     disable_scheduler: bool,
@@ -737,19 +751,52 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             shutdown.clone(),
         ));
     }
-    if !args.disable_agent {
-        tracing::warn!(
-            "the node agent is not part of this build yet; running the control plane only"
-        );
-    }
+    // This host's node agent (k3s's default); it stops with the server, its pods keep running.
+    let agent_shutdown = shutdown.child_token();
+    let mut agent = if args.disable_agent {
+        None
+    } else {
+        let options = server_agent::Options {
+            data_dir: args.data_dir.clone(),
+            node_name: args.node_name.clone(),
+            node_ip: args.node_ip,
+            runtime_endpoint: args.container_runtime_endpoint.clone(),
+            cgroup_root: args.cgroup_root.clone(),
+            cluster_cidr: args.cluster_cidr.clone(),
+            bind_address: args.bind_address,
+        };
+        Some(server_agent::start(&server, options, agent_shutdown.clone()).await?)
+    };
     // One line on stdout that scripts can wait for.
     println!(
         "skiff server ready: https://{} kubeconfig={}",
         server.local_addr,
         kubeconfig.display()
     );
-    wait_for_signal().await;
+    let failed = match agent.as_mut() {
+        Some(run) => tokio::select! {
+            r = run => {
+                agent = None;
+                Some(r.context("agent task").and_then(|r| r))
+            }
+            _ = wait_for_signal() => None,
+        },
+        None => {
+            wait_for_signal().await;
+            None
+        }
+    };
     tracing::info!("shutting down");
+    // The agent stops first, while the API server still takes its last writes; containerd gets
+    // SIGTERM (SIGKILL after 10 s), shims and so containers keep running.
+    agent_shutdown.cancel();
+    if let Some(run) = agent {
+        match tokio::time::timeout(Duration::from_secs(15), run).await {
+            Ok(Ok(Err(e))) => tracing::error!(error = format!("{e:#}"), "node agent"),
+            Ok(_) => {}
+            Err(_) => tracing::warn!("the node agent did not stop within 15s"),
+        }
+    }
     shutdown.cancel();
     tasks.close();
     if tokio::time::timeout(Duration::from_secs(10), tasks.wait())
@@ -758,7 +805,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     {
         tracing::warn!("some tasks did not stop within 10s");
     }
-    Ok(())
+    match failed {
+        Some(Err(e)) => Err(e),
+        Some(Ok(())) => anyhow::bail!("the node agent stopped by itself"),
+        None => Ok(()),
+    }
 }
 
 async fn wait_for_signal() {
