@@ -21,7 +21,8 @@ pub const NAME: &str = "VolumeBinding";
 
 /// Filter reasons (upstream `ErrReason*` of the plugin).
 pub const ERR_REASON_NODE_CONFLICT: &str = "node(s) had volume node affinity conflict";
-pub const ERR_REASON_BIND_CONFLICT: &str = "node(s) didn't find available persistent volumes to bind";
+pub const ERR_REASON_BIND_CONFLICT: &str =
+    "node(s) didn't find available persistent volumes to bind";
 pub const ERR_REASON_PV_NOT_EXIST: &str =
     "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)";
 /// PreFilter reason for claims the PV controller should already have bound.
@@ -590,9 +591,10 @@ pub fn reserve(
             .get_or_insert_with(BTreeMap::new)
             .insert(ANN_BOUND_BY_CONTROLLER.into(), "yes".into());
         pv.spec.get_or_insert_with(Default::default).claim_ref = Some(claim_reference(&c));
-        state
-            .assumed_pvs
-            .insert(pv.metadata.name.clone().unwrap_or_default(), Arc::new(pv.clone()));
+        state.assumed_pvs.insert(
+            pv.metadata.name.clone().unwrap_or_default(),
+            Arc::new(pv.clone()),
+        );
         plan.bindings.push(pv);
     }
     for c in found.provisions {
@@ -782,7 +784,9 @@ mod tests {
 
     fn bound_claim(name: &str, class: &str, pv: &str) -> PersistentVolumeClaim {
         let mut c = claim(name, class, "1Gi");
-        c.spec.as_mut().map(|s| s.volume_name = Some(pv.into()));
+        c.spec
+            .iter_mut()
+            .for_each(|s| s.volume_name = Some(pv.into()));
         c.metadata.annotations = Some(BTreeMap::from([(
             ANN_BIND_COMPLETED.to_string(),
             "yes".to_string(),
@@ -870,7 +874,9 @@ mod tests {
         let snap = setup(vec![], vec![], vec![]);
         let mut cx = CycleState::default();
         assert_eq!(
-            VolumeBinding.pre_filter(&mut cx, &pod_info("p"), &snap).code,
+            VolumeBinding
+                .pre_filter(&mut cx, &pod_info("p"), &snap)
+                .code,
             Code::Skip
         );
     }
@@ -1022,11 +1028,13 @@ mod tests {
     #[test]
     fn wffc_without_volume_or_provisioner_is_a_bind_conflict() {
         let mut ro = volume("ro-a", "local", "5Gi", Some("a"));
-        ro.spec.as_mut().map(|s| s.access_modes = Some(vec!["ReadOnlyMany".into()]));
+        ro.spec
+            .iter_mut()
+            .for_each(|s| s.access_modes = Some(vec!["ReadOnlyMany".into()]));
         let mut labeled_pv = volume("lab-b", "local", "5Gi", Some("b"));
         labeled_pv.metadata.labels = Some(BTreeMap::from([("tier".into(), "gold".into())]));
         let mut c = claim("data", "local", "1Gi");
-        c.spec.as_mut().map(|s| {
+        c.spec.iter_mut().for_each(|s| {
             s.selector = Some(
                 k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
                     match_labels: Some(BTreeMap::from([("tier".into(), "silver".into())])),
@@ -1041,7 +1049,11 @@ mod tests {
                 NOT_SUPPORTED_PROVISIONER,
             )],
             vec![c],
-            vec![ro, labeled_pv, volume("small-a", "local", "100Mi", Some("a"))],
+            vec![
+                ro,
+                labeled_pv,
+                volume("small-a", "local", "100Mi", Some("a")),
+            ],
         );
         let e = unfit(&snap, &pod_with(&["data"]));
         assert_eq!(
@@ -1080,7 +1092,9 @@ mod tests {
         let mut cx = CycleState::default();
         let _ = VolumeBinding.pre_filter(&mut cx, &pod, &snap);
         assert_eq!(
-            VolumeBinding.filter(&cx, &pod, &snap.nodes[1], &snap).reasons,
+            VolumeBinding
+                .filter(&cx, &pod, &snap.nodes[1], &snap)
+                .reasons,
             vec![ERR_REASON_BIND_CONFLICT.to_string()]
         );
     }
@@ -1122,7 +1136,7 @@ mod tests {
         assert_eq!(check(&snap.volumes.read()), Ok(false), "not bound yet");
         // The provisioner made a volume for node a and the PV controller bound it.
         let mut bound = bound_claim("dyn", "lp", "pvc-1");
-        bound.metadata.annotations.as_mut().map(|a| {
+        bound.metadata.annotations.iter_mut().for_each(|a| {
             a.insert(ANN_SELECTED_NODE.into(), "a".into());
         });
         bound.metadata.resource_version = Some("12".into());
@@ -1145,7 +1159,7 @@ mod tests {
     #[test]
     fn prebound_volume_only_where_it_fits() {
         let mut pv = volume("mine", "local", "1Gi", Some("b"));
-        pv.spec.as_mut().map(|s| {
+        pv.spec.iter_mut().for_each(|s| {
             s.claim_ref = Some(ObjectReference {
                 name: Some("data".into()),
                 namespace: Some("default".into()),
