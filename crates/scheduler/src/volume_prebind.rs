@@ -1,14 +1,14 @@
 //! VolumeBinding's PreBind (upstream `BindPodVolumes`): writes the assumed bindings — static
-//! volumes' `claimRef`, claims' `volume.kubernetes.io/selected-node` — with the resourceVersion
-//! they were read at, then waits (bounded) until the PV controller and the provisioner have
+//! volumes' `claimRef` (a replace at the resourceVersion they were read at), claims'
+//! `volume.kubernetes.io/selected-node` (a merge patch) — then waits (bounded) until the PV controller and the provisioner have
 //! bound every claim of the pod, woken by the volume informers rather than polling the server.
 
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 
-use crate::plugins::volume_binding::{PodVolumes, VolumeCache, check_bindings};
+use crate::plugins::volume_binding::{ANN_SELECTED_NODE, PodVolumes, VolumeCache, check_bindings};
 use crate::selector::Labels;
 
 /// Writes the bindings and waits for them; the error is the PreBind status message.
@@ -36,8 +36,19 @@ pub async fn pre_bind(
         let ns = c.metadata.namespace.clone().unwrap_or_default();
         let name = c.metadata.name.clone().unwrap_or_default();
         let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+        // Only the annotation, as a merge patch: the PV controller writes the fresh claim
+        // (finalizer, phase, events) at the same moment, and a full replace would lose that
+        // race for nothing. Volumes keep the conditional replace: two claims may want one.
+        let node = c
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANN_SELECTED_NODE))
+            .cloned()
+            .unwrap_or_default();
+        let patch = serde_json::json!({"metadata": {"annotations": {ANN_SELECTED_NODE: node}}});
         let new = api
-            .replace(&name, &PostParams::default(), c)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| format!("binding volumes: {}", api_message(e)))?;
         tracing::debug!(claim = %format!("{ns}/{name}"), node = %plan.node, "selected node");
