@@ -543,4 +543,42 @@ fn wait_for_first_consumer_provisions_on_the_node_the_scheduler_picks() {
     );
     // Pods scheduled with their volume show no scheduling failure.
     assert!(failed_scheduling(&k, "pinned").is_empty());
+
+    // A provisioner that gives up clears selected-node: PreBind fails with upstream's
+    // message, the pod is not bound, and the next attempt selects a node again.
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: absent}\nprovisioner: example.com/absent\nvolumeBindingMode: WaitForFirstConsumer\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: stuck}\nspec:\n  storageClassName: absent\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n",
+    );
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_with_claim("stuck-user", "stuck"),
+    );
+    let selected = "{.metadata.annotations.volume\\.kubernetes\\.io/selected-node}";
+    let first = eventually(WAIT, "stuck claim gets a selected node", || {
+        let n = jsonpath(&k, &["pvc", "stuck"], selected);
+        (!n.is_empty()).then_some(n)
+    });
+    assert!(first.starts_with("hollow-node-"), "{first}");
+    k.ok(&[
+        "annotate",
+        "pvc",
+        "stuck",
+        "volume.kubernetes.io/selected-node-",
+    ]);
+    eventually(WAIT, "PreBind failure reported", || {
+        failed_scheduling(&k, "stuck-user")
+            .iter()
+            .any(|m| {
+                m == "running PreBind plugin \"VolumeBinding\": binding volumes: provisioning failed for PVC \"stuck\""
+            })
+            .then_some(())
+    });
+    assert!(
+        jsonpath(&k, &["pod", "stuck-user"], "{.spec.nodeName}").is_empty(),
+        "a pod whose claims are not bound is not bound"
+    );
+    eventually(WAIT, "a node selected again", || {
+        (!jsonpath(&k, &["pvc", "stuck"], selected).is_empty()).then_some(())
+    });
 }
