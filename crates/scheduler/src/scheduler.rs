@@ -767,9 +767,7 @@ impl Loop {
     fn on_feedback(&mut self, fb: Feedback) {
         let now = Instant::now();
         match fb {
-            Feedback::Bound { key } => {
-                self.queue.done(&key);
-            }
+            Feedback::Bound { key } => self.queue.done(&key),
             Feedback::PreBindFailed {
                 key,
                 uid,
