@@ -29,7 +29,13 @@ pub async fn pre_bind(
             .replace(&name, &PostParams::default(), pv)
             .await
             .map_err(|e| format!("binding volumes: {}", api_message(e)))?;
-        tracing::debug!(volume = %name, node = %plan.node, "pre-bound volume");
+        let claim = pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.claim_ref.as_ref())
+            .and_then(|r| r.name.clone())
+            .unwrap_or_default();
+        tracing::debug!(volume = %name, %claim, node = %plan.node, "pre-bound volume");
         written_pvs.push(new);
     }
     for c in &plan.provisions {

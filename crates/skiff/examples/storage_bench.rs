@@ -54,6 +54,9 @@ struct Args {
     /// The `skiff` binary (default: next to this example's target dir).
     #[arg(long)]
     skiff_bin: Option<PathBuf>,
+    /// Keep the server's data dir and logs here instead of a temporary directory.
+    #[arg(long)]
+    keep_dir: Option<PathBuf>,
     /// Workloads to run (comma separated): static, wffc-local, wffc-provision.
     #[arg(long, default_value = "static,wffc-local,wffc-provision")]
     workloads: String,
@@ -302,10 +305,17 @@ async fn main() -> anyhow::Result<()> {
             bin.display()
         );
     }
-    let dir = tempfile::tempdir()?;
+    let temp = tempfile::tempdir()?;
+    let dir = match &args.keep_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => temp.path().to_path_buf(),
+    };
     let load_before = load_average();
-    let (_server, kubeconfig) = start_server(&bin, dir.path())?;
-    let _hollow = start_hollow(&bin, &kubeconfig, args.nodes, dir.path())?;
+    let (_server, kubeconfig) = start_server(&bin, &dir)?;
+    let _hollow = start_hollow(&bin, &kubeconfig, args.nodes, &dir)?;
     let client = skiff_scheduler::client_from_kubeconfig(&kubeconfig).await?;
     let timeout = Duration::from_secs(args.timeout_secs);
     let workloads: Vec<&str> = args.workloads.split(',').map(str::trim).collect();
