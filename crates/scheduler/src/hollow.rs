@@ -134,6 +134,12 @@ pub fn node_object(cfg: &HollowConfig, i: usize) -> Node {
         ("beta.kubernetes.io/os".to_string(), "linux".to_string()),
         ("beta.kubernetes.io/arch".to_string(), "amd64".to_string()),
         ("node.skiff.dev/hollow".to_string(), "true".to_string()),
+        // What a kubelet adds once the built-in CSI driver registers (its NodeGetInfo
+        // topology): local-path volumes carry node affinity on this key.
+        (
+            "topology.local.csi.skiff.dev/node".to_string(),
+            name.clone(),
+        ),
     ]);
     labels.extend(cfg.labels.clone());
     let (x, y) = pod_cidr_base(i);

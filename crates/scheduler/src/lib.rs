@@ -12,6 +12,7 @@ pub mod resources;
 pub mod scheduler;
 pub mod selector;
 pub mod snapshot;
+pub mod volume_prebind;
 
 /// The `spec.schedulerName` this scheduler serves.
 pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";

@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Binding, Event, EventSource, Node, ObjectReference, Pod, ReplicationController, Service,
+    Binding, Event, EventSource, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim,
+    Pod, ReplicationController, Service,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
@@ -24,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::DEFAULT_SCHEDULER_NAME;
 use crate::framework::{FitError, Framework, ScheduleError};
+use crate::plugins::volume_binding::{self, PodVolumes};
 use crate::preemption::{self, Outcome, Pdb};
 use crate::queue::SchedulingQueue;
 use crate::selector::{Labels, Selector};
@@ -85,6 +88,13 @@ enum Feedback {
     BindFailed {
         key: String,
         uid: String,
+        error: String,
+    },
+    /// VolumeBinding's PreBind failed (write refused, provisioning failed, timeout).
+    PreBindFailed {
+        key: String,
+        uid: String,
+        pod: Arc<Pod>,
         error: String,
     },
 }
@@ -335,6 +345,9 @@ struct Loop {
     /// WaitForCacheSync, no cycle runs on a partial cluster view.
     pods_synced: bool,
     nodes_synced: bool,
+    /// uid → the volume bindings assumed for a pod whose PreBind/bind is in flight, rolled
+    /// back (Unreserve) if it fails.
+    volume_plans: HashMap<String, PodVolumes>,
 }
 
 impl Loop {
@@ -361,6 +374,7 @@ impl Loop {
             pods_synced: false,
             nodes_synced: false,
             bind_permits: Arc::new(tokio::sync::Semaphore::new(MAX_BINDS_IN_FLIGHT)),
+            volume_plans: HashMap::new(),
         }
     }
 
@@ -391,7 +405,26 @@ impl Loop {
         let mut stateful_sets = watcher(Api::<StatefulSet>::all(self.client.clone()), cfg.clone())
             .default_backoff()
             .boxed();
-        let mut rcs = watcher(Api::<ReplicationController>::all(self.client.clone()), cfg)
+        let mut rcs = watcher(
+            Api::<ReplicationController>::all(self.client.clone()),
+            cfg.clone(),
+        )
+        .default_backoff()
+        .boxed();
+        // VolumeBinding's view of storage.
+        let mut volumes = watcher(
+            Api::<PersistentVolume>::all(self.client.clone()),
+            cfg.clone(),
+        )
+        .default_backoff()
+        .boxed();
+        let mut claims = watcher(
+            Api::<PersistentVolumeClaim>::all(self.client.clone()),
+            cfg.clone(),
+        )
+        .default_backoff()
+        .boxed();
+        let mut storage_classes = watcher(Api::<StorageClass>::all(self.client.clone()), cfg)
             .default_backoff()
             .boxed();
         let mut flush = tokio::time::interval(Duration::from_secs(30));
@@ -456,12 +489,68 @@ impl Loop {
                         self.cluster.on_controller(SelectorSource::ReplicationController, &meta, sel);
                     }
                 },
+                Some(Ok(ev)) = volumes.next() => self.on_volume_event(ev),
+                Some(Ok(ev)) = claims.next() => self.on_claim_event(ev),
+                Some(Ok(ev)) = storage_classes.next() => self.on_storage_class_event(ev),
                 Some(fb) = self.feedback_rx.recv() => self.on_feedback(fb),
                 _ = tokio::time::sleep_until(deadline) => {},
                 _ = flush.tick() => self.queue.flush_unschedulable_leftover(Instant::now()),
             }
         }
         tracing::info!("scheduler stopped");
+    }
+
+    /// A volume, claim or class changed: PreBind waiters re-check, and pods rejected for
+    /// their volumes may fit now (upstream's VolumeBinding queueing events).
+    fn on_storage_changed(&mut self) {
+        self.snapshot.volumes.changed.notify_waiters();
+        self.queue.move_all_to_active_or_backoff(Instant::now());
+    }
+
+    fn on_volume_event(&mut self, ev: watcher::Event<PersistentVolume>) {
+        {
+            let mut s = self.snapshot.volumes.write();
+            match ev {
+                watcher::Event::Init => s.begin_relist(volume_binding::Kind::Volume),
+                watcher::Event::InitDone => s.end_relist(volume_binding::Kind::Volume),
+                watcher::Event::InitApply(pv) | watcher::Event::Apply(pv) => s.apply_pv(pv),
+                watcher::Event::Delete(pv) => {
+                    s.delete_pv(pv.metadata.name.as_deref().unwrap_or(""));
+                }
+            }
+        }
+        self.on_storage_changed();
+    }
+
+    fn on_claim_event(&mut self, ev: watcher::Event<PersistentVolumeClaim>) {
+        {
+            let mut s = self.snapshot.volumes.write();
+            match ev {
+                watcher::Event::Init => s.begin_relist(volume_binding::Kind::Claim),
+                watcher::Event::InitDone => s.end_relist(volume_binding::Kind::Claim),
+                watcher::Event::InitApply(c) | watcher::Event::Apply(c) => s.apply_pvc(c),
+                watcher::Event::Delete(c) => s.delete_pvc(
+                    c.metadata.namespace.as_deref().unwrap_or(""),
+                    c.metadata.name.as_deref().unwrap_or(""),
+                ),
+            }
+        }
+        self.on_storage_changed();
+    }
+
+    fn on_storage_class_event(&mut self, ev: watcher::Event<StorageClass>) {
+        {
+            let mut s = self.snapshot.volumes.write();
+            match ev {
+                watcher::Event::Init => s.begin_relist(volume_binding::Kind::Class),
+                watcher::Event::InitDone => s.end_relist(volume_binding::Kind::Class),
+                watcher::Event::InitApply(c) | watcher::Event::Apply(c) => s.apply_class(c),
+                watcher::Event::Delete(c) => {
+                    s.delete_class(c.metadata.name.as_deref().unwrap_or(""));
+                }
+            }
+        }
+        self.on_storage_changed();
     }
 
     fn on_priority_class_event(&mut self, ev: watcher::Event<PriorityClass>) {
@@ -596,6 +685,8 @@ impl Loop {
             .and_then(|s| s.node_name.as_deref())
             .is_some_and(|n| !n.is_empty());
         if bound {
+            // Bound: its volume assumptions age out as the informers catch up.
+            self.volume_plans.remove(&uid);
             self.snapshot.clear_nomination(&uid);
             self.assumed.remove(&uid);
             self.queue.done(&key);
@@ -677,7 +768,28 @@ impl Loop {
         let now = Instant::now();
         match fb {
             Feedback::Bound { key } => self.queue.done(&key),
+            Feedback::PreBindFailed {
+                key,
+                uid,
+                pod,
+                error,
+            } => {
+                tracing::warn!(pod = %key, %error, "PreBind failed; forgetting the assumed pod");
+                if let Some(plan) = self.volume_plans.remove(&uid) {
+                    volume_binding::unreserve(&self.snapshot.volumes, &plan);
+                }
+                if self.assumed.remove(&uid).is_some() {
+                    self.snapshot.remove_pod(&uid);
+                    self.placed_keys.remove(&uid);
+                }
+                self.queue.errored(&key, now);
+                self.queue.move_all_to_active_or_backoff(now);
+                self.report_message(&pod, error, Nomination::Keep, &FitError::default());
+            }
             Feedback::BindFailed { key, uid, error } => {
+                if let Some(plan) = self.volume_plans.remove(&uid) {
+                    volume_binding::unreserve(&self.snapshot.volumes, &plan);
+                }
                 tracing::warn!(pod = %key, %error, "binding failed; forgetting the assumed pod");
                 if self.assumed.remove(&uid).is_some() {
                     self.snapshot.remove_pod(&uid);
@@ -691,7 +803,7 @@ impl Loop {
 
     /// Runs scheduling cycles for every pod ready now.
     fn schedule_ready(&mut self) {
-        if !(self.pods_synced && self.nodes_synced) {
+        if !(self.pods_synced && self.nodes_synced && self.snapshot.volumes.read().synced()) {
             return;
         }
         let now = Instant::now();
@@ -719,6 +831,25 @@ impl Loop {
                     self.queue.errored(&key, now);
                     return;
                 }
+                // VolumeBinding's Reserve: assume the claims' bindings on the node.
+                let volumes = match self
+                    .snapshot
+                    .node(&decision.node)
+                    .map(|n| volume_binding::reserve(&self.snapshot.volumes, &info, n))
+                {
+                    Some(Ok(v)) => v,
+                    Some(Err(status)) => {
+                        tracing::info!(pod = %key, status = %status.message(), "volume reserve rejected");
+                        self.queue.errored(&key, now);
+                        return;
+                    }
+                    None => None,
+                };
+                let node_labels = self
+                    .snapshot
+                    .node(&decision.node)
+                    .map(|n| n.labels.clone())
+                    .unwrap_or_default();
                 // Assume: count the pod on its node now, so the next cycle sees it; it no
                 // longer holds a nomination.
                 self.snapshot.clear_nomination(&info.uid);
@@ -736,7 +867,11 @@ impl Loop {
                     micros = started.elapsed().as_micros() as u64,
                     "scheduled"
                 );
-                self.spawn_bind(key, uid, pod, decision.node);
+                let volumes = volumes.filter(|v| !v.claims.is_empty()).map(|v| {
+                    self.volume_plans.insert(uid.clone(), v.clone());
+                    (v, node_labels)
+                });
+                self.spawn_bind(key, uid, pod, decision.node, volumes);
             }
             Err(ScheduleError::Unfit(mut fit)) => {
                 let pdbs: Vec<Pdb> = self.cluster.pdbs.values().cloned().collect();
@@ -786,11 +921,41 @@ impl Loop {
         }
     }
 
-    fn spawn_bind(&self, key: String, uid: String, pod: Arc<Pod>, node: String) {
+    fn spawn_bind(
+        &self,
+        key: String,
+        uid: String,
+        pod: Arc<Pod>,
+        node: String,
+        volumes: Option<(PodVolumes, Labels)>,
+    ) {
         let client = self.client.clone();
         let tx = self.feedback_tx.clone();
         let permits = self.bind_permits.clone();
+        let cache = self.snapshot.volumes.clone();
         tokio::spawn(async move {
+            // PreBind (VolumeBinding) waits for the claims before a bind permit is taken.
+            if let Some((plan, labels)) = volumes
+                && let Err(error) = crate::volume_prebind::pre_bind(
+                    &client,
+                    &cache,
+                    &plan,
+                    &labels,
+                    volume_binding::BIND_TIMEOUT,
+                )
+                .await
+            {
+                let _ = tx.send(Feedback::PreBindFailed {
+                    key,
+                    uid,
+                    pod,
+                    error: format!(
+                        "running PreBind plugin \"{}\": {error}",
+                        volume_binding::NAME
+                    ),
+                });
+                return;
+            }
             // The semaphore is never closed, so acquiring only fails if it were.
             let _permit = permits.acquire_owned().await.ok();
             let ns = pod

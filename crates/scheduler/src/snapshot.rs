@@ -412,6 +412,9 @@ pub struct Snapshot {
     nominated: HashMap<String, Vec<Arc<PodInfo>>>,
     /// uid → nominated node name.
     nominated_uids: HashMap<String, String>,
+    /// PersistentVolumes, claims and StorageClasses for VolumeBinding; shared (not copied) by
+    /// clones, since PreBind tasks wait on it outside the loop.
+    pub volumes: Arc<crate::plugins::volume_binding::VolumeCache>,
 }
 
 impl Snapshot {

@@ -317,3 +317,283 @@ fn local_path_provisions_on_the_consumers_node_and_delete_removes_the_volume() {
     });
     assert!(!recorded().contains(&pv), "{pv} left the ledger");
 }
+
+const LOCAL_PVS: &str = r#"apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: local-storage
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: WaitForFirstConsumer
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: local-b
+spec:
+  capacity: {storage: 5Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: local-storage
+  local: {path: /mnt/disks/b}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions:
+        - {key: kubernetes.io/hostname, operator: In, values: [hollow-node-1]}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: local-claim
+spec:
+  storageClassName: local-storage
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests: {storage: 1Gi}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: far
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  local: {path: /mnt/disks/far}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions:
+        - {key: kubernetes.io/hostname, operator: In, values: [nowhere]}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: far-claim
+spec:
+  storageClassName: ""
+  volumeName: far
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests: {storage: 1Gi}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: unbound-immediate
+spec:
+  storageClassName: ""
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests: {storage: 50Gi}
+"#;
+
+/// The `FailedScheduling` messages of a pod.
+fn failed_scheduling(k: &Kubectl, pod: &str) -> Vec<String> {
+    events_about(k, pod)
+        .into_iter()
+        .filter(|(r, _)| r == "FailedScheduling")
+        .map(|(_, m)| m)
+        .collect()
+}
+
+#[test]
+fn volume_binding_places_pods_by_their_volumes_and_reports_conflicts() {
+    let server = Server::start();
+    let k = server.kubectl(KUBECTL_133);
+    let _nodes = Hollow::start(&server, &["--nodes", "2"]);
+    k.ok_stdin(&["apply", "-f", "-"], LOCAL_PVS);
+    eventually(WAIT, "far-claim Bound", || {
+        (jsonpath(&k, &["pvc", "far-claim"], "{.status.phase}") == "Bound").then_some(())
+    });
+
+    // A WaitForFirstConsumer claim whose only volume lives on hollow-node-1: the scheduler
+    // pre-binds the volume and places the pod there.
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_with_claim("local-user", "local-claim"),
+    );
+    let node = eventually(WAIT, "local-user scheduled", || {
+        let n = jsonpath(&k, &["pod", "local-user"], "{.spec.nodeName}");
+        (!n.is_empty()).then_some(n)
+    });
+    assert_eq!(node, "hollow-node-1");
+    // PreBind waited for the PV controller to finish the binding before the pod was bound.
+    assert_eq!(
+        jsonpath(
+            &k,
+            &["pvc", "local-claim"],
+            "{.metadata.annotations.pv\\.kubernetes\\.io/bind-completed}"
+        ),
+        "yes",
+        "the claim is bound before the pod is"
+    );
+    assert_eq!(
+        jsonpath(&k, &["pvc", "local-claim"], "{.spec.volumeName}"),
+        "local-b"
+    );
+    assert_eq!(
+        jsonpath(&k, &["pv", "local-b"], "{.spec.claimRef.name}"),
+        "local-claim"
+    );
+    assert_eq!(
+        jsonpath(
+            &k,
+            &["pv", "local-b"],
+            "{.metadata.annotations.pv\\.kubernetes\\.io/bound-by-controller}"
+        ),
+        "yes"
+    );
+    // A second pod of the same claim follows its volume.
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_with_claim("local-user-2", "local-claim"),
+    );
+    let node2 = eventually(WAIT, "local-user-2 scheduled", || {
+        let n = jsonpath(&k, &["pod", "local-user-2"], "{.spec.nodeName}");
+        (!n.is_empty()).then_some(n)
+    });
+    assert_eq!(node2, "hollow-node-1");
+
+    // A bound volume that fits no node: upstream's FailedScheduling, in `describe pod`.
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_with_claim("far-user", "far-claim"),
+    );
+    let want = "0/2 nodes are available: 2 node(s) had volume node affinity conflict.";
+    eventually(WAIT, "volume node affinity conflict", || {
+        failed_scheduling(&k, "far-user")
+            .iter()
+            .any(|m| m.starts_with(want))
+            .then_some(())
+    });
+    let described = k.ok(&["describe", "pod", "far-user"]);
+    assert!(described.contains("FailedScheduling"), "{described}");
+    assert!(
+        described.contains("2 node(s) had volume node affinity conflict"),
+        "{described}"
+    );
+    assert!(
+        jsonpath(&k, &["pod", "far-user"], "{.spec.nodeName}").is_empty(),
+        "not scheduled"
+    );
+
+    // An Immediate claim nobody bound, and a claim that does not exist.
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_with_claim("imm-user", "unbound-immediate"),
+    );
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_with_claim("ghost-user", "ghost"),
+    );
+    eventually(WAIT, "unbound immediate message", || {
+        failed_scheduling(&k, "imm-user")
+            .iter()
+            .any(|m| {
+                m.starts_with(
+                    "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims.",
+                )
+            })
+            .then_some(())
+    });
+    eventually(WAIT, "claim not found message", || {
+        failed_scheduling(&k, "ghost-user")
+            .iter()
+            .any(|m| {
+                m.starts_with("0/2 nodes are available: persistentvolumeclaim \"ghost\" not found.")
+            })
+            .then_some(())
+    });
+    // The claim appears (bound by the PV controller to a new volume): the pod is scheduled.
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: ghost-pv}\nspec:\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n  storageClassName: \"\"\n  hostPath: {path: /tmp/skiff-ghost}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: ghost}\nspec:\n  storageClassName: \"\"\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n",
+    );
+    eventually(WAIT, "ghost-user scheduled", || {
+        let n = jsonpath(&k, &["pod", "ghost-user"], "{.spec.nodeName}");
+        (!n.is_empty()).then_some(n)
+    });
+}
+
+#[test]
+fn wait_for_first_consumer_provisions_on_the_node_the_scheduler_picks() {
+    let server = Server::start();
+    let k = server.kubectl(KUBECTL_133);
+    let _nodes = Hollow::start(&server, &["--nodes", "3"]);
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: wffc}\nspec:\n  storageClassName: local-path\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n",
+    );
+    // The pod may only run on hollow-node-2, so that is where the volume must be made.
+    let pod = pod_with_claim("pinned", "wffc").replace(
+        "spec:\n  containers:",
+        "spec:\n  nodeSelector: {kubernetes.io/hostname: hollow-node-2}\n  containers:",
+    );
+    k.ok_stdin(&["apply", "-f", "-"], &pod);
+    eventually(WAIT, "pinned scheduled", || {
+        (jsonpath(&k, &["pod", "pinned"], "{.spec.nodeName}") == "hollow-node-2").then_some(())
+    });
+    assert_eq!(
+        jsonpath(
+            &k,
+            &["pvc", "wffc"],
+            "{.metadata.annotations.volume\\.kubernetes\\.io/selected-node}"
+        ),
+        "hollow-node-2"
+    );
+    let pv = jsonpath(&k, &["pvc", "wffc"], "{.spec.volumeName}");
+    assert!(
+        !pv.is_empty(),
+        "the claim has its volume before the pod is bound"
+    );
+    assert_eq!(
+        jsonpath(
+            &k,
+            &["pv", &pv],
+            "{.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}"
+        ),
+        "hollow-node-2"
+    );
+    // Pods scheduled with their volume show no scheduling failure.
+    assert!(failed_scheduling(&k, "pinned").is_empty());
+
+    // A provisioner that gives up clears selected-node: PreBind fails with upstream's
+    // message, the pod is not bound, and the next attempt selects a node again.
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: absent}\nprovisioner: example.com/absent\nvolumeBindingMode: WaitForFirstConsumer\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: stuck}\nspec:\n  storageClassName: absent\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n",
+    );
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_with_claim("stuck-user", "stuck"),
+    );
+    let selected = "{.metadata.annotations.volume\\.kubernetes\\.io/selected-node}";
+    let first = eventually(WAIT, "stuck claim gets a selected node", || {
+        let n = jsonpath(&k, &["pvc", "stuck"], selected);
+        (!n.is_empty()).then_some(n)
+    });
+    assert!(first.starts_with("hollow-node-"), "{first}");
+    k.ok(&[
+        "annotate",
+        "pvc",
+        "stuck",
+        "volume.kubernetes.io/selected-node-",
+    ]);
+    eventually(WAIT, "PreBind failure reported", || {
+        failed_scheduling(&k, "stuck-user")
+            .iter()
+            .any(|m| {
+                m == "running PreBind plugin \"VolumeBinding\": binding volumes: provisioning failed for PVC \"stuck\""
+            })
+            .then_some(())
+    });
+    assert!(
+        jsonpath(&k, &["pod", "stuck-user"], "{.spec.nodeName}").is_empty(),
+        "a pod whose claims are not bound is not bound"
+    );
+    eventually(WAIT, "a node selected again", || {
+        (!jsonpath(&k, &["pvc", "stuck"], selected).is_empty()).then_some(())
+    });
+}

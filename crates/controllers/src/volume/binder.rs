@@ -299,8 +299,9 @@ impl Binder {
             && selected.is_none()
             && let Some(node) = self.consumer_node(&claim)
         {
-            // The scheduler's VolumeBinding would set this when it places the pod; until it
-            // does, the node of a scheduled consumer is the answer.
+            // The scheduler's VolumeBinding sets this before it binds the pod, so this only
+            // fires for a pod placed without it (spec.nodeName at creation), which upstream
+            // leaves Pending. An annotation already set (by the scheduler) is never replaced.
             set_annotation(&mut claim.metadata, ANN_SELECTED_NODE, &node);
             claim = self.control.update_pvc(&claim).await?;
             selected = Some(node);
