@@ -115,12 +115,31 @@ impl Graph {
     }
 }
 
-/// The collector: graph, kinds, and a client for deletes and patches.
-pub struct GarbageCollector {
+/// The collector's side effects, and its one live read.
+#[async_trait::async_trait]
+pub trait GcControl: Send + Sync {
+    /// Delete the object (only if it still has `uid`) with `policy`.
+    async fn delete(&self, uid: &str, node: &Node, policy: PropagationPolicy) -> Result<()>;
+    /// Replace the object's ownerReferences.
+    async fn set_owners(&self, uid: &str, node: &Node, owners: Vec<OwnerReference>) -> Result<()>;
+    /// Drop one finalizer from the object.
+    async fn remove_finalizer(&self, uid: &str, node: &Node, finalizer: &str) -> Result<()>;
+    /// Whether the owner `r` of `dependent` exists, read from the server (an unknown kind
+    /// counts as existing: never delete on a guess).
+    async fn owner_exists(&self, dependent: &Node, r: &OwnerReference) -> Result<bool>;
+}
+
+/// The real side effects through the API.
+pub struct ClientGc {
     client: kube::Client,
-    graph: Mutex<Graph>,
     // (apiVersion, kind) -> (resource, namespaced), from discovery.
     kinds: HashMap<(String, String), (ApiResource, bool)>,
+}
+
+/// The collector: graph, queue, side effects.
+pub struct GarbageCollector<W> {
+    control: Arc<W>,
+    graph: Mutex<Graph>,
     queue: WorkQueue,
 }
 
@@ -129,7 +148,16 @@ fn uid_key(uid: &str) -> Key {
     Key::new("", uid)
 }
 
-impl GarbageCollector {
+impl<W: GcControl> GarbageCollector<W> {
+    /// A collector with an empty graph.
+    pub fn new(control: Arc<W>) -> Self {
+        GarbageCollector {
+            control,
+            graph: Mutex::new(Graph::default()),
+            queue: WorkQueue::new(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Graph> {
         self.graph.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -175,57 +203,18 @@ impl GarbageCollector {
         }
     }
 
-    fn api(&self, node: &Node) -> Api<DynamicObject> {
-        if node.namespaced {
-            Api::namespaced_with(self.client.clone(), &node.namespace, &node.resource)
-        } else {
-            Api::all_with(self.client.clone(), &node.resource)
-        }
-    }
-
     async fn delete(&self, uid: &str, node: &Node, policy: PropagationPolicy) -> Result<()> {
-        let dp = DeleteParams {
-            propagation_policy: Some(policy.clone()),
-            preconditions: Some(Preconditions {
-                uid: Some(uid.to_string()),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
         tracing::info!(controller = NAME, kind = %node.resource.kind, namespace = %node.namespace, name = %node.name, ?policy, "deleting dependent");
-        match self.api(node).delete(&node.name, &dp).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        self.control.delete(uid, node, policy).await
     }
 
     async fn set_owners(&self, uid: &str, node: &Node, owners: Vec<OwnerReference>) -> Result<()> {
-        let patch = json!({"metadata": {"uid": uid, "ownerReferences": owners}});
-        match self
-            .api(node)
-            .patch(&node.name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        self.control.set_owners(uid, node, owners).await
     }
 
     async fn remove_finalizer(&self, uid: &str, node: &Node, finalizer: &str) -> Result<()> {
-        let rest: Vec<&String> = node.finalizers.iter().filter(|f| *f != finalizer).collect();
-        let patch = json!({"metadata": {"uid": uid, "finalizers": rest}});
         tracing::info!(controller = NAME, kind = %node.resource.kind, name = %node.name, finalizer, "removing finalizer");
-        match self
-            .api(node)
-            .patch(&node.name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        self.control.remove_finalizer(uid, node, finalizer).await
     }
 
     /// Whether the owner a reference names exists (cache first, then a live read).
@@ -233,20 +222,7 @@ impl GarbageCollector {
         if self.lock().get(&r.uid).is_some() {
             return Ok(true);
         }
-        let Some((ar, namespaced)) = self.kinds.get(&(r.api_version.clone(), r.kind.clone()))
-        else {
-            // An unknown kind cannot be checked; never delete on a guess.
-            return Ok(true);
-        };
-        let api: Api<DynamicObject> = if *namespaced {
-            Api::namespaced_with(self.client.clone(), &dependent.namespace, ar)
-        } else {
-            Api::all_with(self.client.clone(), ar)
-        };
-        Ok(api
-            .get_opt(&r.name)
-            .await?
-            .is_some_and(|o| o.uid().as_deref() == Some(r.uid.as_str())))
+        self.control.owner_exists(dependent, r).await
     }
 
     /// One level-triggered step for the object `uid`.
@@ -339,6 +315,79 @@ impl GarbageCollector {
     }
 }
 
+impl ClientGc {
+    fn api(&self, node: &Node) -> Api<DynamicObject> {
+        if node.namespaced {
+            Api::namespaced_with(self.client.clone(), &node.namespace, &node.resource)
+        } else {
+            Api::all_with(self.client.clone(), &node.resource)
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl GcControl for ClientGc {
+    async fn delete(&self, uid: &str, node: &Node, policy: PropagationPolicy) -> Result<()> {
+        let dp = DeleteParams {
+            propagation_policy: Some(policy.clone()),
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match self.api(node).delete(&node.name, &dp).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn set_owners(&self, uid: &str, node: &Node, owners: Vec<OwnerReference>) -> Result<()> {
+        let patch = json!({"metadata": {"uid": uid, "ownerReferences": owners}});
+        match self
+            .api(node)
+            .patch(&node.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn remove_finalizer(&self, uid: &str, node: &Node, finalizer: &str) -> Result<()> {
+        let rest: Vec<&String> = node.finalizers.iter().filter(|f| *f != finalizer).collect();
+        let patch = json!({"metadata": {"uid": uid, "finalizers": rest}});
+        match self
+            .api(node)
+            .patch(&node.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn owner_exists(&self, dependent: &Node, r: &OwnerReference) -> Result<bool> {
+        let Some((ar, namespaced)) = self.kinds.get(&(r.api_version.clone(), r.kind.clone()))
+        else {
+            // An unknown kind cannot be checked; never delete on a guess.
+            return Ok(true);
+        };
+        let api: Api<DynamicObject> = if *namespaced {
+            Api::namespaced_with(self.client.clone(), &dependent.namespace, ar)
+        } else {
+            Api::all_with(self.client.clone(), ar)
+        };
+        Ok(api
+            .get_opt(&r.name)
+            .await?
+            .is_some_and(|o| o.uid().as_deref() == Some(r.uid.as_str())))
+    }
+}
+
 /// Discover every listable, watchable, deletable kind (but events) and run the collector.
 pub async fn start(
     client: kube::Client,
@@ -371,12 +420,10 @@ pub async fn start(
             watched.push((ar, namespaced));
         }
     }
-    let gc = Arc::new(GarbageCollector {
+    let gc = Arc::new(GarbageCollector::new(Arc::new(ClientGc {
         client: client.clone(),
-        graph: Mutex::new(Graph::default()),
         kinds,
-        queue: WorkQueue::new(),
-    });
+    })));
     let mut stores = Vec::new();
     for (ar, namespaced) in watched {
         let mut inf: Informer<DynamicObject> =
@@ -407,3 +454,6 @@ pub async fn start(
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

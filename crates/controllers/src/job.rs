@@ -29,6 +29,10 @@ pub const NAME: &str = "job-controller";
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 /// Annotation and label carrying an Indexed Job pod's completion index.
 pub const INDEX_KEY: &str = "batch.kubernetes.io/job-completion-index";
+/// How many counted failures an Indexed Job pod's index had before the pod was created.
+pub const INDEX_FAILURE_COUNT: &str = "batch.kubernetes.io/job-index-failure-count";
+/// How many failures of the index a podFailurePolicy `Ignore` rule did not count.
+pub const INDEX_IGNORED_FAILURE_COUNT: &str = "batch.kubernetes.io/job-index-ignored-failure-count";
 /// First delay before replacing a failed pod; doubles per failure.
 pub const POD_FAILURE_BACKOFF: Duration = Duration::from_secs(10);
 /// Longest delay before replacing a failed pod (upstream's MaxJobPodFailureBackOff).
@@ -145,8 +149,102 @@ fn parallelism(job: &Job) -> i32 {
     job.spec.as_ref().and_then(|s| s.parallelism).unwrap_or(1)
 }
 
+/// backoffLimit; with backoffLimitPerIndex the API defaults it to MaxInt32 instead of 6.
 fn backoff_limit(job: &Job) -> i32 {
-    job.spec.as_ref().and_then(|s| s.backoff_limit).unwrap_or(6)
+    let spec = job.spec.as_ref();
+    let default = if backoff_limit_per_index(job).is_some() {
+        i32::MAX
+    } else {
+        6
+    };
+    spec.and_then(|s| s.backoff_limit).unwrap_or(default)
+}
+
+/// backoffLimitPerIndex, which only Indexed Jobs honour.
+fn backoff_limit_per_index(job: &Job) -> Option<i32> {
+    is_indexed(job)
+        .then(|| job.spec.as_ref()?.backoff_limit_per_index)
+        .flatten()
+}
+
+fn annotation_count(pod: &Pod, key: &str) -> i32 {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|v| *v >= 0)
+        .unwrap_or(0)
+}
+
+/// The pod's `job-index-failure-count` (0 when missing or malformed, as upstream).
+pub fn index_failure_count(pod: &Pod) -> i32 {
+    annotation_count(pod, INDEX_FAILURE_COUNT)
+}
+
+/// Counted plus ignored failures of the pod's index before it: what the per-index backoff
+/// grows with.
+fn index_absolute_failure_count(pod: &Pod) -> i32 {
+    index_failure_count(pod).saturating_add(annotation_count(pod, INDEX_IGNORED_FAILURE_COUNT))
+}
+
+/// The failure-count annotations for the pod replacing `replaced` in its index.
+fn next_index_failure_counts(job: &Job, replaced: Option<&Pod>) -> (i32, i32) {
+    let Some(p) = replaced else { return (0, 0) };
+    let counted = index_failure_count(p);
+    let ignored = annotation_count(p, INDEX_IGNORED_FAILURE_COUNT);
+    if counts_as_failure(job, p) {
+        (counted.saturating_add(1), ignored)
+    } else {
+        (counted, ignored.saturating_add(1))
+    }
+}
+
+/// A failed pod fails its whole index: a `FailIndex` rule matched, or the index used up
+/// backoffLimitPerIndex with this counted failure.
+fn is_index_failed(job: &Job, pod: &Pod) -> bool {
+    let Some(limit) = backoff_limit_per_index(job) else {
+        return false;
+    };
+    if !is_pod_failed(pod, job) {
+        return false;
+    }
+    match match_pod_failure_policy(job, pod) {
+        Some(m) if m.action == "FailIndex" => true,
+        Some(m) if m.action == "Ignore" => false,
+        _ => index_failure_count(pod) >= limit,
+    }
+}
+
+/// The successPolicy rule the succeeded indexes satisfy: upstream's "Matched rules at index N".
+pub fn match_success_policy(job: &Job, succeeded: &BTreeSet<i32>) -> Option<String> {
+    let policy = job.spec.as_ref()?.success_policy.as_ref()?;
+    if !is_indexed(job) || succeeded.is_empty() {
+        return None;
+    }
+    let limit = completions(job).unwrap_or(0);
+    for (i, rule) in policy.rules.iter().enumerate() {
+        let hit = if let Some(required) = &rule.succeeded_indexes {
+            let required = parse_indexes(required, limit);
+            if required.is_empty() {
+                // Unparsable (or out of range): the rule cannot match.
+                continue;
+            }
+            let done = required.intersection(succeeded).count();
+            done == required.len()
+                || rule
+                    .succeeded_count
+                    .is_some_and(|n| i64::try_from(done).unwrap_or(i64::MAX) >= i64::from(n))
+        } else if let Some(n) = rule.succeeded_count {
+            i64::try_from(succeeded.len()).unwrap_or(i64::MAX) >= i64::from(n)
+        } else {
+            false
+        };
+        if hit {
+            return Some(format!("Matched rules at index {i}"));
+        }
+    }
+    None
 }
 
 fn suspended(job: &Job) -> bool {
@@ -299,6 +397,9 @@ pub fn format_indexes(indexes: &BTreeSet<i32>) -> String {
         }
         out.push(if first == last {
             first.to_string()
+        } else if last == first + 1 {
+            // Upstream spells a two-index run as a pair, not a range.
+            format!("{first},{last}")
         } else {
             format!("{first}-{last}")
         });
@@ -490,6 +591,11 @@ struct Ctx {
     ready: i32,
     succeeded: i32,
     succeeded_indexes: BTreeSet<i32>,
+    /// With backoffLimitPerIndex: indexes that failed for good (recorded and new).
+    failed_indexes: Option<BTreeSet<i32>>,
+    /// With backoffLimitPerIndex: per pending index, the failed pod its replacement takes
+    /// the failure counts from; its finalizer stays until the replacement exists.
+    delayed: HashMap<i32, Pod>,
     finished: Option<JobCondition>,
     uncounted_succeeded: HashSet<String>,
     uncounted_failed: HashSet<String>,
@@ -679,6 +785,41 @@ where
                 }
             }
         }
+        if ctx.finished.is_none()
+            && let Some(failed_ix) = &ctx.failed_indexes
+        {
+            let n = to_i32(failed_ix.len());
+            let max = job.spec.as_ref().and_then(|s| s.max_failed_indexes);
+            let done = n.saturating_add(to_i32(ctx.succeeded_indexes.len()));
+            if max.is_some_and(|m| n > m) {
+                ctx.finished = Some(condition(
+                    "FailureTarget",
+                    "True",
+                    "MaxFailedIndexesExceeded",
+                    "Job has exceeded the specified maximal number of failed indexes",
+                    now,
+                ));
+            } else if n > 0 && done >= completions(&job).unwrap_or(0) {
+                ctx.finished = Some(condition(
+                    "FailureTarget",
+                    "True",
+                    "FailedIndexes",
+                    "Job has failed indexes",
+                    now,
+                ));
+            }
+        }
+        if ctx.finished.is_none()
+            && let Some(msg) = match_success_policy(&job, &ctx.succeeded_indexes)
+        {
+            ctx.finished = Some(condition(
+                "SuccessCriteriaMet",
+                "True",
+                "SuccessPolicy",
+                &msg,
+                now,
+            ));
+        }
 
         let mut active = to_i32(ctx.active.len());
         let mut manage_err = None;
@@ -860,6 +1001,8 @@ where
             ready,
             succeeded: 0,
             succeeded_indexes: BTreeSet::new(),
+            failed_indexes: None,
+            delayed: HashMap::new(),
             finished: None,
             uncounted_succeeded,
             uncounted_failed,
@@ -900,7 +1043,62 @@ where
                 last_failure: latest.max(prev.last_failure),
             }
         };
+        if backoff_limit_per_index(job).is_some() {
+            let (failed, delayed) = self.failed_indexes(&ctx, job, &status);
+            ctx.failed_indexes = Some(failed);
+            ctx.delayed = delayed;
+        }
         Ok(ctx)
+    }
+
+    /// backoffLimitPerIndex: the failed indexes (recorded plus newly failed pods), and per
+    /// index still to retry, the latest failed pod its replacement continues counting from.
+    fn failed_indexes(
+        &self,
+        ctx: &Ctx,
+        job: &Job,
+        status: &JobStatus,
+    ) -> (BTreeSet<i32>, HashMap<i32, Pod>) {
+        let limit = completions(job).unwrap_or(0);
+        let mut failed = parse_indexes(status.failed_indexes.as_deref().unwrap_or(""), limit);
+        failed.extend(
+            ctx.pods
+                .iter()
+                .filter(|p| {
+                    has_tracking_finalizer(p)
+                        && !ctx
+                            .removed
+                            .contains(p.metadata.uid.as_deref().unwrap_or_default())
+                })
+                .filter(|p| is_index_failed(job, p))
+                .filter_map(|p| valid_index(job, p)),
+        );
+        let active: HashSet<i32> = ctx
+            .active
+            .iter()
+            .filter_map(|p| valid_index(job, p))
+            .collect();
+        let mut delayed: HashMap<i32, Pod> = HashMap::new();
+        for p in ctx.pods.iter().filter(|p| is_pod_failed(p, job)) {
+            if !self.is_new(ctx, p, job) {
+                continue;
+            }
+            let Some(ix) = valid_index(job, p) else {
+                continue;
+            };
+            if ctx.succeeded_indexes.contains(&ix) || failed.contains(&ix) || active.contains(&ix) {
+                continue;
+            }
+            let later = |held: &Pod| {
+                index_absolute_failure_count(held) <= index_absolute_failure_count(p)
+                    && pod_finish_time(p, Timestamp::UNIX_EPOCH)
+                        >= pod_finish_time(held, Timestamp::UNIX_EPOCH)
+            };
+            if delayed.get(&ix).is_none_or(later) {
+                delayed.insert(ix, p.clone());
+            }
+        }
+        (failed, delayed)
     }
 
     /// Create or delete pods toward the wanted number of active ones. Returns the new active
@@ -925,10 +1123,31 @@ where
             ctx.ready -= ready;
             return (active, None, err);
         }
+        // An index that failed for good is not run again: stop what still runs for it.
+        if let Some(failed_ix) = &ctx.failed_indexes {
+            let victims: Vec<Pod> = ctx
+                .active
+                .iter()
+                .filter(|p| valid_index(job, p).is_some_and(|i| failed_ix.contains(&i)))
+                .cloned()
+                .collect();
+            if !victims.is_empty() {
+                self.expectations
+                    .expect_deletions(key, victims.iter().filter_map(|p| p.metadata.name.clone()));
+                let (deleted, ready, err) = self.delete_pods(job, &victims, false).await;
+                active -= deleted;
+                ctx.terminating += deleted;
+                ctx.ready -= ready;
+                return (active, None, err);
+            }
+        }
+        let failed_count = ctx.failed_indexes.as_ref().map_or(0, |f| to_i32(f.len()));
         let want = match completions(job) {
             None if ctx.succeeded > 0 => active,
             None => parallelism(job),
-            Some(c) => (c - ctx.succeeded).min(parallelism(job)).max(0),
+            Some(c) => (c - ctx.succeeded - failed_count)
+                .min(parallelism(job))
+                .max(0),
         };
         let victims = self.pods_to_remove(job, ctx, usize::try_from(active - want).unwrap_or(0));
         if !victims.is_empty() {
@@ -949,34 +1168,78 @@ where
         if diff <= 0 {
             return (active, None, None);
         }
-        let wait = ctx.new_backoff.remaining(now);
+        let per_index = ctx.failed_indexes.is_some();
+        // Per-index backoff replaces the Job-wide one when each index counts its own failures.
+        let wait = if per_index {
+            Duration::ZERO
+        } else {
+            ctx.new_backoff.remaining(now)
+        };
         if !wait.is_zero() {
             tracing::debug!(job = %key, wait_ms = wait.as_millis() as u64, "pod creation backed off after failures");
             return (active, Some(wait), None);
         }
         let mut n = usize::try_from(diff).unwrap_or(0).min(MAX_CREATE_DELETE);
         let mut indexes: Vec<i32> = Vec::new();
+        let mut index_wait: Option<Duration> = None;
         if is_indexed(job) {
             let taken: HashSet<i32> = ctx
                 .active
                 .iter()
                 .filter_map(|p| valid_index(job, p))
                 .chain(ctx.succeeded_indexes.iter().copied())
+                .chain(ctx.failed_indexes.iter().flatten().copied())
                 .collect();
             indexes = (0..completions(job).unwrap_or(0))
                 .filter(|i| !taken.contains(i))
                 .take(n)
                 .collect();
+            if per_index {
+                indexes.retain(|ix| {
+                    let Some(last) = ctx.delayed.get(ix) else {
+                        return true;
+                    };
+                    let failures = u32::try_from(index_absolute_failure_count(last))
+                        .unwrap_or(0)
+                        .saturating_add(1);
+                    let record = BackoffRecord {
+                        failures,
+                        last_failure: Some(pod_finish_time(last, now)),
+                    };
+                    let left = record.remaining(now);
+                    if left.is_zero() {
+                        return true;
+                    }
+                    index_wait = Some(index_wait.map_or(left, |w| w.min(left)));
+                    false
+                });
+            }
             n = indexes.len();
         }
         if n == 0 {
-            return (active, None, None);
+            return (active, index_wait, None);
         }
         self.expectations.expect_creations(key, n);
         let about = object_reference(job);
         let mut pending = indexes.into_iter();
         let templates: Vec<Pod> = (0..n)
-            .map(|_| pod_from_template(job, pending.next()))
+            .map(|_| {
+                let ix = pending.next();
+                let mut pod = pod_from_template(job, ix);
+                if per_index {
+                    let replaced = ix.and_then(|i| ctx.delayed.get(&i));
+                    let (counted, ignored) = next_index_failure_counts(job, replaced);
+                    let a = pod
+                        .metadata
+                        .annotations
+                        .get_or_insert_with(Default::default);
+                    a.insert(INDEX_FAILURE_COUNT.into(), counted.to_string());
+                    if ignored > 0 {
+                        a.insert(INDEX_IGNORED_FAILURE_COUNT.into(), ignored.to_string());
+                    }
+                }
+                pod
+            })
             .collect();
         let (created, error) = crate::slow_start::create_pods(
             self.control.as_ref(),
@@ -987,7 +1250,7 @@ where
         )
         .await;
         active += i32::try_from(created).unwrap_or(i32::MAX);
-        (active, None, error.map(Error::from))
+        (active, index_wait, error.map(Error::from))
     }
 
     /// Active pods to delete: for Indexed Jobs duplicated and out-of-range indexes first, then
@@ -1123,10 +1386,14 @@ where
                 continue;
             }
             let failed = is_pod_failed(p, job);
+            let held = ctx
+                .delayed
+                .values()
+                .any(|d| d.metadata.uid == p.metadata.uid);
             let can_release = job.metadata.deletion_timestamp.is_some()
                 || ctx.finished.is_some()
                 || phase(p) == "Succeeded"
-                || failed;
+                || (failed && !held);
             if !can_release {
                 continue;
             }
@@ -1146,6 +1413,9 @@ where
         if indexed {
             status.completed_indexes = Some(format_indexes(&ctx.succeeded_indexes));
             status.succeeded = Some(to_i32(ctx.succeeded_indexes.len()));
+        }
+        if let Some(failed_ix) = &ctx.failed_indexes {
+            status.failed_indexes = Some(format_indexes(failed_ix));
         }
         set_uncounted(&mut status, &unc_s, &unc_f);
         // The interim condition goes in before any finalizer is removed.

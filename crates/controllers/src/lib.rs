@@ -135,6 +135,8 @@ pub struct Options {
     pub node_startup_grace_period: Duration,
     /// How often every node's health is checked (`--node-monitor-period`).
     pub node_monitor_period: Duration,
+    /// Per-zone NoExecute tainting rates and disruption thresholds (`--node-eviction-rate`, …).
+    pub eviction_rates: nodelifecycle::zones::EvictionRates,
 }
 
 impl Default for Options {
@@ -146,6 +148,7 @@ impl Default for Options {
             node_monitor_grace_period: Duration::from_secs(40),
             node_startup_grace_period: Duration::from_secs(60),
             node_monitor_period: Duration::from_secs(5),
+            eviction_rates: nodelifecycle::zones::EvictionRates::default(),
         }
     }
 }

@@ -3,7 +3,10 @@
 //! silent for longer than the grace period gets its conditions set `Unknown` and the
 //! `node.kubernetes.io/unreachable` taints (`not-ready` when Ready=False), its pods are marked
 //! not ready, and the NoExecute taint manager evicts pods that do not tolerate the taints (after
-//! their `tolerationSeconds`). Taints go when the node reports Ready again.
+//! their `tolerationSeconds`). Taints go when the node reports Ready again. NoExecute taints are
+//! added at a per-zone rate that follows the zone's disruption state (see `zones`).
+
+pub mod zones;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +23,7 @@ use crate::Clock;
 use crate::control::{self, object_reference};
 use crate::queue::Key;
 use crate::writes::{Kind, Writes};
+use zones::{EvictionRates, Transition, Zones};
 
 /// Name in logs and events, as upstream's component.
 pub const NAME: &str = "node-controller";
@@ -77,6 +81,11 @@ pub struct NodeLifecycleController<W> {
     health: Mutex<HashMap<String, Health>>,
     // When the taint manager first saw a pod under a taint without timeAdded.
     first_seen: Mutex<HashMap<String, Timestamp>>,
+    zones: Mutex<Zones>,
+}
+
+fn is_our_no_execute(t: &Taint) -> bool {
+    t.effect == "NoExecute" && (t.key == UNREACHABLE || t.key == NOT_READY)
 }
 
 fn condition<'a>(node: &'a Node, type_: &str) -> Option<&'a NodeCondition> {
@@ -156,7 +165,33 @@ impl<W: Writes> NodeLifecycleController<W> {
             timing,
             health: Mutex::new(HashMap::new()),
             first_seen: Mutex::new(HashMap::new()),
+            zones: Mutex::new(Zones::new(EvictionRates::default())),
         }
+    }
+
+    /// The same controller with other eviction rates and zone thresholds.
+    pub fn with_eviction_rates(mut self, rates: EvictionRates) -> Self {
+        self.zones = Mutex::new(Zones::new(rates));
+        self
+    }
+
+    fn zones(&self) -> std::sync::MutexGuard<'_, Zones> {
+        self.zones.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Judge every zone from the nodes reconciled so far and move their tainting rates
+    /// (upstream's handleDisruption, once per monitor period). Leaving master disruption
+    /// gives every node a fresh grace period, as upstream.
+    pub fn handle_disruption(&self) -> Transition {
+        let t = self.zones().handle_disruption();
+        if t == Transition::ExitMasterDisruption {
+            let now = (self.clock)();
+            let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+            for h in health.values_mut() {
+                h.probe = now;
+            }
+        }
+        t
     }
 
     /// Update our record of the node's heartbeats; returns the last probe time.
@@ -190,6 +225,7 @@ impl<W: Writes> NodeLifecycleController<W> {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&key.name);
+            self.zones().forget(&key.name);
             self.collect_orphans(&key.name).await?;
             return Ok(None);
         };
@@ -236,13 +272,40 @@ impl<W: Writes> NodeLifecycleController<W> {
             requeue = Some(to_duration(deadline.duration_since(now)) + Duration::from_millis(100));
         }
 
-        // Taints follow the Ready condition.
-        let taints = desired_taints(&node, ready_status.as_deref(), now);
+        let zone = zones::zone_key(&node);
+        self.zones().observe(
+            &key.name,
+            zone.clone(),
+            ready_status.as_deref() == Some("True"),
+            zones::excluded(&node),
+        );
+
+        // Taints follow the Ready condition; a new NoExecute one waits for its zone's limiter.
+        let mut taints = desired_taints(&node, ready_status.as_deref(), now);
         let current = node
             .spec
             .as_ref()
             .and_then(|s| s.taints.clone())
             .unwrap_or_default();
+        let adding = taints.iter().any(is_our_no_execute) && !current.iter().any(is_our_no_execute);
+        let verdict = {
+            let mut z = self.zones();
+            if z.in_master_disruption() {
+                Err(None)
+            } else if adding {
+                z.try_taint(&zone, now)
+            } else {
+                Ok(())
+            }
+        };
+        if let Err(wait) = verdict {
+            taints.retain(|t| !is_our_no_execute(t));
+            if adding {
+                let w = wait.unwrap_or(self.timing.monitor_period);
+                tracing::debug!(node = %key.name, wait_ms = w.as_millis() as u64, "NoExecute taint held back by the zone's eviction rate");
+                requeue = Some(requeue.map_or(w, |r| r.min(w)));
+            }
+        }
         if taints != current {
             let patch = json!({"spec": {"taints": taints}});
             match self
@@ -549,14 +612,17 @@ pub(crate) fn register(
         startup_grace: options.node_startup_grace_period,
         monitor_period: options.node_monitor_period,
     };
-    let c = Arc::new(NodeLifecycleController::new(
-        Arc::new(crate::writes::ClientWrites::new(client.clone(), NAME)),
-        nodes.store(),
-        leases.store(),
-        pods.store(),
-        crate::system_clock(),
-        timing,
-    ));
+    let c = Arc::new(
+        NodeLifecycleController::new(
+            Arc::new(crate::writes::ClientWrites::new(client.clone(), NAME)),
+            nodes.store(),
+            leases.store(),
+            pods.store(),
+            crate::system_clock(),
+            timing,
+        )
+        .with_eviction_rates(options.eviction_rates),
+    );
     let q = queue.clone();
     nodes.on_change(Arc::new(move |old, new| {
         if let Some(n) = new.or(old) {
@@ -589,12 +655,14 @@ pub(crate) fn register(
         let q = queue.clone();
         let node_store = nodes.store();
         let shutdown = shutdown.clone();
+        let c = c.clone();
         tasks.spawn(async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(timing.monitor_period) => {}
                     _ = shutdown.cancelled() => return,
                 }
+                c.handle_disruption();
                 for n in node_store.state() {
                     q.add(Key::of(&n.metadata));
                 }

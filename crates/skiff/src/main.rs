@@ -336,6 +336,18 @@ struct ServerArgs {
     /// Heartbeat silence after which a node is marked Unknown (Go duration: `40s`, `1m30s`).
     #[arg(long, default_value = "40s", value_parser = parse_go_duration)]
     node_monitor_grace_period: std::time::Duration,
+    /// Nodes per second that get NoExecute taints in a healthy zone.
+    #[arg(long, default_value_t = 0.1)]
+    node_eviction_rate: f64,
+    /// Nodes per second in a partially disrupted zone larger than the large-cluster threshold.
+    #[arg(long, default_value_t = 0.01)]
+    secondary_node_eviction_rate: f64,
+    /// Share of not-Ready nodes (more than 2) at which a zone is partially disrupted.
+    #[arg(long, default_value_t = 0.55)]
+    unhealthy_zone_threshold: f64,
+    /// Zones with at most this many nodes stop tainting when partially disrupted.
+    #[arg(long, default_value_t = 50)]
+    large_cluster_size_threshold: usize,
     #[command(flatten)]
     election: LeaderElectArgs,
     /// Log filter, as `RUST_LOG` (e.g. `info`, `skiff_apiserver=debug`).
@@ -722,6 +734,12 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             cluster_cidr: args.cluster_cidr.clone(),
             node_cidr_mask_size: args.node_cidr_mask_size,
             node_monitor_grace_period: args.node_monitor_grace_period,
+            eviction_rates: skiff_controllers::nodelifecycle::zones::EvictionRates {
+                node_eviction_rate: args.node_eviction_rate,
+                secondary_node_eviction_rate: args.secondary_node_eviction_rate,
+                unhealthy_zone_threshold: args.unhealthy_zone_threshold,
+                large_cluster_size_threshold: args.large_cluster_size_threshold,
+            },
             ..skiff_controllers::Options::default()
         };
         let c = client.clone();

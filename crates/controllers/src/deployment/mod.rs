@@ -28,7 +28,7 @@ use hash::{POD_TEMPLATE_HASH, compute_hash, equal_ignore_hash};
 use replicas::{
     REVISION, desired_annotation, is_active, is_rolling, is_saturated, max_revision, max_surge,
     max_unavailable, new_rs_new_replicas, proportion, replicas as want_replicas,
-    replicas_annotations_need_update, revision, rs_actual, rs_available, rs_replicas,
+    replicas_annotations_need_update, revision, rs_actual, rs_available_bounded, rs_replicas,
     set_new_replica_set_annotations, set_replicas_annotations,
 };
 use status::{
@@ -629,7 +629,7 @@ impl<C: Control> Sync<'_, C> {
         let all_pods: i32 = self.sets.iter().map(rs_replicas).sum();
         let min_available = want_replicas(&self.d) - max_unavailable(&self.d);
         let new_unavailable = new
-            .map(|i| rs_replicas(&self.sets[i]) - rs_available(&self.sets[i]))
+            .map(|i| rs_replicas(&self.sets[i]) - rs_available_bounded(&self.sets[i]))
             .unwrap_or(0);
         let max_scaled_down = all_pods - min_available - new_unavailable;
         if max_scaled_down <= 0 {
@@ -642,7 +642,7 @@ impl<C: Control> Sync<'_, C> {
                 break;
             }
             let r = rs_replicas(&self.sets[i]);
-            let unhealthy = r - rs_available(&self.sets[i]);
+            let unhealthy = r - rs_available_bounded(&self.sets[i]);
             if r == 0 || unhealthy <= 0 {
                 continue;
             }
@@ -651,7 +651,7 @@ impl<C: Control> Sync<'_, C> {
             cleaned += n;
         }
         // Then scale old sets down as far as availability allows.
-        let available: i32 = self.sets.iter().map(rs_available).sum();
+        let available: i32 = self.sets.iter().map(rs_available_bounded).sum();
         let mut scaled = 0;
         if available > min_available {
             let total = available - min_available;

@@ -50,6 +50,16 @@ pub fn rs_available(rs: &ReplicaSet) -> i32 {
         .unwrap_or(0)
 }
 
+/// Available replicas the set can still have once it reaches `spec.replicas`: the status
+/// count, but no more than the spec. A set just scaled down keeps reporting the pods it had
+/// until the ReplicaSet controller has deleted the surplus (its status is computed from the
+/// pods seen before the deletes), and it deletes not-ready pods first, so at most `spec`
+/// of the available ones survive. Trusting the raw count lets the rollout scale old sets
+/// down twice for the same availability and exceed maxUnavailable.
+pub fn rs_available_bounded(rs: &ReplicaSet) -> i32 {
+    rs_available(rs).min(rs_replicas(rs).max(0))
+}
+
 /// A ReplicaSet's `status.readyReplicas`.
 pub fn rs_ready(rs: &ReplicaSet) -> i32 {
     rs.status

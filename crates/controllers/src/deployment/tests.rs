@@ -342,3 +342,41 @@ async fn a_complete_deployment_deletes_sets_beyond_the_history_limit_oldest_firs
         .collect();
     assert_eq!(deleted, [names[0].clone(), names[1].clone()]);
 }
+
+#[tokio::test]
+async fn old_sets_scale_down_on_availability_no_higher_than_their_spec() {
+    // The old set was just scaled 4 → 3, but its status still reports the 4 pods it had
+    // before the ReplicaSet controller deleted one: only 3 of them can still be available.
+    let d = deployment(4, "nginx:2");
+    let mut old = set(&d, "nginx:1", 3, 1, 0);
+    old.metadata.generation = Some(2);
+    old.status = Some(ReplicaSetStatus {
+        replicas: 4,
+        ready_replicas: Some(4),
+        available_replicas: Some(4),
+        observed_generation: Some(2),
+        ..ReplicaSetStatus::default()
+    });
+    let mut new = set(&d, "nginx:2", 2, 2, 10);
+    new.status = Some(ReplicaSetStatus {
+        replicas: 2,
+        ready_replicas: Some(1),
+        available_replicas: Some(1),
+        observed_generation: Some(1),
+        ..ReplicaSetStatus::default()
+    });
+    let old_name = old.metadata.name.clone().unwrap_or_default();
+    let c = controller(d, vec![old, new], 100);
+    c.reconcile(&key()).await.expect("sync");
+    let scaled: Vec<i32> = c
+        .control
+        .writes()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::UpdateReplicaSet { name, replicas } if name == old_name => Some(replicas),
+            _ => None,
+        })
+        .collect();
+    // 3 old + 1 new available at most; 3 must stay available: one old pod may go, not two.
+    assert_eq!(scaled, [2]);
+}

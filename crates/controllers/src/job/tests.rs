@@ -5,6 +5,7 @@ use crate::control::Action;
 use crate::job_control::{JobAction, JobRecorder};
 use k8s_openapi::api::batch::v1::{
     JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
+    SuccessPolicy, SuccessPolicyRule,
 };
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateTerminated, ContainerStatus, PodSpec, PodStatus,
@@ -538,9 +539,296 @@ async fn a_finished_job_is_left_alone() {
 #[test]
 fn completed_indexes_render_and_parse_as_intervals() {
     let set: BTreeSet<i32> = [0, 1, 2, 5, 7, 8].into_iter().collect();
-    assert_eq!(format_indexes(&set), "0-2,5,7-8");
+    // A two-index run is written as a pair, as upstream's orderedIntervals.String.
+    assert_eq!(format_indexes(&set), "0-2,5,7,8");
     assert_eq!(
         parse_indexes("0-2,5,7-8", 8),
         [0, 1, 2, 5, 7].into_iter().collect()
     );
+}
+
+/// An Indexed Job with backoffLimitPerIndex (backoffLimit left to its default), started.
+fn per_index(completions: i32, parallelism: i32, limit: i32) -> Job {
+    let mut j = indexed(completions, parallelism);
+    let spec = j.spec.as_mut().expect("spec");
+    spec.backoff_limit_per_index = Some(limit);
+    spec.backoff_limit = None;
+    j.status = Some(JobStatus {
+        start_time: Some(Time(at(0))),
+        ..JobStatus::default()
+    });
+    j
+}
+
+fn failure_count(mut p: Pod, n: i32) -> Pod {
+    p.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(INDEX_FAILURE_COUNT.into(), n.to_string());
+    p
+}
+
+fn annotation<'a>(p: &'a Pod, key: &str) -> Option<&'a str> {
+    p.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+}
+
+fn finalizer_removed(c: &JobController<JobRecorder>, pod: &str) -> bool {
+    c.control
+        .actions()
+        .contains(&JobAction::RemoveFinalizer { pod: pod.into() })
+}
+
+fn deleted(c: &JobController<JobRecorder>, pod: &str) -> bool {
+    c.control.pods.writes().contains(&Action::DeletePod {
+        namespace: "default".into(),
+        name: pod.into(),
+    })
+}
+
+#[tokio::test]
+async fn a_failed_index_within_its_limit_is_retried_with_the_failure_count_annotation() {
+    let j = per_index(2, 2, 1);
+    let pods = vec![
+        exited(failure_count(pod(&j, "pi-0-a", "Failed", Some(0)), 0), 1, 5),
+        failure_count(pod(&j, "pi-1-a", "Running", Some(1)), 0),
+    ];
+    let c = controller(j, pods, 100);
+    c.reconcile(&key()).await.expect("sync");
+    let created = c.control.pods.created_pods();
+    assert_eq!(created.len(), 1, "index 0 retried");
+    assert_eq!(completion_index(&created[0]), Some(0));
+    assert_eq!(annotation(&created[0], INDEX_FAILURE_COUNT), Some("1"));
+    assert!(
+        !finalizer_removed(&c, "pi-0-a"),
+        "the failed pod is kept until its replacement is seen"
+    );
+    let s = last_status(&c);
+    assert_eq!(s.failed_indexes.as_deref(), Some(""));
+    assert!(cond(&s, "FailureTarget").is_none());
+}
+
+#[tokio::test]
+async fn first_pods_of_a_per_index_job_carry_a_zero_failure_count() {
+    let j = per_index(2, 2, 1);
+    let c = controller(j, vec![], 10);
+    c.reconcile(&key()).await.expect("sync");
+    let created = c.control.pods.created_pods();
+    assert_eq!(created.len(), 2);
+    for p in &created {
+        assert_eq!(annotation(p, INDEX_FAILURE_COUNT), Some("0"));
+    }
+}
+
+#[tokio::test]
+async fn an_index_past_its_limit_is_recorded_failed_and_not_retried() {
+    let j = per_index(3, 3, 1);
+    let pods = vec![
+        exited(failure_count(pod(&j, "pi-0-b", "Failed", Some(0)), 1), 1, 5),
+        failure_count(pod(&j, "pi-1-a", "Running", Some(1)), 0),
+        failure_count(pod(&j, "pi-2-a", "Running", Some(2)), 0),
+    ];
+    let c = controller(j, pods, 100);
+    c.reconcile(&key()).await.expect("sync");
+    assert!(
+        c.control.pods.created_pods().is_empty(),
+        "index 0 not retried"
+    );
+    assert!(finalizer_removed(&c, "pi-0-b"));
+    let s = last_status(&c);
+    assert_eq!(s.failed_indexes.as_deref(), Some("0"));
+    assert_eq!(s.failed, Some(1));
+    assert!(
+        cond(&s, "FailureTarget").is_none(),
+        "other indexes still run"
+    );
+}
+
+#[tokio::test]
+async fn a_job_whose_indexes_all_finished_with_one_failed_fails_with_failed_indexes() {
+    let mut j = per_index(3, 3, 0);
+    if let Some(s) = j.status.as_mut() {
+        s.completed_indexes = Some("1,2".into());
+        s.succeeded = Some(2);
+    }
+    let pods = vec![exited(
+        failure_count(pod(&j, "pi-0-a", "Failed", Some(0)), 0),
+        1,
+        5,
+    )];
+    let c = controller(j, pods, 100);
+    c.reconcile(&key()).await.expect("sync");
+    let s = last_status(&c);
+    assert_eq!(s.failed_indexes.as_deref(), Some("0"));
+    let failed = cond(&s, "Failed").expect("Failed");
+    assert_eq!(failed.reason.as_deref(), Some("FailedIndexes"));
+    assert_eq!(failed.message.as_deref(), Some("Job has failed indexes"));
+    assert_eq!(
+        cond(&s, "FailureTarget").and_then(|c| c.reason.as_deref()),
+        Some("FailedIndexes")
+    );
+}
+
+#[tokio::test]
+async fn more_failed_indexes_than_max_failed_indexes_fails_the_job_and_stops_its_pods() {
+    let mut j = per_index(4, 4, 0);
+    j.spec.as_mut().expect("spec").max_failed_indexes = Some(0);
+    let pods = vec![
+        exited(failure_count(pod(&j, "pi-0-a", "Failed", Some(0)), 0), 1, 5),
+        failure_count(pod(&j, "pi-1-a", "Running", Some(1)), 0),
+    ];
+    let c = controller(j, pods, 100);
+    c.reconcile(&key()).await.expect("sync");
+    assert!(deleted(&c, "pi-1-a"), "remaining pods are terminated");
+    let s = last_status(&c);
+    let target = cond(&s, "FailureTarget").expect("FailureTarget");
+    assert_eq!(target.reason.as_deref(), Some("MaxFailedIndexesExceeded"));
+    assert_eq!(
+        target.message.as_deref(),
+        Some("Job has exceeded the specified maximal number of failed indexes")
+    );
+    assert!(cond(&s, "Failed").is_none(), "a pod is still terminating");
+}
+
+#[tokio::test]
+async fn pod_failure_policy_fail_index_fails_the_index_at_its_first_failure() {
+    let j = with_policy(per_index(2, 2, 3), "FailIndex", vec![42]);
+    let pods = vec![
+        exited(
+            failure_count(pod(&j, "pi-0-a", "Failed", Some(0)), 0),
+            42,
+            5,
+        ),
+        failure_count(pod(&j, "pi-1-a", "Running", Some(1)), 0),
+    ];
+    let c = controller(j, pods, 100);
+    c.reconcile(&key()).await.expect("sync");
+    assert!(c.control.pods.created_pods().is_empty());
+    assert_eq!(last_status(&c).failed_indexes.as_deref(), Some("0"));
+}
+
+#[tokio::test]
+async fn an_ignored_failure_is_retried_under_the_ignored_count() {
+    let j = with_policy(per_index(1, 1, 0), "Ignore", vec![137]);
+    let pods = vec![exited(
+        failure_count(pod(&j, "pi-0-a", "Failed", Some(0)), 0),
+        137,
+        5,
+    )];
+    let c = controller(j, pods, 100);
+    c.reconcile(&key()).await.expect("sync");
+    let created = c.control.pods.created_pods();
+    assert_eq!(
+        created.len(),
+        1,
+        "an ignored failure does not use up the index"
+    );
+    assert_eq!(annotation(&created[0], INDEX_FAILURE_COUNT), Some("0"));
+    assert_eq!(
+        annotation(&created[0], INDEX_IGNORED_FAILURE_COUNT),
+        Some("1")
+    );
+}
+
+#[tokio::test]
+async fn an_index_waits_out_its_own_backoff_before_it_is_retried() {
+    // Second failure of index 0: 20 s after it finished at t=100.
+    let j = per_index(2, 2, 5);
+    let pods = vec![
+        exited(
+            failure_count(pod(&j, "pi-0-b", "Failed", Some(0)), 1),
+            1,
+            100,
+        ),
+        failure_count(pod(&j, "pi-1-a", "Running", Some(1)), 0),
+    ];
+    let c = controller(j.clone(), pods.clone(), 105);
+    let requeue = c.reconcile(&key()).await.expect("sync");
+    assert!(c.control.pods.created_pods().is_empty());
+    assert_eq!(requeue, Some(Duration::from_secs(15)));
+    let c = controller(j, pods, 121);
+    c.reconcile(&key()).await.expect("sync");
+    let created = c.control.pods.created_pods();
+    assert_eq!(created.len(), 1);
+    assert_eq!(annotation(&created[0], INDEX_FAILURE_COUNT), Some("2"));
+}
+
+fn with_success_policy(mut j: Job, rules: Vec<SuccessPolicyRule>) -> Job {
+    j.spec.as_mut().expect("spec").success_policy = Some(SuccessPolicy { rules });
+    j.status = Some(JobStatus {
+        start_time: Some(Time(at(0))),
+        ..JobStatus::default()
+    });
+    j
+}
+
+fn rule(indexes: Option<&str>, count: Option<i32>) -> SuccessPolicyRule {
+    SuccessPolicyRule {
+        succeeded_indexes: indexes.map(String::from),
+        succeeded_count: count,
+    }
+}
+
+#[test]
+fn success_policy_rules_match_as_upstream() {
+    let j = with_success_policy(
+        indexed(10, 10),
+        vec![rule(Some("0-3"), Some(2)), rule(None, Some(3))],
+    );
+    let set = |v: &[i32]| v.iter().copied().collect::<BTreeSet<i32>>();
+    assert_eq!(match_success_policy(&j, &set(&[1])), None);
+    assert_eq!(
+        match_success_policy(&j, &set(&[1, 3])).as_deref(),
+        Some("Matched rules at index 0")
+    );
+    assert_eq!(
+        match_success_policy(&j, &set(&[5, 6, 7])).as_deref(),
+        Some("Matched rules at index 1")
+    );
+    // Indexes alone: all of them must have succeeded.
+    let j = with_success_policy(indexed(10, 10), vec![rule(Some("0,2"), None)]);
+    assert_eq!(match_success_policy(&j, &set(&[0, 1])), None);
+    assert!(match_success_policy(&j, &set(&[0, 2])).is_some());
+    // No policy on a NonIndexed Job.
+    let j = with_success_policy(job(Some(3), 3), vec![rule(None, Some(1))]);
+    assert_eq!(match_success_policy(&j, &set(&[0])), None);
+}
+
+#[tokio::test]
+async fn a_met_success_policy_terminates_the_rest_and_then_completes() {
+    let j = with_success_policy(indexed(3, 3), vec![rule(Some("0"), None)]);
+    let pods = vec![
+        pod(&j, "pi-0-a", "Succeeded", Some(0)),
+        pod(&j, "pi-1-a", "Running", Some(1)),
+        pod(&j, "pi-2-a", "Running", Some(2)),
+    ];
+    let c = controller(j.clone(), pods, 10);
+    c.reconcile(&key()).await.expect("sync");
+    assert!(deleted(&c, "pi-1-a") && deleted(&c, "pi-2-a"));
+    assert!(c.control.pods.created_pods().is_empty());
+
+    // The lingering pods are gone: SuccessCriteriaMet, then Complete with the same reason.
+    let c = controller(
+        j,
+        vec![pod(&indexed(3, 3), "pi-0-a", "Succeeded", Some(0))],
+        20,
+    );
+    c.reconcile(&key()).await.expect("sync");
+    let first = c.control.job_statuses()[0].status.clone().expect("status");
+    let met = cond(&first, "SuccessCriteriaMet").expect("SuccessCriteriaMet first");
+    assert_eq!(met.reason.as_deref(), Some("SuccessPolicy"));
+    assert_eq!(met.message.as_deref(), Some("Matched rules at index 0"));
+    assert!(cond(&first, "Complete").is_none());
+    let s = last_status(&c);
+    let complete = cond(&s, "Complete").expect("Complete");
+    assert_eq!(complete.reason.as_deref(), Some("SuccessPolicy"));
+    assert_eq!(
+        complete.message.as_deref(),
+        Some("Matched rules at index 0")
+    );
+    assert_eq!(s.completed_indexes.as_deref(), Some("0"));
+    assert!(s.completion_time.is_some());
 }

@@ -368,3 +368,182 @@ async fn pods_of_a_vanished_node_are_deleted_at_once() {
     assert_eq!(cond["type"], "DisruptionTarget");
     assert_eq!(cond["reason"], "DeletionByPodGC");
 }
+
+use zones::{EvictionRates, Transition, ZoneState, Zones, zone_state};
+
+fn zoned(name: &str, zone: &str, ready: &str, taints: Vec<Taint>) -> Node {
+    let mut n = node(ready, taints);
+    n.metadata.name = Some(name.into());
+    n.metadata.labels = Some(
+        [(zones::ZONE_LABEL.to_string(), zone.to_string())]
+            .into_iter()
+            .collect(),
+    );
+    n
+}
+
+fn lease_of(name: &str, renew: i64) -> Lease {
+    let mut l = lease(renew);
+    l.metadata.name = Some(name.into());
+    l
+}
+
+fn zoned_fixture(nodes: Vec<Node>, pods: Vec<Pod>) -> Fixture {
+    let leases: Vec<Lease> = nodes
+        .iter()
+        .map(|n| lease_of(n.metadata.name.as_deref().unwrap_or_default(), 0))
+        .collect();
+    let f = fixture(node("True", vec![]), leases, pods);
+    let mut c = f.c;
+    c.nodes = store_of(nodes);
+    Fixture { c, now: f.now }
+}
+
+fn no_execute_added(w: &Write) -> bool {
+    w.verb == "patch"
+        && w.body["spec"]["taints"]
+            .as_array()
+            .is_some_and(|ts| ts.iter().any(|t| t["effect"] == "NoExecute"))
+}
+
+fn unreachable_taints(since: i64) -> Vec<Taint> {
+    ["NoSchedule", "NoExecute"]
+        .into_iter()
+        .map(|effect| Taint {
+            key: UNREACHABLE.into(),
+            effect: effect.into(),
+            value: None,
+            time_added: (effect == "NoExecute").then_some(Time(at(since))),
+        })
+        .collect()
+}
+
+#[test]
+fn zone_states_follow_upstreams_thresholds() {
+    assert_eq!(zone_state(0, 1, 0.55), ZoneState::FullDisruption);
+    // 3 of 5 not Ready: 60 % is past 55 %.
+    assert_eq!(zone_state(2, 3, 0.55), ZoneState::PartialDisruption);
+    // More than two must be down, whatever the share.
+    assert_eq!(zone_state(1, 2, 0.55), ZoneState::Normal);
+    assert_eq!(zone_state(5, 3, 0.55), ZoneState::Normal);
+    assert_eq!(zone_state(0, 0, 0.55), ZoneState::Normal);
+}
+
+#[test]
+fn partial_disruption_slows_large_zones_and_stops_small_ones() {
+    let mut z = Zones::new(EvictionRates::default());
+    let mut add = |zone: &str, ready: usize, down: usize| {
+        for i in 0..ready + down {
+            z.observe(&format!("{zone}-{i}"), zone.into(), i < ready, false);
+        }
+    };
+    add("large", 20, 40);
+    add("small", 4, 6);
+    add("down", 0, 3);
+    add("fine", 10, 0);
+    assert_eq!(z.handle_disruption(), Transition::None);
+    assert_eq!(z.state("large"), ZoneState::PartialDisruption);
+    assert_eq!(z.rate("large"), 0.01, "secondary rate above 50 nodes");
+    assert_eq!(z.state("small"), ZoneState::PartialDisruption);
+    assert_eq!(z.rate("small"), 0.0, "no tainting in a small zone");
+    assert_eq!(z.state("down"), ZoneState::FullDisruption);
+    assert_eq!(z.rate("down"), 0.1, "one zone down alone: the normal rate");
+    assert_eq!(z.state("fine"), ZoneState::Normal);
+    assert_eq!(z.rate("fine"), 0.1);
+    assert_eq!(z.try_taint("small", at(0)), Err(None));
+}
+
+#[test]
+fn the_zone_limiter_lets_one_node_through_per_interval() {
+    let mut z = Zones::new(EvictionRates::default());
+    z.observe("n1", "a".into(), false, false);
+    z.observe("n2", "b".into(), true, false);
+    assert_eq!(z.try_taint("a", at(0)), Ok(()));
+    assert_eq!(z.try_taint("a", at(0)), Err(Some(Duration::from_secs(10))));
+    assert_eq!(z.try_taint("a", at(5)), Err(Some(Duration::from_secs(5))));
+    // Zones have their own buckets.
+    assert_eq!(z.try_taint("b", at(5)), Ok(()));
+    assert_eq!(z.try_taint("a", at(10)), Ok(()));
+}
+
+#[tokio::test]
+async fn no_execute_taints_in_a_zone_are_added_at_the_eviction_rate() {
+    let nodes = vec![
+        zoned("a1", "a", "True", vec![]),
+        zoned("a2", "a", "True", vec![]),
+        zoned("b1", "b", "True", vec![]),
+    ];
+    let f = zoned_fixture(nodes, vec![]);
+    for n in ["a1", "a2", "b1"] {
+        f.c.reconcile(&Key::new("", n)).await.expect("sync");
+    }
+    f.now.store(41, Ordering::SeqCst);
+    f.c.reconcile(&Key::new("", "a1")).await.expect("sync");
+    let requeue = f.c.reconcile(&Key::new("", "a2")).await.expect("sync");
+    let tainted = |f: &Fixture, n: &str| {
+        f.c.writes
+            .objects()
+            .iter()
+            .any(|w| w.name == n && no_execute_added(w))
+    };
+    assert!(tainted(&f, "a1"));
+    assert!(!tainted(&f, "a2"), "one node per 10 s in zone a");
+    let noschedule = f.c.writes.objects().into_iter().any(|w| {
+        w.name == "a2" && w.verb == "patch" && w.body["spec"]["taints"][0]["effect"] == "NoSchedule"
+    });
+    assert!(noschedule, "NoSchedule is not rate limited");
+    assert_eq!(requeue, Some(Duration::from_secs(10)));
+    f.now.store(51, Ordering::SeqCst);
+    f.c.reconcile(&Key::new("", "a2")).await.expect("sync");
+    assert!(tainted(&f, "a2"));
+}
+
+#[tokio::test]
+async fn when_every_zone_is_down_no_node_is_tainted_and_recovery_restarts_the_grace() {
+    let nodes = vec![
+        zoned("a1", "a", "True", unreachable_taints(0)),
+        zoned("b1", "b", "True", vec![]),
+    ];
+    let mut f = zoned_fixture(nodes, vec![]);
+    f.c.pods = store_of(vec![{
+        let mut p = pod("plain", vec![]);
+        p.spec.as_mut().expect("spec").node_name = Some("a1".into());
+        p
+    }]);
+    for n in ["a1", "b1"] {
+        f.c.reconcile(&Key::new("", n)).await.expect("sync");
+    }
+    f.now.store(41, Ordering::SeqCst);
+    for n in ["a1", "b1"] {
+        f.c.reconcile(&Key::new("", n)).await.expect("sync");
+    }
+    assert_eq!(f.c.handle_disruption(), Transition::EnterMasterDisruption);
+    let before = f.c.writes.objects().len();
+    f.c.reconcile(&Key::new("", "a1")).await.expect("sync");
+    f.c.reconcile(&Key::new("", "b1")).await.expect("sync");
+    let after: Vec<Write> = f.c.writes.objects().into_iter().skip(before).collect();
+    let a1 = after
+        .iter()
+        .find(|w| w.name == "a1" && w.verb == "patch")
+        .expect("a1's NoExecute taint removed");
+    assert_eq!(
+        a1.body["spec"]["taints"],
+        json!([{"key": UNREACHABLE, "effect": "NoSchedule"}])
+    );
+    assert!(!after.iter().any(no_execute_added), "{after:?}");
+    assert!(
+        !after.iter().any(|w| w.verb == "delete"),
+        "no eviction while every zone is down"
+    );
+
+    // b1 is back: master disruption ends and every node gets a fresh grace period.
+    f.c.leases = store_of(vec![lease_of("a1", 0), lease_of("b1", 45)]);
+    f.now.store(45, Ordering::SeqCst);
+    f.c.reconcile(&Key::new("", "b1")).await.expect("sync");
+    assert_eq!(f.c.handle_disruption(), Transition::ExitMasterDisruption);
+    let requeue = f.c.reconcile(&Key::new("", "a1")).await.expect("sync");
+    assert!(
+        requeue.is_some_and(|d| d > Duration::from_secs(39)),
+        "a1's grace restarted at 45 s: {requeue:?}"
+    );
+}
