@@ -1074,3 +1074,37 @@ fn decode_continue(token: &str) -> Result<(Revision, String)> {
     let start = v["start"].as_str().ok_or_else(bad)?.to_string();
     Ok((rev, start))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_encoding_drops_only_the_unstored_metadata() {
+        let obj = json!({
+            "kind": "Pod",
+            "metadata": {"name": "p", "resourceVersion": "9", "selfLink": "/x", "labels": {"resourceVersion": "kept"}},
+            "spec": {"template": {"metadata": {"resourceVersion": "nested stays"}}},
+        });
+        let stored: Value = serde_json::from_slice(&encode(&obj).expect("encode")).expect("JSON");
+        let mut expected = obj.clone();
+        let meta = expected["metadata"].as_object_mut().expect("metadata");
+        meta.remove("resourceVersion");
+        meta.remove("selfLink");
+        assert_eq!(stored, expected);
+    }
+
+    #[test]
+    fn equality_ignores_the_resource_version_alone() {
+        let a = json!({"metadata": {"name": "p", "resourceVersion": "1"}, "spec": {"x": 1}});
+        let b = json!({"metadata": {"name": "p", "resourceVersion": "2"}, "spec": {"x": 1}});
+        let c = json!({"metadata": {"name": "p"}, "spec": {"x": 1}});
+        let d = json!({"metadata": {"name": "p", "resourceVersion": "1"}, "spec": {"x": 2}});
+        let e = json!({"metadata": {"name": "q", "resourceVersion": "1"}, "spec": {"x": 1}});
+        assert!(same_but_rv(&a, &b));
+        assert!(same_but_rv(&a, &c));
+        assert!(same_but_rv(&c, &a));
+        assert!(!same_but_rv(&a, &d));
+        assert!(!same_but_rv(&a, &e));
+    }
+}
