@@ -63,6 +63,10 @@ impl Selection {
         Ok(Self { labels, fields })
     }
 
+    fn is_everything(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
     fn matches(&self, spec: &ResourceSpec, obj: &Value) -> bool {
         self.labels.matches_object(obj) && self.fields.matches(spec.group, spec.kind, obj)
     }
@@ -391,6 +395,7 @@ async fn watch(
         }
     };
     let shutdown = app.shutdown.clone();
+    let everything = selection.is_everything();
     let stream = async_stream(move |tx| async move {
         let mut first = true;
         let mut last_rev = from;
@@ -425,24 +430,27 @@ async fn watch(
             let out = match item {
                 Ok(CacheItem::Event(ev)) => {
                     last_rev = ev.revision;
-                    let now_matches =
-                        ev.kind == EventKind::Put && selection.matches(spec, &ev.object);
-                    let was_matching = ev.prev.as_ref().is_some_and(|p| selection.matches(spec, p));
+                    // Without a selector no object needs decoding to tell the event's type.
+                    let matches = |o: &Value| everything || selection.matches(spec, o);
+                    let now_matches = ev.kind == EventKind::Put && matches(ev.object());
+                    let was_matching = if everything {
+                        ev.has_prev()
+                    } else {
+                        ev.prev().is_some_and(|p| selection.matches(spec, p))
+                    };
                     let kind = match (ev.kind, was_matching, now_matches) {
                         (EventKind::Put, false, true) => "ADDED",
                         (EventKind::Put, true, true) => "MODIFIED",
                         // Left the selection: upstream reports the new state as DELETED.
                         (EventKind::Put, true, false) => "DELETED",
                         (EventKind::Delete, true, _) => "DELETED",
-                        (EventKind::Delete, false, _)
-                            if ev.prev.is_none() && selection.matches(spec, &ev.object) =>
-                        {
+                        (EventKind::Delete, false, _) if !ev.has_prev() && matches(ev.object()) => {
                             "DELETED"
                         }
                         _ => continue,
                     };
                     if table_wanted {
-                        watch_event(kind, render(ev.object.clone(), &mut first))
+                        watch_event(kind, render(ev.object().clone(), &mut first))
                     } else {
                         // Encoded once per event, shared by every watcher.
                         let mut line = format!("{{\"type\":\"{kind}\",\"object\":");
@@ -554,12 +562,16 @@ fn decode_body(
 ) -> Result<Admitted> {
     let (obj, format) = request::decode_object(content_type, body)?;
     request::check_kind(spec, &obj)?;
-    let raw = match format {
-        BodyFormat::Json => Some(body.to_vec()),
-        BodyFormat::Yaml => serde_json::to_vec(&obj).ok(),
+    let yaml_json;
+    let raw: Option<&[u8]> = match format {
+        BodyFormat::Json => Some(body),
+        BodyFormat::Yaml => {
+            yaml_json = serde_json::to_vec(&obj).ok();
+            yaml_json.as_deref()
+        }
         BodyFormat::Protobuf => None,
     };
-    let warnings = check_fields(spec, query, raw.as_deref())?;
+    let warnings = check_fields(spec, query, raw)?;
     let mut obj = obj;
     skiff_api::field_validation::prune_unknown_fields(
         spec.group,
@@ -586,11 +598,14 @@ async fn create(
     let opts = WriteOptions {
         dry_run: query.dry_run()?,
     };
-    let created = app.objects.create(spec, ns, obj, opts).await?;
-    Ok(with_warnings(
-        json_response(StatusCode::CREATED, &created),
-        &warnings,
-    ))
+    let (_, created) = app.objects.create_json(spec, ns, obj, opts).await?;
+    let resp = (
+        StatusCode::CREATED,
+        [("content-type", "application/json")],
+        created,
+    )
+        .into_response();
+    Ok(with_warnings(resp, &warnings))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod objects;
 pub mod pki;
 pub mod proxy;
+pub mod rawjson;
 pub mod request;
 pub mod translate;
 pub mod watch_cache;

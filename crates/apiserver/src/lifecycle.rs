@@ -202,6 +202,16 @@ fn pod_key(pod: &Value) -> PodKey {
     )
 }
 
+/// The key of a pod from its store key (`<prefix><namespace>/<name>`), as [`pod_key`] reads it
+/// from the object.
+fn pod_key_of_store_key(prefix: &str, key: &str) -> PodKey {
+    let rest = key.strip_prefix(prefix).unwrap_or(key);
+    match rest.split_once('/') {
+        Some((ns, name)) => (Some(ns.to_string()), name.to_string()),
+        None => (None, rest.to_string()),
+    }
+}
+
 fn deadline_of(pod: &Value) -> Option<jiff::Timestamp> {
     pod["metadata"]["deletionTimestamp"]
         .as_str()
@@ -238,7 +248,8 @@ async fn follow_pods(
         .iter()
         .filter_map(|p| deadline_of(p).map(|d| (pod_key(p), d)))
         .collect();
-    let mut events = app.watch.watch(&pods.key_prefix(), page.revision).await?;
+    let pods_prefix = pods.key_prefix();
+    let mut events = app.watch.watch(&pods_prefix, page.revision).await?;
     loop {
         let now = jiff::Timestamp::now();
         let due: Vec<PodKey> = pending
@@ -270,8 +281,20 @@ async fn follow_pods(
             Some(Err(e)) => return Err(e),
             Some(Ok(crate::watch_cache::CacheItem::Progress(_))) => {}
             Some(Ok(crate::watch_cache::CacheItem::Event(ev))) => {
-                let key = pod_key(&ev.object);
-                match (ev.kind, deadline_of(&ev.object)) {
+                // Most pod events are not deletions: their bytes say so without a decode.
+                let deleting = ev.kind == skiff_store::EventKind::Put
+                    && crate::rawjson::mentions_key(ev.raw(), "deletionTimestamp");
+                let key = if deleting {
+                    pod_key(ev.object())
+                } else {
+                    pod_key_of_store_key(&pods_prefix, &ev.key)
+                };
+                let deadline = if deleting {
+                    deadline_of(ev.object())
+                } else {
+                    None
+                };
+                match (ev.kind, deadline) {
                     (skiff_store::EventKind::Put, Some(deadline)) => {
                         pending.insert(key, deadline);
                     }

@@ -188,15 +188,77 @@ pub fn set_resource_version(obj: &mut Value, revision: Revision) {
     }
 }
 
-fn encode(obj: &Value) -> Result<Bytes> {
-    let mut obj = obj.clone();
-    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
-        meta.remove("selfLink");
+/// Metadata fields the store does not keep: the revision is the store's, selfLink is gone.
+const UNSTORED_METADATA: [&str; 2] = ["resourceVersion", "selfLink"];
+
+/// An object as stored: itself without [`UNSTORED_METADATA`], serialized without a copy.
+struct Stored<'a>(&'a Value);
+
+/// `metadata` without [`UNSTORED_METADATA`].
+struct StoredMeta<'a>(&'a Map<String, Value>);
+
+impl serde::Serialize for Stored<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(top) = self.0 else {
+            return self.0.serialize(s);
+        };
+        let mut map = s.serialize_map(Some(top.len()))?;
+        for (k, v) in top {
+            match v {
+                Value::Object(meta) if k == "metadata" => {
+                    map.serialize_entry(k, &StoredMeta(meta))?
+                }
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
     }
-    serde_json::to_vec(&obj)
+}
+
+impl serde::Serialize for StoredMeta<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in self.0 {
+            if !UNSTORED_METADATA.contains(&k.as_str()) {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
+    }
+}
+
+fn encode(obj: &Value) -> Result<Bytes> {
+    serde_json::to_vec(&Stored(obj))
         .map(Bytes::from)
         .map_err(|e| ApiError::Internal(format!("encoding object: {e}")))
+}
+
+/// Whether two objects are equal but for their resourceVersion, without copying them.
+fn same_but_rv(a: &Value, b: &Value) -> bool {
+    let (Value::Object(a), Value::Object(b)) = (a, b) else {
+        return a == b;
+    };
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().all(|(k, va)| {
+        let Some(vb) = b.get(k) else { return false };
+        match (k.as_str(), va, vb) {
+            ("metadata", Value::Object(ma), Value::Object(mb)) => {
+                let count = |m: &Map<String, Value>| {
+                    m.len() - usize::from(m.contains_key("resourceVersion"))
+                };
+                count(ma) == count(mb)
+                    && ma
+                        .iter()
+                        .filter(|(f, _)| f.as_str() != "resourceVersion")
+                        .all(|(f, v)| mb.get(f) == Some(v))
+            }
+            _ => va == vb,
+        }
+    })
 }
 
 /// The current time as Kubernetes writes timestamps (RFC 3339, seconds).
@@ -432,9 +494,40 @@ impl Objects {
         &self,
         spec: &ResourceSpec,
         ns: Option<&str>,
-        mut obj: Value,
+        obj: Value,
         opts: WriteOptions,
     ) -> Result<Value> {
+        Ok(self.create_json(spec, ns, obj, opts).await?.0)
+    }
+
+    /// [`Objects::create`], with the created object also as JSON text (the stored bytes with
+    /// its resourceVersion), so a response needs no second encoding.
+    pub async fn create_json(
+        &self,
+        spec: &ResourceSpec,
+        ns: Option<&str>,
+        obj: Value,
+        opts: WriteOptions,
+    ) -> Result<(Value, String)> {
+        let (obj, stored) = self.create_stored(spec, ns, obj, opts).await?;
+        let rev = obj["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|r| r.parse().ok());
+        let json = match (stored, rev) {
+            (Some(bytes), Some(rev)) => crate::rawjson::with_resource_version(&bytes, rev),
+            _ => None,
+        }
+        .unwrap_or_else(|| obj.to_string());
+        Ok((obj, json))
+    }
+
+    async fn create_stored(
+        &self,
+        spec: &ResourceSpec,
+        ns: Option<&str>,
+        mut obj: Value,
+        opts: WriteOptions,
+    ) -> Result<(Value, Option<Bytes>)> {
         self.prepare_create(spec, ns, &mut obj)?;
         let name = name_of(&obj).to_string();
         if let Some(ns) = ns.filter(|_| spec.namespaced) {
@@ -445,12 +538,13 @@ impl Objects {
             if self.store.get(&key).await?.is_some() {
                 return Err(ApiError::already_exists(spec, &name));
             }
-            return Ok(obj);
+            return Ok((obj, None));
         }
-        match self.store.create(&key, encode(&obj)?).await {
+        let bytes = encode(&obj)?;
+        match self.store.create(&key, bytes.clone()).await {
             Ok(kv) => {
                 set_resource_version(&mut obj, kv.mod_revision);
-                Ok(obj)
+                Ok((obj, Some(bytes)))
             }
             Err(skiff_store::Error::AlreadyExists { .. }) => {
                 Err(ApiError::already_exists(spec, &name))
@@ -590,7 +684,7 @@ impl Objects {
             let old = decode(&kv)?;
             let desired = mutate(&old)?;
             let new = self.prepare_update(spec, name, &old, desired, scope)?;
-            if strip_rv(&new) == strip_rv(&old) {
+            if same_but_rv(&new, &old) {
                 return Ok(old);
             }
             if opts.dry_run {
@@ -882,7 +976,7 @@ impl Objects {
             if is_namespace {
                 marked["status"]["phase"] = json!("Terminating");
             }
-            if strip_rv(&marked) == strip_rv(&old) {
+            if same_but_rv(&marked, &old) {
                 return Ok(Deleted::Pending(old));
             }
             if opts.dry_run {
@@ -951,14 +1045,6 @@ impl Objects {
     }
 }
 
-fn strip_rv(obj: &Value) -> Value {
-    let mut o = obj.clone();
-    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-    }
-    o
-}
-
 /// Parse a resourceVersion string.
 pub fn parse_rv(rv: &str) -> Result<Revision> {
     rv.parse::<Revision>()
@@ -987,4 +1073,38 @@ fn decode_continue(token: &str) -> Result<(Revision, String)> {
     let rev = v["rv"].as_i64().ok_or_else(bad)?;
     let start = v["start"].as_str().ok_or_else(bad)?.to_string();
     Ok((rev, start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_encoding_drops_only_the_unstored_metadata() {
+        let obj = json!({
+            "kind": "Pod",
+            "metadata": {"name": "p", "resourceVersion": "9", "selfLink": "/x", "labels": {"resourceVersion": "kept"}},
+            "spec": {"template": {"metadata": {"resourceVersion": "nested stays"}}},
+        });
+        let stored: Value = serde_json::from_slice(&encode(&obj).expect("encode")).expect("JSON");
+        let mut expected = obj.clone();
+        let meta = expected["metadata"].as_object_mut().expect("metadata");
+        meta.remove("resourceVersion");
+        meta.remove("selfLink");
+        assert_eq!(stored, expected);
+    }
+
+    #[test]
+    fn equality_ignores_the_resource_version_alone() {
+        let a = json!({"metadata": {"name": "p", "resourceVersion": "1"}, "spec": {"x": 1}});
+        let b = json!({"metadata": {"name": "p", "resourceVersion": "2"}, "spec": {"x": 1}});
+        let c = json!({"metadata": {"name": "p"}, "spec": {"x": 1}});
+        let d = json!({"metadata": {"name": "p", "resourceVersion": "1"}, "spec": {"x": 2}});
+        let e = json!({"metadata": {"name": "q", "resourceVersion": "1"}, "spec": {"x": 1}});
+        assert!(same_but_rv(&a, &b));
+        assert!(same_but_rv(&a, &c));
+        assert!(same_but_rv(&c, &a));
+        assert!(!same_but_rv(&a, &d));
+        assert!(!same_but_rv(&a, &e));
+    }
 }

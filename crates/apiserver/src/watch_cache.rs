@@ -3,9 +3,10 @@
 //! resourceVersion without touching the store.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde_json::Value;
@@ -14,7 +15,6 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ApiError, Result};
-use crate::objects::decode;
 
 /// Events kept per resource for resuming watches.
 const WINDOW: usize = 2048;
@@ -25,7 +25,8 @@ const FUTURE_REVISION_WAIT: Duration = Duration::from_secs(3);
 /// How often the cache asks the store for a progress notification (bookmarks).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 
-/// One change to an object, decoded once and shared by every watcher.
+/// One change to an object, shared by every watcher. The stored bytes are decoded only when a
+/// watcher needs the value (a selector, a Table, the server's own loops), and at most once.
 #[derive(Debug)]
 pub struct CachedEvent {
     /// Put or delete.
@@ -34,19 +35,76 @@ pub struct CachedEvent {
     pub key: String,
     /// The revision of the write.
     pub revision: Revision,
-    /// The object after the change (for a delete: its last state, at the delete's revision).
-    pub object: Value,
-    /// The object before the change, if it existed.
-    pub prev: Option<Value>,
+    /// The stored object after the change (for a delete: its last state).
+    raw: Bytes,
+    /// The stored object before the change, if it existed.
+    prev_raw: Option<(Bytes, Revision)>,
+    object: OnceLock<Value>,
+    prev: OnceLock<Option<Value>>,
     /// `object` as JSON, encoded once for all watchers that want it.
-    json: std::sync::OnceLock<String>,
+    json: OnceLock<String>,
 }
 
 impl CachedEvent {
-    /// The object as JSON text.
-    pub fn json(&self) -> &str {
-        self.json.get_or_init(|| self.object.to_string())
+    fn new(kind: EventKind, key: String, revision: Revision, raw: Bytes) -> Self {
+        Self {
+            kind,
+            key,
+            revision,
+            raw,
+            prev_raw: None,
+            object: OnceLock::new(),
+            prev: OnceLock::new(),
+            json: OnceLock::new(),
+        }
     }
+
+    /// The object after the change, with its resourceVersion (the event's revision).
+    pub fn object(&self) -> &Value {
+        self.object.get_or_init(|| {
+            decode_raw(&self.key, &self.raw, self.revision).unwrap_or_else(|e| {
+                tracing::error!(key = %self.key, error = %e, "watch cache cannot decode an event");
+                Value::Null
+            })
+        })
+    }
+
+    /// The object before the change, if it existed.
+    pub fn prev(&self) -> Option<&Value> {
+        self.prev
+            .get_or_init(|| {
+                self.prev_raw
+                    .as_ref()
+                    .and_then(|(raw, rev)| decode_raw(&self.key, raw, *rev).ok())
+            })
+            .as_ref()
+    }
+
+    /// Whether the object existed before the change.
+    pub fn has_prev(&self) -> bool {
+        self.prev_raw.is_some()
+    }
+
+    /// The stored bytes of the object after the change (no resourceVersion).
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// The object as JSON text: the stored bytes with the resourceVersion added, without a
+    /// decode when they have the usual shape.
+    pub fn json(&self) -> &str {
+        self.json.get_or_init(|| {
+            crate::rawjson::with_resource_version(&self.raw, self.revision)
+                .unwrap_or_else(|| self.object().to_string())
+        })
+    }
+}
+
+fn decode_raw(key: &str, raw: &[u8], revision: Revision) -> Result<Value> {
+    let mut obj: Value = serde_json::from_slice(raw)
+        .map_err(|e| ApiError::Internal(format!("stored object {key} is corrupt: {e}")))?;
+    crate::objects::set_resource_version(&mut obj, revision);
+    Ok(obj)
 }
 
 /// What a client watch receives.
@@ -80,16 +138,18 @@ pub struct WatchCache {
 }
 
 fn to_cached(ev: &skiff_store::WatchEvent) -> Result<CachedEvent> {
-    let object = decode(&ev.kv)?;
-    let prev = ev.prev_kv.as_ref().map(decode).transpose()?;
-    Ok(CachedEvent {
-        kind: ev.kind,
-        key: ev.kv.key.clone(),
-        revision: ev.revision(),
-        object,
-        prev,
-        json: std::sync::OnceLock::new(),
-    })
+    let mut cached = CachedEvent::new(
+        ev.kind,
+        ev.kv.key.clone(),
+        ev.revision(),
+        ev.kv.value.clone(),
+    );
+    // A delete's object is the last state, stamped with the delete's revision (as decode did).
+    cached.prev_raw = ev
+        .prev_kv
+        .as_ref()
+        .map(|p| (p.value.clone(), p.mod_revision));
+    Ok(cached)
 }
 
 impl WatchCache {
