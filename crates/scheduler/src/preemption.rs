@@ -4,6 +4,10 @@
 use std::sync::Arc;
 
 use crate::framework::{Code, CycleState, FitError, Framework, Status};
+use crate::plugins::node_resources_fit::{fits_request_used, fits_used, nominated_load, status_of};
+use crate::plugins::{
+    node_affinity, node_name, node_resources_fit, node_unschedulable, taint_toleration,
+};
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
 
 pub const NAME: &str = "DefaultPreemption";
@@ -128,6 +132,78 @@ fn select_victims(
     })
 }
 
+/// Filter plugins whose verdict depends on the node alone, not on its pods: removing victims
+/// cannot change it, and a node they rejected was never a candidate (their rejections are
+/// unresolvable).
+const NODE_ONLY_FILTERS: [&str; 4] = [
+    node_unschedulable::NAME,
+    node_name::NAME,
+    taint_toleration::NAME,
+    node_affinity::NAME,
+];
+
+/// `select_victims` when NodeResourcesFit is the only filter that looks at the node's pods:
+/// the same removal and reprieve, done on the request sums instead of a copy of the node, so
+/// the dry-run over hundreds of nodes stays cheap.
+fn select_victims_by_resources(
+    pod: &PodInfo,
+    node: &NodeInfo,
+    snap: &Snapshot,
+    pdbs: &[Pdb],
+) -> Result<Candidate, Status> {
+    let mut lower: Vec<Arc<PodInfo>> = node
+        .pods
+        .iter()
+        .filter(|p| p.priority < pod.priority)
+        .cloned()
+        .collect();
+    if lower.is_empty() {
+        return Err(Status::unresolvable(NO_VICTIMS));
+    }
+    // Nominated pods of at least the pod's priority hold their room, as in Filter.
+    let (extra, extra_pods) = nominated_load(pod, &node.name, snap);
+    let mut used = node.requested.clone();
+    used.add(&extra);
+    for p in &lower {
+        used.sub(&p.requests);
+    }
+    let mut pods = (node.pods.len() + extra_pods as usize - lower.len()) as i64;
+    if !fits_used(pod, &node.allocatable, &used, pods) {
+        return Err(status_of(fits_request_used(
+            pod,
+            &node.allocatable,
+            &used,
+            pods,
+        )));
+    }
+    lower.sort_by(importance_order);
+    let mut budget = pdbs.to_vec();
+    let (violating, other): (Vec<_>, Vec<_>) =
+        lower.into_iter().partition(|p| violates(&mut budget, p));
+    let mut victims = Vec::new();
+    let mut pdb_violations = 0;
+    for (group, is_violating) in [(violating, true), (other, false)] {
+        for p in group {
+            used.add(&p.requests);
+            pods += 1;
+            if !fits_used(pod, &node.allocatable, &used, pods) {
+                used.sub(&p.requests);
+                pods -= 1;
+                if is_violating {
+                    pdb_violations += 1;
+                }
+                victims.push(p);
+            }
+        }
+    }
+    victims.sort_by(importance_order);
+    Ok(Candidate {
+        node: node.name.clone(),
+        victims,
+        pdb_violations,
+    })
+}
+
 /// Upstream's `pickOneNodeForPreemption`: fewest PDB violations, then the lowest highest-victim
 /// priority, the lowest priority sum, the fewest victims, the latest start of the top victims.
 fn pick(mut candidates: Vec<Candidate>) -> Option<Candidate> {
@@ -189,6 +265,10 @@ pub fn preempt(
     let Ok(active) = fw.run_pre_filter(&mut cx, pod, snap) else {
         return not_helpful(snap.len(), Default::default());
     };
+    let by_resources = active.iter().all(|&i| {
+        let name = fw.plugins[i].0.name();
+        name == node_resources_fit::NAME || NODE_ONLY_FILTERS.contains(&name)
+    });
     let mut statuses = std::collections::BTreeMap::new();
     let mut candidates = Vec::new();
     // Upstream's GetOffsetAndNumCandidates: dry-run from an offset until 10% of the nodes (at
@@ -214,7 +294,12 @@ pub fn preempt(
         if s.code != Code::Unschedulable {
             continue;
         }
-        match select_victims(fw, &active, &cx, pod, node, snap, pdbs) {
+        let selected = if by_resources {
+            select_victims_by_resources(pod, node, snap, pdbs)
+        } else {
+            select_victims(fw, &active, &cx, pod, node, snap, pdbs)
+        };
+        match selected {
             Ok(c) if !c.victims.is_empty() => candidates.push(c),
             Ok(_) => {}
             Err(s) => {

@@ -453,18 +453,19 @@ impl Snapshot {
         self.nodes.is_empty()
     }
 
-    /// Adds a node or replaces its description, keeping the pods placed on it.
-    pub fn upsert_node(&mut self, mut info: NodeInfo) {
+    /// Adds a node or replaces its description, keeping the pods placed on it; returns the
+    /// previous description (without its pods) when the node was known.
+    pub fn upsert_node(&mut self, mut info: NodeInfo) -> Option<NodeInfo> {
         if let Some(&i) = self.index.get(&info.name) {
-            let old = std::mem::take(&mut self.nodes[i]);
+            let mut old = std::mem::take(&mut self.nodes[i]);
             self.forget_images(&old);
             let mut fresh = info;
-            for p in old.pods {
+            for p in std::mem::take(&mut old.pods) {
                 fresh.add_pod(p);
             }
             self.remember_images(&fresh);
             self.nodes[i] = fresh;
-            return;
+            return Some(old);
         }
         for p in self.orphans.remove(&info.name).unwrap_or_default() {
             info.add_pod(p);
@@ -472,6 +473,7 @@ impl Snapshot {
         self.remember_images(&info);
         self.index.insert(info.name.clone(), self.nodes.len());
         self.nodes.push(info);
+        None
     }
 
     pub fn remove_node(&mut self, name: &str) {
@@ -560,17 +562,17 @@ impl Snapshot {
         self.nominated.entry(node).or_default().push(pod);
     }
 
-    /// Forgets the nomination of `uid` (bound, deleted, or no longer nominated).
-    pub fn clear_nomination(&mut self, uid: &str) {
-        let Some(node) = self.nominated_uids.remove(uid) else {
-            return;
-        };
-        if let Some(list) = self.nominated.get_mut(&node) {
-            list.retain(|p| p.uid != uid);
-            if list.is_empty() {
-                self.nominated.remove(&node);
-            }
+    /// Forgets the nomination of `uid` (bound, deleted, or no longer nominated); returns the
+    /// pod as it was nominated.
+    pub fn clear_nomination(&mut self, uid: &str) -> Option<Arc<PodInfo>> {
+        let node = self.nominated_uids.remove(uid)?;
+        let list = self.nominated.get_mut(&node)?;
+        let idx = list.iter().position(|p| p.uid == uid)?;
+        let pod = list.swap_remove(idx);
+        if list.is_empty() {
+            self.nominated.remove(&node);
         }
+        Some(pod)
     }
 
     /// Pods nominated to `node`.

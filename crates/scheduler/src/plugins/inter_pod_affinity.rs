@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::framework::{CycleState, MAX_NODE_SCORE, Plugin, Status};
+use crate::framework::{ClusterEvent, CycleState, MAX_NODE_SCORE, Plugin, QueueingHint, Status};
 use crate::snapshot::{AffinityTerm, NodeInfo, PodInfo, Snapshot};
 
 pub const NAME: &str = "InterPodAffinity";
@@ -147,6 +147,28 @@ impl Plugin for InterPodAffinity {
             }
         }
         Status::success()
+    }
+
+    /// Upstream's `isSchedulableAfterPodChange`: a placed pod matching the pod's affinity
+    /// arrived, or one matching its anti-affinity (or whose own anti-affinity excluded the pod)
+    /// left; any node arriving or changing labels.
+    fn queueing_hint(&self, pod: &PodInfo, event: &ClusterEvent, snap: &Snapshot) -> QueueingHint {
+        let ns = &snap.namespace_labels;
+        let wanted = |p: &PodInfo| pod.required_affinity.iter().any(|t| t.matches(p, ns));
+        let blocking = |p: &PodInfo| {
+            pod.required_anti_affinity.iter().any(|t| t.matches(p, ns))
+                || p.required_anti_affinity.iter().any(|t| t.matches(pod, ns))
+        };
+        QueueingHint::queue_if(match event {
+            ClusterEvent::AssignedPodAdd(p) => wanted(p),
+            ClusterEvent::AssignedPodDelete(p) => blocking(p),
+            ClusterEvent::AssignedPodUpdate { old, new } => {
+                old.labels != new.labels && (wanted(new) || blocking(old))
+            }
+            ClusterEvent::NodeAdd(_) => true,
+            ClusterEvent::NodeUpdate { old, new } => old.labels != new.labels,
+            ClusterEvent::Other(_) => false,
+        })
     }
 
     fn pre_score(

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::framework::{CycleState, MAX_NODE_SCORE, Plugin, Status};
+use crate::framework::{ClusterEvent, CycleState, MAX_NODE_SCORE, Plugin, QueueingHint, Status};
 use crate::plugins::node_affinity::required_matches;
 use crate::plugins::taint_toleration::untolerated_taint;
 use crate::selector::Selector;
@@ -145,6 +145,32 @@ impl Plugin for PodTopologySpread {
             }
         }
         Status::success()
+    }
+
+    /// Upstream's `isSchedulableAfterPodChange` / `isSchedulableAfterNodeChange`: a placed pod
+    /// the constraints count came or went, or a node with (or changing) their topology labels.
+    fn queueing_hint(&self, pod: &PodInfo, event: &ClusterEvent, _s: &Snapshot) -> QueueingHint {
+        let counted = |p: &PodInfo| {
+            p.namespace == pod.namespace && pod.spread.iter().any(|c| c.selector.matches(&p.labels))
+        };
+        QueueingHint::queue_if(match event {
+            ClusterEvent::AssignedPodAdd(p) | ClusterEvent::AssignedPodDelete(p) => counted(p),
+            ClusterEvent::AssignedPodUpdate { old, new } => {
+                old.labels != new.labels && (counted(old) || counted(new))
+            }
+            ClusterEvent::NodeAdd(n) => pod
+                .spread
+                .iter()
+                .any(|c| n.labels.contains_key(&c.topology_key)),
+            ClusterEvent::NodeUpdate { old, new } => {
+                pod.spread.iter().any(|c| {
+                    old.labels.get(&c.topology_key) != new.labels.get(&c.topology_key)
+                        || (c.honor_node_taints && old.taints != new.taints)
+                }) || (old.labels != new.labels
+                    && (!pod.node_selector.is_empty() || pod.required_node_terms.is_some()))
+            }
+            ClusterEvent::Other(_) => false,
+        })
     }
 
     fn pre_score(
