@@ -3,6 +3,7 @@
 //! select host). IO-free: a snapshot and a pod in, a decision or a `FitError` out.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -33,7 +34,9 @@ pub enum Code {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     pub code: Code,
-    pub reasons: Vec<String>,
+    /// Static where the reason is a constant, so a rejection on thousands of nodes does not
+    /// format thousands of strings.
+    pub reasons: Vec<Cow<'static, str>>,
     pub plugin: &'static str,
 }
 
@@ -52,20 +55,20 @@ impl Status {
             plugin: "",
         }
     }
-    pub fn new(code: Code, reason: impl Into<String>) -> Status {
+    pub fn new(code: Code, reason: impl Into<Cow<'static, str>>) -> Status {
         Status {
             code,
             reasons: vec![reason.into()],
             plugin: "",
         }
     }
-    pub fn unschedulable(reason: impl Into<String>) -> Status {
+    pub fn unschedulable(reason: impl Into<Cow<'static, str>>) -> Status {
         Status::new(Code::Unschedulable, reason)
     }
-    pub fn unresolvable(reason: impl Into<String>) -> Status {
+    pub fn unresolvable(reason: impl Into<Cow<'static, str>>) -> Status {
         Status::new(Code::UnschedulableAndUnresolvable, reason)
     }
-    pub fn error(reason: impl Into<String>) -> Status {
+    pub fn error(reason: impl Into<Cow<'static, str>>) -> Status {
         Status::new(Code::Error, reason)
     }
     pub fn is_success(&self) -> bool {
@@ -269,8 +272,10 @@ pub struct FitError {
     pub num_all_nodes: usize,
     /// Set when a PreFilter plugin rejected the pod (every node then shares its status).
     pub pre_filter_msg: Option<String>,
-    /// Rejection status per node name.
-    pub node_statuses: BTreeMap<String, Status>,
+    /// Rejection status per node, by index in the snapshot the cycle ran on (`None`: not
+    /// rejected, or not evaluated). Indexed rather than keyed by name so a pod rejected by
+    /// every node of a large cluster costs no name copies.
+    pub node_statuses: Vec<Option<Status>>,
     /// The status given to nodes absent from `node_statuses`, if any.
     pub absent_status: Option<Status>,
     /// The PostFilter (preemption) outcome, already prefixed `preemption: `.
@@ -281,7 +286,7 @@ impl FitError {
     /// The plugins that rejected the pod on some node (upstream's `UnschedulablePlugins`).
     pub fn rejector_plugins(&self) -> Vec<&'static str> {
         let mut out: Vec<&'static str> = Vec::new();
-        let statuses = self.node_statuses.values().chain(&self.absent_status);
+        let statuses = self.node_statuses.iter().flatten().chain(&self.absent_status);
         for s in statuses {
             if !s.plugin.is_empty() && !out.contains(&s.plugin) {
                 out.push(s.plugin);
@@ -298,17 +303,19 @@ impl FitError {
             msg.push_str(&format!(" {pre}."));
         } else {
             let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-            for s in self.node_statuses.values() {
+            let mut rejected = 0;
+            for s in self.node_statuses.iter().flatten() {
+                rejected += 1;
                 for r in &s.reasons {
-                    *counts.entry(r.as_str()).or_insert(0) += 1;
+                    *counts.entry(r.as_ref()).or_insert(0) += 1;
                 }
             }
-            let absent = self.num_all_nodes.saturating_sub(self.node_statuses.len());
+            let absent = self.num_all_nodes.saturating_sub(rejected);
             if absent > 0
                 && let Some(s) = &self.absent_status
             {
                 for r in &s.reasons {
-                    *counts.entry(r.as_str()).or_insert(0) += absent;
+                    *counts.entry(r.as_ref()).or_insert(0) += absent;
                 }
             }
             // Sorted as strings, count first, exactly as `sort.Strings` on "N reason".
@@ -505,15 +512,11 @@ impl Framework {
             Ok(a) => a,
             Err(s) if s.code == Code::Error => return Err(ScheduleError::Internal(s.message())),
             Err(s) => {
-                let node_statuses = snap
-                    .nodes
-                    .iter()
-                    .map(|node| (node.name.clone(), s.clone()))
-                    .collect();
+                // Every node shares the PreFilter's verdict.
                 return Err(ScheduleError::Unfit(Box::new(FitError {
                     num_all_nodes: n,
                     pre_filter_msg: Some(s.message()),
-                    node_statuses,
+                    absent_status: Some(s),
                     ..Default::default()
                 })));
             }
@@ -536,12 +539,12 @@ impl Framework {
         self.next_start_node_index = (self.next_start_node_index + processed) % n;
 
         if feasible.is_empty() {
-            let mut node_statuses = BTreeMap::new();
+            let mut node_statuses = vec![None; n];
             for (i, s) in statuses {
                 if s.code == Code::Error {
                     return Err(ScheduleError::Internal(s.message()));
                 }
-                node_statuses.insert(snap.nodes[i].name.clone(), s);
+                node_statuses[i] = Some(s);
             }
             return Err(ScheduleError::Unfit(Box::new(FitError {
                 num_all_nodes: n,
@@ -794,15 +797,14 @@ mod tests {
             num_all_nodes: 5,
             ..Default::default()
         };
-        for n in ["a", "b"] {
+        for _ in ["a", "b"] {
             e.node_statuses
-                .insert(n.into(), Status::unschedulable("Insufficient cpu"));
+                .push(Some(Status::unschedulable("Insufficient cpu")));
         }
-        for n in ["c", "d", "e"] {
-            e.node_statuses.insert(
-                n.into(),
-                Status::unresolvable("node(s) had untolerated taint {dedicated: gpu}"),
-            );
+        for _ in ["c", "d", "e"] {
+            e.node_statuses.push(Some(Status::unresolvable(
+                "node(s) had untolerated taint {dedicated: gpu}",
+            )));
         }
         e.post_filter_msg = Some(
             "preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling."

@@ -247,10 +247,16 @@ pub fn preempt(
             "preemption: not eligible due to preemptionPolicy=Never.".into(),
         );
     }
+    let status_at = |i: usize| {
+        fit.node_statuses
+            .get(i)
+            .and_then(Option::as_ref)
+            .or(fit.absent_status.as_ref())
+    };
     if let Some(nominated) = &pod.nominated_node_name
-        && fit
-            .node_statuses
-            .get(nominated)
+        && snap
+            .node_index(nominated)
+            .and_then(status_at)
             .is_none_or(|s| s.code != Code::UnschedulableAndUnresolvable)
         && let Some(node) = snap.node(nominated)
         && node
@@ -269,7 +275,7 @@ pub fn preempt(
         let name = fw.plugins[i].0.name();
         name == node_resources_fit::NAME || NODE_ONLY_FILTERS.contains(&name)
     });
-    let mut statuses = std::collections::BTreeMap::new();
+    let mut statuses = Vec::new();
     let mut candidates = Vec::new();
     // Upstream's GetOffsetAndNumCandidates: dry-run from an offset until 10% of the nodes (at
     // least 100) produced candidates, instead of every node of a large cluster.
@@ -284,11 +290,13 @@ pub fn preempt(
             h.wrapping_mul(31).wrapping_add(usize::from(b))
         }) % n
     };
-    for node in snap.nodes[offset..].iter().chain(&snap.nodes[..offset]) {
+    for k in 0..n {
         if candidates.len() >= wanted {
             break;
         }
-        let Some(s) = fit.node_statuses.get(&node.name) else {
+        let i = (offset + k) % n;
+        let node = &snap.nodes[i];
+        let Some(s) = status_at(i) else {
             continue;
         };
         if s.code != Code::Unschedulable {
@@ -302,9 +310,7 @@ pub fn preempt(
         match selected {
             Ok(c) if !c.victims.is_empty() => candidates.push(c),
             Ok(_) => {}
-            Err(s) => {
-                statuses.insert(node.name.clone(), s);
-            }
+            Err(s) => statuses.push((i, s)),
         }
     }
     match pick(candidates) {
@@ -313,10 +319,14 @@ pub fn preempt(
     }
 }
 
-fn not_helpful(n: usize, statuses: std::collections::BTreeMap<String, Status>) -> Outcome {
+fn not_helpful(n: usize, statuses: Vec<(usize, Status)>) -> Outcome {
+    let mut node_statuses = vec![None; n];
+    for (i, s) in statuses {
+        node_statuses[i] = Some(s);
+    }
     let e = FitError {
         num_all_nodes: n,
-        node_statuses: statuses,
+        node_statuses,
         absent_status: Some(Status::unresolvable(NOT_HELPFUL)),
         ..Default::default()
     };

@@ -12,7 +12,7 @@ pub const NAME: &str = "NodeResourcesFit";
 /// One insufficient resource: its reason and whether even an empty node could not hold the pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Insufficient {
-    pub reason: String,
+    pub reason: std::borrow::Cow<'static, str>,
     pub unresolvable: bool,
 }
 
@@ -96,8 +96,14 @@ pub fn fits_request_used(
     }
     let mut check = |name: &str, want: i64, have: i64, taken: i64| {
         if want > 0 && want > have - taken {
+            let reason = match name {
+                "cpu" => "Insufficient cpu".into(),
+                "memory" => "Insufficient memory".into(),
+                "ephemeral-storage" => "Insufficient ephemeral-storage".into(),
+                other => format!("Insufficient {other}").into(),
+            };
             out.push(Insufficient {
-                reason: format!("Insufficient {name}"),
+                reason,
                 unresolvable: want > have,
             });
         }
@@ -225,7 +231,7 @@ mod tests {
         };
         let s = NodeResourcesFit.filter(&CycleState::default(), &pod, &snap.nodes[0], &snap);
         assert_eq!(s.code, Code::UnschedulableAndUnresolvable);
-        assert_eq!(s.reasons, vec!["Insufficient cpu".to_string()]);
+        assert_eq!(s.reasons, vec!["Insufficient cpu"]);
     }
 
     #[test]
@@ -241,7 +247,7 @@ mod tests {
         assert_eq!(s.code, Code::Unschedulable);
         assert_eq!(
             s.reasons,
-            vec!["Too many pods".to_string(), "Insufficient cpu".to_string()]
+            vec!["Too many pods", "Insufficient cpu"]
         );
     }
 
@@ -253,7 +259,7 @@ mod tests {
         let mut pod = pod_info("p");
         pod.requests.scalar.insert("nvidia.com/gpu".into(), 2);
         let s = NodeResourcesFit.filter(&CycleState::default(), &pod, &snap.nodes[0], &snap);
-        assert_eq!(s.reasons, vec!["Insufficient nvidia.com/gpu".to_string()]);
+        assert_eq!(s.reasons, vec!["Insufficient nvidia.com/gpu"]);
     }
 
     #[test]
