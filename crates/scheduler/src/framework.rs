@@ -286,7 +286,11 @@ impl FitError {
     /// The plugins that rejected the pod on some node (upstream's `UnschedulablePlugins`).
     pub fn rejector_plugins(&self) -> Vec<&'static str> {
         let mut out: Vec<&'static str> = Vec::new();
-        let statuses = self.node_statuses.iter().flatten().chain(&self.absent_status);
+        let statuses = self
+            .node_statuses
+            .iter()
+            .flatten()
+            .chain(&self.absent_status);
         for s in statuses {
             if !s.plugin.is_empty() && !out.contains(&s.plugin) {
                 out.push(s.plugin);

@@ -245,10 +245,7 @@ mod tests {
         pod.requests.milli_cpu = 500;
         let s = NodeResourcesFit.filter(&CycleState::default(), &pod, &snap.nodes[0], &snap);
         assert_eq!(s.code, Code::Unschedulable);
-        assert_eq!(
-            s.reasons,
-            vec!["Too many pods", "Insufficient cpu"]
-        );
+        assert_eq!(s.reasons, vec!["Too many pods", "Insufficient cpu"]);
     }
 
     #[test]
