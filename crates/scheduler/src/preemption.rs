@@ -206,32 +206,38 @@ fn select_victims_by_resources(
 
 /// Upstream's `pickOneNodeForPreemption`: fewest PDB violations, then the lowest highest-victim
 /// priority, the lowest priority sum, the fewest victims, the latest start of the top victims.
-fn pick(mut candidates: Vec<Candidate>) -> Option<Candidate> {
-    candidates.sort_by(|a, b| {
-        let top = |c: &Candidate| c.victims.first().map_or(i32::MIN, |v| v.priority);
-        let sum = |c: &Candidate| {
-            c.victims
-                .iter()
-                .map(|v| i64::from(v.priority) + i64::from(i32::MAX) + 1)
-                .sum::<i64>()
-        };
-        let latest = |c: &Candidate| {
-            let t = top(c);
-            c.victims
-                .iter()
-                .filter(|v| v.priority == t)
-                .map(|v| v.start_time.clone())
-                .min()
-                .unwrap_or_default()
-        };
-        a.pdb_violations
-            .cmp(&b.pdb_violations)
-            .then(top(a).cmp(&top(b)))
-            .then(sum(a).cmp(&sum(b)))
-            .then(a.victims.len().cmp(&b.victims.len()))
-            .then(latest(b).cmp(&latest(a)))
-    });
-    candidates.into_iter().next()
+fn pick(candidates: Vec<Candidate>) -> Option<Candidate> {
+    // Each candidate's key is computed once: hundreds of candidates are compared per pod.
+    let key = |c: &Candidate| {
+        let top = c.victims.first().map_or(i32::MIN, |v| v.priority);
+        let sum: i64 = c
+            .victims
+            .iter()
+            .map(|v| i64::from(v.priority) + i64::from(i32::MAX) + 1)
+            .sum();
+        let earliest_top_start = c
+            .victims
+            .iter()
+            .filter(|v| v.priority == top)
+            .map(|v| v.start_time.as_str())
+            .min()
+            .unwrap_or_default()
+            .to_string();
+        (
+            c.pdb_violations,
+            top,
+            sum,
+            c.victims.len(),
+            std::cmp::Reverse(earliest_top_start),
+        )
+    };
+    let best = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (key(c), i))
+        .min()
+        .map(|(_, i)| i)?;
+    candidates.into_iter().nth(best)
 }
 
 /// Runs DefaultPreemption for `pod` after `fit` (the failed cycle's diagnosis).

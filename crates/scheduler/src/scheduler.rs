@@ -1094,7 +1094,8 @@ fn failed_scheduling_event(
     )
 }
 
-/// Deletes the victims (gracefully) with a `Preempted` event each, as upstream's `PreemptPod`.
+/// Deletes the victims (gracefully) with a `Preempted` event each, as upstream's `PreemptPod`:
+/// from the scheduler's own view of them (no read first), all victims at once.
 async fn evict_victims(
     client: &kube::Client,
     preemptor: &Pod,
@@ -1102,44 +1103,68 @@ async fn evict_victims(
     instance: &str,
 ) {
     let uid = preemptor.metadata.uid.clone().unwrap_or_default();
-    for v in &c.victims {
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &v.namespace);
-        let victim = match pods.get_opt(&v.name).await {
-            Ok(Some(p)) => p,
-            _ => continue,
-        };
-        if victim.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let cond = json!({"status": {"conditions": [{
-            "type": "DisruptionTarget",
-            "status": "True",
-            "reason": "PreemptionByScheduler",
-            "message": format!("{DEFAULT_SCHEDULER_NAME}: preempting to accommodate a higher priority pod"),
-            "lastTransitionTime": jiff::Timestamp::now().to_string(),
-        }]}});
-        let _ = pods
-            .patch_status(&v.name, &PatchParams::default(), &Patch::Strategic(&cond))
-            .await;
-        if let Err(e) = pods.delete(&v.name, &DeleteParams::default()).await {
-            tracing::warn!(victim = %v.key(), error = %e, "preemption delete failed");
-            continue;
-        }
-        let now = jiff::Timestamp::now();
-        let ev = new_event(
-            &victim,
-            &format!("{}.{:x}", v.name, now.as_nanosecond() as u64),
-            "Normal",
-            "Preempted",
-            "Preempting",
-            &format!("Preempted by pod {uid} on node {}", c.node),
-            instance,
-            now,
-        );
-        let events: Api<Event> = Api::namespaced(client.clone(), &v.namespace);
-        let _ = events.create(&PostParams::default(), &ev).await;
-        tracing::info!(victim = %v.key(), preemptor = %key_of(preemptor), node = %c.node, "preempted");
+    let evictions = c
+        .victims
+        .iter()
+        .filter(|v| !v.terminating)
+        .map(|v| evict_one(client, preemptor, &uid, &c.node, v, instance));
+    futures::future::join_all(evictions).await;
+}
+
+async fn evict_one(
+    client: &kube::Client,
+    preemptor: &Pod,
+    preemptor_uid: &str,
+    node: &str,
+    v: &PodInfo,
+    instance: &str,
+) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &v.namespace);
+    let cond = json!({"status": {"conditions": [{
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": "PreemptionByScheduler",
+        "message": format!("{DEFAULT_SCHEDULER_NAME}: preempting to accommodate a higher priority pod"),
+        "lastTransitionTime": jiff::Timestamp::now().to_string(),
+    }]}});
+    let _ = pods
+        .patch_status(&v.name, &PatchParams::default(), &Patch::Strategic(&cond))
+        .await;
+    // Only this very pod: a new pod of the same name is not a victim.
+    let dp = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some(v.uid.clone()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    if let Err(e) = pods.delete(&v.name, &dp).await {
+        tracing::warn!(victim = %v.key(), error = %e, "preemption delete failed");
+        return;
     }
+    let victim = Pod {
+        metadata: ObjectMeta {
+            name: Some(v.name.clone()),
+            namespace: Some(v.namespace.clone()),
+            uid: Some(v.uid.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let now = jiff::Timestamp::now();
+    let ev = new_event(
+        &victim,
+        &format!("{}.{:x}", v.name, now.as_nanosecond() as u64),
+        "Normal",
+        "Preempted",
+        "Preempting",
+        &format!("Preempted by pod {preemptor_uid} on node {node}"),
+        instance,
+        now,
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), &v.namespace);
+    let _ = events.create(&PostParams::default(), &ev).await;
+    tracing::info!(victim = %v.key(), preemptor = %key_of(preemptor), %node, "preempted");
 }
 
 #[cfg(test)]
