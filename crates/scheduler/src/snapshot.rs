@@ -304,6 +304,14 @@ impl PodInfo {
         format!("{}/{}", self.namespace, self.name)
     }
 
+    /// Terms that make an existing pod count in another pod's InterPodAffinity score (its
+    /// required anti-affinity does not).
+    pub fn has_scoring_affinity_terms(&self) -> bool {
+        !self.required_affinity.is_empty()
+            || !self.preferred_affinity.is_empty()
+            || !self.preferred_anti_affinity.is_empty()
+    }
+
     pub fn has_affinity_terms(&self) -> bool {
         !self.required_affinity.is_empty()
             || !self.required_anti_affinity.is_empty()
@@ -552,6 +560,8 @@ pub struct Snapshot {
     /// Number of placed pods with affinity / required anti-affinity terms (fast paths).
     pub pods_with_affinity: usize,
     pub pods_with_required_anti_affinity: usize,
+    /// Placed pods whose terms weigh in other pods' InterPodAffinity scores.
+    pub pods_with_scoring_affinity: usize,
     /// Pending pods nominated to a node by preemption, by node name (upstream's nominator):
     /// Filter counts the higher-or-equal-priority ones as if they were already there.
     nominated: HashMap<String, Vec<Arc<PodInfo>>>,
@@ -671,6 +681,9 @@ impl Snapshot {
         if pod.has_affinity_terms() {
             self.pods_with_affinity += 1;
         }
+        if pod.has_scoring_affinity_terms() {
+            self.pods_with_scoring_affinity += 1;
+        }
         if !pod.required_anti_affinity.is_empty() {
             self.pods_with_required_anti_affinity += 1;
         }
@@ -707,6 +720,9 @@ impl Snapshot {
         if let Some(p) = &removed {
             if p.has_affinity_terms() {
                 self.pods_with_affinity -= 1;
+            }
+            if p.has_scoring_affinity_terms() {
+                self.pods_with_scoring_affinity -= 1;
             }
             if !p.required_anti_affinity.is_empty() {
                 self.pods_with_required_anti_affinity -= 1;

@@ -204,7 +204,9 @@ impl Plugin for InterPodAffinity {
         }
         let has_constraints =
             !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
-        if !has_constraints && snap.pods_with_affinity == 0 {
+        // Existing pods count only through required affinity and preferred terms, so a
+        // cluster of pods with required anti-affinity alone has nothing to score.
+        if !has_constraints && snap.pods_with_scoring_affinity == 0 {
             return Status::skip();
         }
         // topology key → value → score
@@ -224,7 +226,7 @@ impl Plugin for InterPodAffinity {
                 continue;
             }
             for existing in &node.pods {
-                if !has_constraints && !existing.has_affinity_terms() {
+                if !has_constraints && !existing.has_scoring_affinity_terms() {
                     continue;
                 }
                 for (w, t) in &pod.preferred_affinity {
