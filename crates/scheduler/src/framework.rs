@@ -3,6 +3,7 @@
 //! select host). IO-free: a snapshot and a pod in, a decision or a `FitError` out.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -33,7 +34,9 @@ pub enum Code {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     pub code: Code,
-    pub reasons: Vec<String>,
+    /// Static where the reason is a constant, so a rejection on thousands of nodes does not
+    /// format thousands of strings.
+    pub reasons: Vec<Cow<'static, str>>,
     pub plugin: &'static str,
 }
 
@@ -52,20 +55,20 @@ impl Status {
             plugin: "",
         }
     }
-    pub fn new(code: Code, reason: impl Into<String>) -> Status {
+    pub fn new(code: Code, reason: impl Into<Cow<'static, str>>) -> Status {
         Status {
             code,
             reasons: vec![reason.into()],
             plugin: "",
         }
     }
-    pub fn unschedulable(reason: impl Into<String>) -> Status {
+    pub fn unschedulable(reason: impl Into<Cow<'static, str>>) -> Status {
         Status::new(Code::Unschedulable, reason)
     }
-    pub fn unresolvable(reason: impl Into<String>) -> Status {
+    pub fn unresolvable(reason: impl Into<Cow<'static, str>>) -> Status {
         Status::new(Code::UnschedulableAndUnresolvable, reason)
     }
-    pub fn error(reason: impl Into<String>) -> Status {
+    pub fn error(reason: impl Into<Cow<'static, str>>) -> Status {
         Status::new(Code::Error, reason)
     }
     pub fn is_success(&self) -> bool {
@@ -106,6 +109,49 @@ impl CycleState {
             .iter()
             .find(|(k, _)| *k == key)
             .and_then(|(_, v)| v.downcast_ref::<T>())
+    }
+}
+
+/// A change of the cluster that may let pods waiting in the unschedulable queue fit (upstream's
+/// `ClusterEvent` with the objects involved). The snapshot already reflects the change when the
+/// queueing hints look at it.
+#[derive(Debug, Clone, Copy)]
+pub enum ClusterEvent<'a> {
+    NodeAdd(&'a NodeInfo),
+    /// `old` is the previous description of the node (its pods are not carried).
+    NodeUpdate {
+        old: &'a NodeInfo,
+        new: &'a NodeInfo,
+    },
+    /// A pod was placed on `node_name` (seen bound, not merely assumed by this scheduler).
+    AssignedPodAdd(&'a PodInfo),
+    /// A placed pod changed its labels or requests.
+    AssignedPodUpdate {
+        old: &'a PodInfo,
+        new: &'a PodInfo,
+    },
+    /// A pod left the node in `node_name`: deleted, finished, its binding rolled back, or a
+    /// pending pod nominated to that node deleted (upstream treats those as assigned).
+    AssignedPodDelete(&'a PodInfo),
+    /// Any other kind of object changed (storage objects, …), by upstream resource name. The
+    /// built-in plugins ignore these; a plugin without its own hints reacts to them.
+    Other(&'static str),
+}
+
+/// A plugin's answer to "could this event make the pod I rejected schedulable?"
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueingHint {
+    Queue,
+    QueueSkip,
+}
+
+impl QueueingHint {
+    pub fn queue_if(yes: bool) -> QueueingHint {
+        if yes {
+            QueueingHint::Queue
+        } else {
+            QueueingHint::QueueSkip
+        }
     }
 }
 
@@ -159,6 +205,35 @@ pub trait Plugin: Send + Sync {
     fn pre_bind(&self, _cx: &mut CycleState, _pod: &PodInfo, _node: &str) -> Status {
         Status::success()
     }
+    /// QueueingHint (upstream's `EnqueueExtensions`): whether `event` may make `pod`, which this
+    /// plugin rejected, schedulable. The default reacts to every event, as upstream does for a
+    /// plugin that registers no events.
+    fn queueing_hint(
+        &self,
+        _pod: &PodInfo,
+        _event: &ClusterEvent,
+        _snap: &Snapshot,
+    ) -> QueueingHint {
+        QueueingHint::Queue
+    }
+}
+
+/// The node with the pods nominated to it that have priority at least the pod's (the pod itself
+/// left out) counted as placed, or `None` when there are none (upstream's
+/// `addGENominatedPods`).
+pub fn with_nominated_pods(pod: &PodInfo, node: &NodeInfo, snap: &Snapshot) -> Option<NodeInfo> {
+    let nominated = snap.nominated_pods(&node.name);
+    let counts = |p: &&Arc<PodInfo>| p.uid != pod.uid && p.priority >= pod.priority;
+    if !nominated.iter().any(|p| counts(&p)) {
+        return None;
+    }
+    let mut with = node.clone();
+    for p in nominated.iter().filter(counts) {
+        let mut placed = (**p).clone();
+        placed.node_name = Some(node.name.clone());
+        with.add_pod(Arc::new(placed));
+    }
+    Some(with)
 }
 
 /// Upstream's `DefaultNormalizeScore`: scales to 0..=max by the highest score, optionally reversed.
@@ -197,8 +272,10 @@ pub struct FitError {
     pub num_all_nodes: usize,
     /// Set when a PreFilter plugin rejected the pod (every node then shares its status).
     pub pre_filter_msg: Option<String>,
-    /// Rejection status per node name.
-    pub node_statuses: BTreeMap<String, Status>,
+    /// Rejection status per node, by index in the snapshot the cycle ran on (`None`: not
+    /// rejected, or not evaluated). Indexed rather than keyed by name so a pod rejected by
+    /// every node of a large cluster costs no name copies.
+    pub node_statuses: Vec<Option<Status>>,
     /// The status given to nodes absent from `node_statuses`, if any.
     pub absent_status: Option<Status>,
     /// The PostFilter (preemption) outcome, already prefixed `preemption: `.
@@ -206,6 +283,22 @@ pub struct FitError {
 }
 
 impl FitError {
+    /// The plugins that rejected the pod on some node (upstream's `UnschedulablePlugins`).
+    pub fn rejector_plugins(&self) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = Vec::new();
+        let statuses = self
+            .node_statuses
+            .iter()
+            .flatten()
+            .chain(&self.absent_status);
+        for s in statuses {
+            if !s.plugin.is_empty() && !out.contains(&s.plugin) {
+                out.push(s.plugin);
+            }
+        }
+        out
+    }
+
     /// Upstream's `FitError.Error()`: `0/N nodes are available: <count reason, …sorted>.` then
     /// the PostFilter message.
     pub fn message(&self) -> String {
@@ -214,17 +307,19 @@ impl FitError {
             msg.push_str(&format!(" {pre}."));
         } else {
             let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-            for s in self.node_statuses.values() {
+            let mut rejected = 0;
+            for s in self.node_statuses.iter().flatten() {
+                rejected += 1;
                 for r in &s.reasons {
-                    *counts.entry(r.as_str()).or_insert(0) += 1;
+                    *counts.entry(r.as_ref()).or_insert(0) += 1;
                 }
             }
-            let absent = self.num_all_nodes.saturating_sub(self.node_statuses.len());
+            let absent = self.num_all_nodes.saturating_sub(rejected);
             if absent > 0
                 && let Some(s) = &self.absent_status
             {
                 for r in &s.reasons {
-                    *counts.entry(r.as_str()).or_insert(0) += absent;
+                    *counts.entry(r.as_ref()).or_insert(0) += absent;
                 }
             }
             // Sorted as strings, count first, exactly as `sort.Strings` on "N reason".
@@ -339,25 +434,56 @@ impl Framework {
         node: &NodeInfo,
         snap: &Snapshot,
     ) -> Status {
-        let nominated = snap.nominated_pods(&node.name);
-        if nominated
-            .iter()
-            .any(|p| p.uid != pod.uid && p.priority >= pod.priority)
-        {
-            let mut with = node.clone();
-            for p in nominated {
-                if p.uid != pod.uid && p.priority >= pod.priority {
-                    let mut placed = (**p).clone();
-                    placed.node_name = Some(node.name.clone());
-                    with.add_pod(Arc::new(placed));
-                }
-            }
+        if let Some(with) = with_nominated_pods(pod, node, snap) {
             let s = self.run_filter_plugins(active, cx, pod, &with, snap);
             if !s.is_success() {
                 return s;
             }
         }
         self.run_filter_plugins(active, cx, pod, node, snap)
+    }
+
+    /// PreFilter and Filter (nominated pods counted) of `pod` on one node.
+    pub fn fits_on(&self, pod: &PodInfo, node: &NodeInfo, snap: &Snapshot) -> bool {
+        let mut cx = CycleState::default();
+        match self.run_pre_filter(&mut cx, pod, snap) {
+            Ok(active) => self.run_filter(&active, &cx, pod, node, snap).is_success(),
+            Err(_) => false,
+        }
+    }
+
+    /// Upstream's queueing-hint check for a pod in the unschedulable queue: whether `event`
+    /// may make it schedulable, asking the plugins in `rejectors` (those that rejected it in
+    /// its last cycle). A preemptor nominated to the node a pod left is re-activated once it
+    /// passes Filter there, so it is not retried while its other victims still terminate.
+    pub fn queueing_hint(
+        &self,
+        pod: &PodInfo,
+        nominated_node: Option<&str>,
+        rejectors: &[&'static str],
+        event: &ClusterEvent,
+        snap: &Snapshot,
+    ) -> bool {
+        if let ClusterEvent::AssignedPodDelete(gone) = event
+            && let Some(n) = nominated_node
+            && gone.node_name.as_deref() == Some(n)
+            && let Some(node) = snap.node(n)
+            && self.fits_on(pod, node, snap)
+        {
+            return true;
+        }
+        let mut known = false;
+        for (p, _) in &self.plugins {
+            if !rejectors.contains(&p.name()) {
+                continue;
+            }
+            known = true;
+            if p.queueing_hint(pod, event, snap) == QueueingHint::Queue {
+                return true;
+            }
+        }
+        // Rejected by nothing we know (no plugin recorded): every event may help.
+        !known
     }
 
     /// Runs the Filter plugins of `active` on one node; the first rejection wins.
@@ -390,15 +516,11 @@ impl Framework {
             Ok(a) => a,
             Err(s) if s.code == Code::Error => return Err(ScheduleError::Internal(s.message())),
             Err(s) => {
-                let node_statuses = snap
-                    .nodes
-                    .iter()
-                    .map(|node| (node.name.clone(), s.clone()))
-                    .collect();
+                // Every node shares the PreFilter's verdict.
                 return Err(ScheduleError::Unfit(Box::new(FitError {
                     num_all_nodes: n,
                     pre_filter_msg: Some(s.message()),
-                    node_statuses,
+                    absent_status: Some(s),
                     ..Default::default()
                 })));
             }
@@ -421,12 +543,12 @@ impl Framework {
         self.next_start_node_index = (self.next_start_node_index + processed) % n;
 
         if feasible.is_empty() {
-            let mut node_statuses = BTreeMap::new();
+            let mut node_statuses = vec![None; n];
             for (i, s) in statuses {
                 if s.code == Code::Error {
                     return Err(ScheduleError::Internal(s.message()));
                 }
-                node_statuses.insert(snap.nodes[i].name.clone(), s);
+                node_statuses[i] = Some(s);
             }
             return Err(ScheduleError::Unfit(Box::new(FitError {
                 num_all_nodes: n,
@@ -679,15 +801,14 @@ mod tests {
             num_all_nodes: 5,
             ..Default::default()
         };
-        for n in ["a", "b"] {
+        for _ in ["a", "b"] {
             e.node_statuses
-                .insert(n.into(), Status::unschedulable("Insufficient cpu"));
+                .push(Some(Status::unschedulable("Insufficient cpu")));
         }
-        for n in ["c", "d", "e"] {
-            e.node_statuses.insert(
-                n.into(),
-                Status::unresolvable("node(s) had untolerated taint {dedicated: gpu}"),
-            );
+        for _ in ["c", "d", "e"] {
+            e.node_statuses.push(Some(Status::unresolvable(
+                "node(s) had untolerated taint {dedicated: gpu}",
+            )));
         }
         e.post_filter_msg = Some(
             "preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling."
@@ -752,5 +873,174 @@ mod nominated_tests {
         assert!(fw.schedule(&snap, &pod).is_err());
         snap.clear_nomination(&nominated("vip", "a", 0, 0).uid);
         assert!(fw.schedule(&snap, &pod).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod hint_tests {
+    use super::*;
+    use crate::plugins::testutil::*;
+    use crate::plugins::{inter_pod_affinity, node_resources_fit, taint_toleration};
+    use crate::selector::{Labels, Selector};
+    use crate::snapshot::AffinityTerm;
+
+    fn placed(name: &str, node: &str, priority: i32, milli_cpu: i64) -> Arc<PodInfo> {
+        let mut p = pod_info(name);
+        p.node_name = Some(node.into());
+        p.priority = priority;
+        p.requests.milli_cpu = milli_cpu;
+        Arc::new(p)
+    }
+
+    fn wanting(name: &str, priority: i32, milli_cpu: i64) -> PodInfo {
+        let mut p = pod_info(name);
+        p.priority = priority;
+        p.requests.milli_cpu = milli_cpu;
+        p
+    }
+
+    const FIT: &[&str] = &[node_resources_fit::NAME];
+
+    /// Two 4-CPU nodes with four 900m pods each; a 3-CPU preemptor nominated to `a` (three
+    /// victims there).
+    fn preempting() -> (Snapshot, PodInfo) {
+        let mut snap = snapshot(vec![node("a"), node("b")]);
+        for n in ["a", "b"] {
+            for i in 0..4 {
+                snap.add_pod(placed(&format!("{n}{i}"), n, 1, 900));
+            }
+        }
+        let mut vip = wanting("vip", 10, 3000);
+        vip.nominated_node_name = Some("a".into());
+        snap.nominate(Arc::new(vip.clone()));
+        (snap, vip)
+    }
+
+    #[test]
+    fn a_preemptor_is_requeued_only_when_its_last_victim_is_gone() {
+        let (mut snap, vip) = preempting();
+        let fw = Framework::with_defaults();
+        let hint = |snap: &Snapshot, gone: &PodInfo| {
+            fw.queueing_hint(
+                &vip,
+                snap.nomination(&vip.uid),
+                FIT,
+                &ClusterEvent::AssignedPodDelete(gone),
+                snap,
+            )
+        };
+        let a0 = snap.remove_pod("uid-a0").expect("a0");
+        assert!(!hint(&snap, &a0), "only 1300m free on a");
+        let a1 = snap.remove_pod("uid-a1").expect("a1");
+        assert!(!hint(&snap, &a1), "only 2200m free on a");
+        // A pod leaving another node does not help a pod that fits nowhere but on its node.
+        let b0 = snap.remove_pod("uid-b0").expect("b0");
+        assert!(!hint(&snap, &b0));
+        let a2 = snap.remove_pod("uid-a2").expect("a2");
+        assert!(hint(&snap, &a2), "a is free for the preemptor now");
+    }
+
+    #[test]
+    fn room_held_for_a_nominated_pod_does_not_requeue_others() {
+        let (mut snap, _vip) = preempting();
+        let fw = Framework::with_defaults();
+        let other = wanting("other", 10, 3000);
+        for i in 0..3 {
+            snap.remove_pod(&format!("uid-a{i}"));
+        }
+        let gone = placed("a2", "a", 1, 900);
+        let event = ClusterEvent::AssignedPodDelete(&gone);
+        // a has 3100m free but 3000m of it belong to the nominated preemptor.
+        assert!(!fw.queueing_hint(&other, None, FIT, &event, &snap));
+        // Without the nomination the same event would help.
+        snap.clear_nomination("uid-vip");
+        assert!(fw.queueing_hint(&other, None, FIT, &event, &snap));
+        // A pod rejected by no known plugin moves on any event.
+        assert!(fw.queueing_hint(&other, None, &[], &event, &snap));
+    }
+
+    #[test]
+    fn resource_fit_ignores_pod_additions_and_needs_room() {
+        let (snap, _) = preempting();
+        let fit = node_resources_fit::NodeResourcesFit;
+        let small = wanting("small", 0, 100);
+        let added = placed("x", "b", 0, 100);
+        assert_eq!(
+            fit.queueing_hint(&small, &ClusterEvent::AssignedPodAdd(&added), &snap),
+            QueueingHint::QueueSkip
+        );
+        let gone = placed("b0", "b", 1, 900);
+        assert_eq!(
+            fit.queueing_hint(&small, &ClusterEvent::AssignedPodDelete(&gone), &snap),
+            QueueingHint::Queue
+        );
+        let big = wanting("big", 0, 2000);
+        assert_eq!(
+            fit.queueing_hint(&big, &ClusterEvent::AssignedPodDelete(&gone), &snap),
+            QueueingHint::QueueSkip
+        );
+        assert_eq!(
+            fit.queueing_hint(&big, &ClusterEvent::Other("persistentvolumeclaims"), &snap),
+            QueueingHint::QueueSkip
+        );
+    }
+
+    #[test]
+    fn anti_affinity_is_requeued_by_the_blocking_pod_leaving() {
+        let snap = snapshot(vec![node("a")]);
+        let mut l = Labels::new();
+        l.insert("app".into(), "db".into());
+        let mut pod = pod_info("db-1");
+        pod.labels = l.clone();
+        pod.required_anti_affinity.push(AffinityTerm {
+            selector: Selector::from_map(&l),
+            namespaces: vec!["default".into()],
+            namespace_selector: None,
+            topology_key: "kubernetes.io/hostname".into(),
+        });
+        let mut db0 = (*placed("db-0", "a", 0, 0)).clone();
+        db0.labels = l;
+        let web = placed("web", "a", 0, 0);
+        let ipa = inter_pod_affinity::InterPodAffinity;
+        assert_eq!(
+            ipa.queueing_hint(&pod, &ClusterEvent::AssignedPodDelete(&db0), &snap),
+            QueueingHint::Queue
+        );
+        assert_eq!(
+            ipa.queueing_hint(&pod, &ClusterEvent::AssignedPodDelete(&web), &snap),
+            QueueingHint::QueueSkip
+        );
+        assert_eq!(
+            ipa.queueing_hint(&pod, &ClusterEvent::AssignedPodAdd(&db0), &snap),
+            QueueingHint::QueueSkip
+        );
+    }
+
+    #[test]
+    fn taint_removal_requeues_and_heartbeats_do_not() {
+        let pod = pod_info("p");
+        let mut old = node("a");
+        old.taints.push(k8s_openapi::api::core::v1::Taint {
+            key: "dedicated".into(),
+            value: Some("gpu".into()),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        });
+        let new = node("a");
+        let snap = snapshot(vec![new.clone()]);
+        let tt = taint_toleration::TaintToleration;
+        let ev = ClusterEvent::NodeUpdate {
+            old: &old,
+            new: &new,
+        };
+        assert_eq!(tt.queueing_hint(&pod, &ev, &snap), QueueingHint::Queue);
+        let same = ClusterEvent::NodeUpdate {
+            old: &old,
+            new: &old,
+        };
+        assert_eq!(
+            tt.queueing_hint(&pod, &same, &snap),
+            QueueingHint::QueueSkip
+        );
     }
 }

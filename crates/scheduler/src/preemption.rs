@@ -4,6 +4,10 @@
 use std::sync::Arc;
 
 use crate::framework::{Code, CycleState, FitError, Framework, Status};
+use crate::plugins::node_resources_fit::{fits_request_used, fits_used, nominated_load, status_of};
+use crate::plugins::{
+    node_affinity, node_name, node_resources_fit, node_unschedulable, taint_toleration,
+};
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
 
 pub const NAME: &str = "DefaultPreemption";
@@ -128,34 +132,112 @@ fn select_victims(
     })
 }
 
+/// Filter plugins whose verdict depends on the node alone, not on its pods: removing victims
+/// cannot change it, and a node they rejected was never a candidate (their rejections are
+/// unresolvable).
+const NODE_ONLY_FILTERS: [&str; 4] = [
+    node_unschedulable::NAME,
+    node_name::NAME,
+    taint_toleration::NAME,
+    node_affinity::NAME,
+];
+
+/// `select_victims` when NodeResourcesFit is the only filter that looks at the node's pods:
+/// the same removal and reprieve, done on the request sums instead of a copy of the node, so
+/// the dry-run over hundreds of nodes stays cheap.
+fn select_victims_by_resources(
+    pod: &PodInfo,
+    node: &NodeInfo,
+    snap: &Snapshot,
+    pdbs: &[Pdb],
+) -> Result<Candidate, Status> {
+    let mut lower: Vec<Arc<PodInfo>> = node
+        .pods
+        .iter()
+        .filter(|p| p.priority < pod.priority)
+        .cloned()
+        .collect();
+    if lower.is_empty() {
+        return Err(Status::unresolvable(NO_VICTIMS));
+    }
+    // Nominated pods of at least the pod's priority hold their room, as in Filter.
+    let (extra, extra_pods) = nominated_load(pod, &node.name, snap);
+    let mut used = node.requested.clone();
+    used.add(&extra);
+    for p in &lower {
+        used.sub(&p.requests);
+    }
+    let mut pods = (node.pods.len() + extra_pods as usize - lower.len()) as i64;
+    if !fits_used(pod, &node.allocatable, &used, pods) {
+        return Err(status_of(fits_request_used(
+            pod,
+            &node.allocatable,
+            &used,
+            pods,
+        )));
+    }
+    lower.sort_by(importance_order);
+    let mut budget = pdbs.to_vec();
+    let (violating, other): (Vec<_>, Vec<_>) =
+        lower.into_iter().partition(|p| violates(&mut budget, p));
+    let mut victims = Vec::new();
+    let mut pdb_violations = 0;
+    for (group, is_violating) in [(violating, true), (other, false)] {
+        for p in group {
+            used.add(&p.requests);
+            pods += 1;
+            if !fits_used(pod, &node.allocatable, &used, pods) {
+                used.sub(&p.requests);
+                pods -= 1;
+                if is_violating {
+                    pdb_violations += 1;
+                }
+                victims.push(p);
+            }
+        }
+    }
+    victims.sort_by(importance_order);
+    Ok(Candidate {
+        node: node.name.clone(),
+        victims,
+        pdb_violations,
+    })
+}
+
 /// Upstream's `pickOneNodeForPreemption`: fewest PDB violations, then the lowest highest-victim
 /// priority, the lowest priority sum, the fewest victims, the latest start of the top victims.
-fn pick(mut candidates: Vec<Candidate>) -> Option<Candidate> {
-    candidates.sort_by(|a, b| {
-        let top = |c: &Candidate| c.victims.first().map_or(i32::MIN, |v| v.priority);
-        let sum = |c: &Candidate| {
-            c.victims
-                .iter()
-                .map(|v| i64::from(v.priority) + i64::from(i32::MAX) + 1)
-                .sum::<i64>()
-        };
-        let latest = |c: &Candidate| {
-            let t = top(c);
-            c.victims
-                .iter()
-                .filter(|v| v.priority == t)
-                .map(|v| v.start_time.clone())
-                .min()
-                .unwrap_or_default()
-        };
-        a.pdb_violations
-            .cmp(&b.pdb_violations)
-            .then(top(a).cmp(&top(b)))
-            .then(sum(a).cmp(&sum(b)))
-            .then(a.victims.len().cmp(&b.victims.len()))
-            .then(latest(b).cmp(&latest(a)))
-    });
-    candidates.into_iter().next()
+fn pick(candidates: Vec<Candidate>) -> Option<Candidate> {
+    // Each candidate's key is computed once: hundreds of candidates are compared per pod.
+    let key = |c: &Candidate| {
+        let top = c.victims.first().map_or(i32::MIN, |v| v.priority);
+        let sum: i64 = c
+            .victims
+            .iter()
+            .map(|v| i64::from(v.priority) + i64::from(i32::MAX) + 1)
+            .sum();
+        let earliest_top_start = c
+            .victims
+            .iter()
+            .filter(|v| v.priority == top)
+            .map(|v| v.start_time.as_str())
+            .min()
+            .unwrap_or_default()
+            .to_string();
+        (
+            c.pdb_violations,
+            top,
+            sum,
+            c.victims.len(),
+            std::cmp::Reverse(earliest_top_start),
+        )
+    };
+    let best = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (key(c), i))
+        .min()
+        .map(|(_, i)| i)?;
+    candidates.into_iter().nth(best)
 }
 
 /// Runs DefaultPreemption for `pod` after `fit` (the failed cycle's diagnosis).
@@ -171,10 +253,16 @@ pub fn preempt(
             "preemption: not eligible due to preemptionPolicy=Never.".into(),
         );
     }
+    let status_at = |i: usize| {
+        fit.node_statuses
+            .get(i)
+            .and_then(Option::as_ref)
+            .or(fit.absent_status.as_ref())
+    };
     if let Some(nominated) = &pod.nominated_node_name
-        && fit
-            .node_statuses
-            .get(nominated)
+        && snap
+            .node_index(nominated)
+            .and_then(status_at)
             .is_none_or(|s| s.code != Code::UnschedulableAndUnresolvable)
         && let Some(node) = snap.node(nominated)
         && node
@@ -189,7 +277,11 @@ pub fn preempt(
     let Ok(active) = fw.run_pre_filter(&mut cx, pod, snap) else {
         return not_helpful(snap.len(), Default::default());
     };
-    let mut statuses = std::collections::BTreeMap::new();
+    let by_resources = active.iter().all(|&i| {
+        let name = fw.plugins[i].0.name();
+        name == node_resources_fit::NAME || NODE_ONLY_FILTERS.contains(&name)
+    });
+    let mut statuses = Vec::new();
     let mut candidates = Vec::new();
     // Upstream's GetOffsetAndNumCandidates: dry-run from an offset until 10% of the nodes (at
     // least 100) produced candidates, instead of every node of a large cluster.
@@ -204,22 +296,27 @@ pub fn preempt(
             h.wrapping_mul(31).wrapping_add(usize::from(b))
         }) % n
     };
-    for node in snap.nodes[offset..].iter().chain(&snap.nodes[..offset]) {
+    for k in 0..n {
         if candidates.len() >= wanted {
             break;
         }
-        let Some(s) = fit.node_statuses.get(&node.name) else {
+        let i = (offset + k) % n;
+        let node = &snap.nodes[i];
+        let Some(s) = status_at(i) else {
             continue;
         };
         if s.code != Code::Unschedulable {
             continue;
         }
-        match select_victims(fw, &active, &cx, pod, node, snap, pdbs) {
+        let selected = if by_resources {
+            select_victims_by_resources(pod, node, snap, pdbs)
+        } else {
+            select_victims(fw, &active, &cx, pod, node, snap, pdbs)
+        };
+        match selected {
             Ok(c) if !c.victims.is_empty() => candidates.push(c),
             Ok(_) => {}
-            Err(s) => {
-                statuses.insert(node.name.clone(), s);
-            }
+            Err(s) => statuses.push((i, s)),
         }
     }
     match pick(candidates) {
@@ -228,10 +325,14 @@ pub fn preempt(
     }
 }
 
-fn not_helpful(n: usize, statuses: std::collections::BTreeMap<String, Status>) -> Outcome {
+fn not_helpful(n: usize, statuses: Vec<(usize, Status)>) -> Outcome {
+    let mut node_statuses = vec![None; n];
+    for (i, s) in statuses {
+        node_statuses[i] = Some(s);
+    }
     let e = FitError {
         num_all_nodes: n,
-        node_statuses: statuses,
+        node_statuses,
         absent_status: Some(Status::unresolvable(NOT_HELPFUL)),
         ..Default::default()
     };

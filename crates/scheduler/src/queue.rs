@@ -1,8 +1,10 @@
 //! The scheduling queue: active (PrioritySort: priority, then arrival), backoff (1 s doubling to
-//! 10 s) and unschedulable sub-queues. IO-free and clock-free: callers pass `now`.
+//! 10 s) and unschedulable sub-queues. A pod in unschedulable remembers the plugins that
+//! rejected it, so a cluster event moves only the pods whose queueing hints say it may help
+//! (`move_if`). IO-free and clock-free: callers pass `now`.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
@@ -32,6 +34,8 @@ struct Entry<T> {
     popped_at_cycle: u64,
     location: Location,
     seq: u64,
+    /// Plugins that rejected the pod in its last failed cycle (empty: any event may help).
+    rejectors: Vec<&'static str>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -63,6 +67,8 @@ pub struct SchedulingQueue<T> {
     active: BinaryHeap<ActiveKey>,
     /// ready-at → keys.
     backoff: BTreeMap<(Instant, u64), String>,
+    /// Keys of the pods in unschedulable, so an event visits only them.
+    unschedulable: HashSet<String>,
     seq: u64,
     move_request_cycle: u64,
     scheduling_cycle: u64,
@@ -74,6 +80,7 @@ impl<T> Default for SchedulingQueue<T> {
             entries: HashMap::new(),
             active: BinaryHeap::new(),
             backoff: BTreeMap::new(),
+            unschedulable: HashSet::new(),
             seq: 0,
             move_request_cycle: 0,
             scheduling_cycle: 0,
@@ -105,6 +112,7 @@ impl<T> SchedulingQueue<T> {
 
     fn push_active(&mut self, key: &str) {
         let seq = self.next_seq();
+        self.unschedulable.remove(key);
         if let Some(e) = self.entries.get_mut(key) {
             e.location = Location::Active;
             e.seq = seq;
@@ -119,6 +127,7 @@ impl<T> SchedulingQueue<T> {
 
     fn push_backoff(&mut self, key: &str, ready: Instant) {
         let seq = self.next_seq();
+        self.unschedulable.remove(key);
         if let Some(e) = self.entries.get_mut(key) {
             e.location = Location::Backoff;
             e.seq = seq;
@@ -155,6 +164,7 @@ impl<T> SchedulingQueue<T> {
                 popped_at_cycle: 0,
                 location: Location::Active,
                 seq: 0,
+                rejectors: Vec::new(),
             },
         );
         self.push_active(&key);
@@ -164,6 +174,7 @@ impl<T> SchedulingQueue<T> {
     pub fn delete(&mut self, key: &str) {
         // Heap and backoff entries are dropped lazily when their seq no longer matches.
         self.entries.remove(key);
+        self.unschedulable.remove(key);
     }
 
     fn flush_backoff(&mut self, now: Instant) {
@@ -187,14 +198,15 @@ impl<T> SchedulingQueue<T> {
     /// Moves pods stuck in unschedulable longer than `MAX_UNSCHEDULABLE_DURATION` back.
     pub fn flush_unschedulable_leftover(&mut self, now: Instant) {
         let stale: Vec<String> = self
-            .entries
+            .unschedulable
             .iter()
-            .filter(|(_, e)| {
-                e.location == Location::Unschedulable
-                    && e.last_failure
+            .filter(|k| {
+                self.entries.get(*k).is_some_and(|e| {
+                    e.last_failure
                         .is_some_and(|t| now.duration_since(t) >= MAX_UNSCHEDULABLE_DURATION)
+                })
             })
-            .map(|(k, _)| k.clone())
+            .cloned()
             .collect();
         for k in stale {
             self.push_active(&k);
@@ -232,11 +244,13 @@ impl<T> SchedulingQueue<T> {
     /// The pod was bound (or given up on): forget it.
     pub fn done(&mut self, key: &str) {
         self.entries.remove(key);
+        self.unschedulable.remove(key);
     }
 
-    /// The pod did not fit. If a cluster event arrived while it was in flight it may fit now,
-    /// so it goes to backoff; otherwise it waits in unschedulable for a relevant event.
-    pub fn failed(&mut self, key: &str, now: Instant) {
+    /// The pod did not fit; `rejectors` are the plugins that rejected it. If a cluster event
+    /// arrived while it was in flight it may fit now, so it goes to backoff; otherwise it waits
+    /// in unschedulable for an event one of its rejectors' hints accepts.
+    pub fn failed(&mut self, key: &str, now: Instant, rejectors: Vec<&'static str>) {
         let move_cycle = self.move_request_cycle;
         let Some(e) = self.entries.get_mut(key) else {
             return;
@@ -244,11 +258,13 @@ impl<T> SchedulingQueue<T> {
         e.attempts += 1;
         e.last_failure = Some(now);
         e.timestamp = now;
+        e.rejectors = rejectors;
         if move_cycle >= e.popped_at_cycle {
             let ready = now + backoff_duration(e.attempts);
             self.push_backoff(key, ready);
         } else {
             e.location = Location::Unschedulable;
+            self.unschedulable.insert(key.to_string());
         }
     }
 
@@ -266,24 +282,47 @@ impl<T> SchedulingQueue<T> {
     /// A cluster event (node added/updated, pod deleted…) may let unschedulable pods fit:
     /// move them to active, or to backoff if their backoff has not expired.
     pub fn move_all_to_active_or_backoff(&mut self, now: Instant) {
+        self.move_if(now, |_, _| true);
+    }
+
+    /// A cluster event: moves the unschedulable pods for which `hint(item, rejectors)` says
+    /// the event may help (upstream's `MoveAllToActiveOrBackoffQueue` with queueing hints);
+    /// returns how many moved.
+    pub fn move_if(
+        &mut self,
+        now: Instant,
+        mut hint: impl FnMut(&T, &[&'static str]) -> bool,
+    ) -> usize {
         self.move_request_cycle = self.scheduling_cycle;
-        let keys: Vec<(String, Option<Instant>)> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.location == Location::Unschedulable)
-            .map(|(k, e)| (k.clone(), Self::backoff_ready_at(e)))
-            .collect();
-        for (k, ready) in keys {
+        if self.unschedulable.is_empty() {
+            return 0;
+        }
+        let mut moving: Vec<(String, Option<Instant>)> = Vec::new();
+        for k in &self.unschedulable {
+            if let Some(e) = self.entries.get(k)
+                && hint(&e.item, &e.rejectors)
+            {
+                moving.push((k.clone(), Self::backoff_ready_at(e)));
+            }
+        }
+        let moved = moving.len();
+        for (k, ready) in moving {
             match ready.filter(|r| *r > now) {
                 Some(r) => self.push_backoff(&k, r),
                 None => self.push_active(&k),
             }
         }
+        moved
     }
 
     /// The queued item, wherever it sits.
     pub fn get(&self, key: &str) -> Option<&T> {
         self.entries.get(key).map(|e| &e.item)
+    }
+
+    /// The queued item, to annotate it in place.
+    pub fn item_mut(&mut self, key: &str) -> Option<&mut T> {
+        self.entries.get_mut(key).map(|e| &mut e.item)
     }
 
     /// Replaces the item without moving it (an update that cannot change the decision).
@@ -349,7 +388,7 @@ mod tests {
         let mut q = SchedulingQueue::new();
         q.add("p".into(), (), 0, t0);
         assert!(q.pop(t0).is_some());
-        q.failed("p", t0);
+        q.failed("p", t0, Vec::new());
         assert_eq!(q.location("p"), Some(Location::Unschedulable));
         assert!(q.pop(t0 + Duration::from_secs(30)).is_none());
         // An event within the 1 s backoff parks it in backoff.
@@ -360,7 +399,7 @@ mod tests {
         assert!(q.pop(t0 + Duration::from_secs(1)).is_some());
         // Second failure: 2 s backoff; an event after it expired moves straight to active.
         let t1 = t0 + Duration::from_secs(2);
-        q.failed("p", t1);
+        q.failed("p", t1, Vec::new());
         q.move_all_to_active_or_backoff(t1 + Duration::from_secs(3));
         assert_eq!(q.location("p"), Some(Location::Active));
     }
@@ -372,7 +411,7 @@ mod tests {
         q.add("p".into(), (), 0, t0);
         assert!(q.pop(t0).is_some());
         q.move_all_to_active_or_backoff(t0);
-        q.failed("p", t0);
+        q.failed("p", t0, Vec::new());
         assert_eq!(q.location("p"), Some(Location::Backoff));
     }
 
@@ -382,11 +421,37 @@ mod tests {
         let mut q = SchedulingQueue::new();
         q.add("p".into(), (), 0, t0);
         q.pop(t0);
-        q.failed("p", t0);
+        q.failed("p", t0, Vec::new());
         q.flush_unschedulable_leftover(t0 + Duration::from_secs(299));
         assert_eq!(q.location("p"), Some(Location::Unschedulable));
         q.flush_unschedulable_leftover(t0 + Duration::from_secs(300));
         assert_eq!(q.location("p"), Some(Location::Active));
+    }
+
+    #[test]
+    fn move_if_moves_only_pods_the_hint_accepts() {
+        let t0 = Instant::now();
+        let mut q = SchedulingQueue::new();
+        for k in ["fit", "ports", "any"] {
+            q.add(k.into(), (), 0, t0);
+            assert!(q.pop(t0).is_some());
+        }
+        q.failed("fit", t0, vec!["NodeResourcesFit"]);
+        q.failed("ports", t0, vec!["NodePorts"]);
+        q.failed("any", t0, Vec::new());
+        assert_eq!(q.sizes(), (0, 0, 3));
+        let later = t0 + Duration::from_secs(5);
+        let moved = q.move_if(later, |_, rejectors| {
+            rejectors.is_empty() || rejectors.contains(&"NodeResourcesFit")
+        });
+        assert_eq!(moved, 2);
+        assert_eq!(q.location("fit"), Some(Location::Active));
+        assert_eq!(q.location("any"), Some(Location::Active));
+        assert_eq!(q.location("ports"), Some(Location::Unschedulable));
+        // Nothing left to move for this hint; the leftover flush still finds the last one.
+        assert_eq!(q.move_if(later, |_, r| r.contains(&"NodeResourcesFit")), 0);
+        q.flush_unschedulable_leftover(t0 + MAX_UNSCHEDULABLE_DURATION);
+        assert_eq!(q.location("ports"), Some(Location::Active));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::DEFAULT_SCHEDULER_NAME;
-use crate::framework::{FitError, Framework, ScheduleError};
+use crate::framework::{ClusterEvent, FitError, Framework, ScheduleError};
 use crate::plugins::volume_binding::{self, PodVolumes};
 use crate::preemption::{self, Outcome, Pdb};
 use crate::queue::SchedulingQueue;
@@ -68,6 +68,49 @@ const MAX_BINDS_IN_FLIGHT: usize = 32;
 /// A pending pod in the queue.
 struct Queued {
     pod: Arc<Pod>,
+    /// The pod as its last failed cycle saw it, for the queueing hints (`None` before the first
+    /// failure or after a change that re-queued it: any event then moves it).
+    info: Option<Arc<PodInfo>>,
+}
+
+/// Moves the unschedulable pods whose queueing hints say `event` may help them.
+fn requeue(
+    queue: &mut SchedulingQueue<Queued>,
+    framework: &Framework,
+    snapshot: &Snapshot,
+    event: ClusterEvent,
+) {
+    let moved = queue.move_if(Instant::now(), |q, rejectors| match &q.info {
+        Some(info) => framework.queueing_hint(
+            info,
+            snapshot.nomination(&info.uid),
+            rejectors,
+            &event,
+            snapshot,
+        ),
+        None => true,
+    });
+    if moved > 0 {
+        tracing::debug!(moved, ?event, "unschedulable pods re-queued");
+    }
+}
+
+/// A pending pod's nomination seen as a pod placed on the nominated node: deleting it frees
+/// room there for pods of lower or equal priority (upstream's `getLEPriorityPreCheck`).
+fn as_placed_on_nomination(p: &PodInfo) -> Option<PodInfo> {
+    let node = p.nominated_node_name.clone()?;
+    let mut placed = p.clone();
+    placed.node_name = Some(node);
+    Some(placed)
+}
+
+/// Whether a node update changes anything a Filter looks at (heartbeats do not).
+fn node_changed(old: &NodeInfo, new: &NodeInfo) -> bool {
+    old.labels != new.labels
+        || old.taints != new.taints
+        || old.allocatable != new.allocatable
+        || old.unschedulable != new.unschedulable
+        || old.images != new.images
 }
 
 /// What a failed cycle does to `status.nominatedNodeName`.
@@ -616,11 +659,20 @@ impl Loop {
             watcher::Event::Init => self.nodes_seen = Some(HashSet::new()),
             watcher::Event::InitApply(n) | watcher::Event::Apply(n) => {
                 let info = NodeInfo::from_node(&n);
+                let name = info.name.clone();
                 if let Some(seen) = &mut self.nodes_seen {
-                    seen.insert(info.name.clone());
+                    seen.insert(name.clone());
                 }
-                self.snapshot.upsert_node(info);
-                self.queue.move_all_to_active_or_backoff(now);
+                let old = self.snapshot.upsert_node(info);
+                let Some(new) = self.snapshot.node(&name) else {
+                    return;
+                };
+                let event = match &old {
+                    None => ClusterEvent::NodeAdd(new),
+                    Some(old) if node_changed(old, new) => ClusterEvent::NodeUpdate { old, new },
+                    Some(_) => return,
+                };
+                requeue(&mut self.queue, &self.framework, &self.snapshot, event);
             }
             watcher::Event::Delete(n) => {
                 if let Some(name) = &n.metadata.name {
@@ -687,20 +739,45 @@ impl Loop {
         if bound {
             // Bound: its volume assumptions age out as the informers catch up.
             self.volume_plans.remove(&uid);
-            self.snapshot.clear_nomination(&uid);
-            self.assumed.remove(&uid);
+            let nomination = self.snapshot.clear_nomination(&uid);
+            let was_assumed = self.assumed.remove(&uid).is_some();
             self.queue.done(&key);
             if is_terminal(&pod) {
                 // Finished pods hold no resources.
-                if self.snapshot.remove_pod(&uid).is_some() {
+                if let Some(gone) = self.snapshot.remove_pod(&uid) {
                     self.placed_keys.remove(&uid);
-                    self.queue.move_all_to_active_or_backoff(now);
+                    let event = ClusterEvent::AssignedPodDelete(&gone);
+                    requeue(&mut self.queue, &self.framework, &self.snapshot, event);
                 }
                 return;
             }
-            let info = self.cluster.pod_info(&pod);
-            self.placed_keys.insert(uid, key);
-            self.snapshot.add_pod(Arc::new(info));
+            let info = Arc::new(self.cluster.pod_info(&pod));
+            self.placed_keys.insert(uid.clone(), key);
+            let old = self.snapshot.remove_pod(&uid);
+            self.snapshot.add_pod(info.clone());
+            let event = match &old {
+                None => Some(ClusterEvent::AssignedPodAdd(&info)),
+                // The binding of a pod this scheduler assumed is now confirmed.
+                Some(_) if was_assumed => Some(ClusterEvent::AssignedPodAdd(&info)),
+                Some(old)
+                    if old.labels != info.labels
+                        || old.requests != info.requests
+                        || old.node_name != info.node_name =>
+                {
+                    Some(ClusterEvent::AssignedPodUpdate { old, new: &info })
+                }
+                Some(_) => None,
+            };
+            if let Some(event) = event {
+                requeue(&mut self.queue, &self.framework, &self.snapshot, event);
+            }
+            // Bound somewhere else than it was nominated to: the room held there is free.
+            if let Some(nominated) = nomination.as_deref().and_then(as_placed_on_nomination)
+                && nominated.node_name != info.node_name
+            {
+                let event = ClusterEvent::AssignedPodDelete(&nominated);
+                requeue(&mut self.queue, &self.framework, &self.snapshot, event);
+            }
             return;
         }
         if self.assumed.contains_key(&uid) {
@@ -714,15 +791,16 @@ impl Loop {
         }
         let priority = self.cluster.priority_of(&pod);
         self.track_nomination(&pod);
-        let changed = match self.queue.get(&key) {
-            Some(old) => meaningfully_changed(&old.pod, &pod),
-            None => true,
+        let (changed, info) = match self.queue.get(&key) {
+            Some(old) => (meaningfully_changed(&old.pod, &pod), old.info.clone()),
+            None => (true, None),
         };
+        let pod = Arc::new(pod);
         if changed {
             self.queue
-                .add(key, Queued { pod: Arc::new(pod) }, priority, now);
+                .add(key, Queued { pod, info: None }, priority, now);
         } else {
-            self.queue.replace_item(&key, Queued { pod: Arc::new(pod) });
+            self.queue.replace_item(&key, Queued { pod, info });
         }
     }
 
@@ -752,15 +830,20 @@ impl Loop {
 
     fn on_pod_delete(&mut self, pod: &Pod) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        self.snapshot.clear_nomination(&uid);
+        let nomination = self.snapshot.clear_nomination(&uid);
         let key = key_of(pod);
         self.queue.delete(&key);
         self.assumed.remove(&uid);
         self.last_event.remove(&uid);
         self.placed_keys.remove(&uid);
-        if self.snapshot.remove_pod(&uid).is_some() {
-            // Freed resources may let waiting pods fit.
-            self.queue.move_all_to_active_or_backoff(Instant::now());
+        // Freed resources (or room held for a nominated pod) may let waiting pods fit.
+        let gone = match self.snapshot.remove_pod(&uid) {
+            Some(p) => Some((*p).clone()),
+            None => nomination.as_deref().and_then(as_placed_on_nomination),
+        };
+        if let Some(gone) = gone {
+            let event = ClusterEvent::AssignedPodDelete(&gone);
+            requeue(&mut self.queue, &self.framework, &self.snapshot, event);
         }
     }
 
@@ -791,12 +874,14 @@ impl Loop {
                     volume_binding::unreserve(&self.snapshot.volumes, &plan);
                 }
                 tracing::warn!(pod = %key, %error, "binding failed; forgetting the assumed pod");
-                if self.assumed.remove(&uid).is_some() {
-                    self.snapshot.remove_pod(&uid);
+                if self.assumed.remove(&uid).is_some()
+                    && let Some(gone) = self.snapshot.remove_pod(&uid)
+                {
                     self.placed_keys.remove(&uid);
+                    let event = ClusterEvent::AssignedPodDelete(&gone);
+                    requeue(&mut self.queue, &self.framework, &self.snapshot, event);
                 }
                 self.queue.errored(&key, now);
-                self.queue.move_all_to_active_or_backoff(now);
             }
         }
     }
@@ -852,7 +937,16 @@ impl Loop {
                     .unwrap_or_default();
                 // Assume: count the pod on its node now, so the next cycle sees it; it no
                 // longer holds a nomination.
-                self.snapshot.clear_nomination(&info.uid);
+                if let Some(nominated) = self
+                    .snapshot
+                    .clear_nomination(&info.uid)
+                    .as_deref()
+                    .and_then(as_placed_on_nomination)
+                    && nominated.node_name.as_deref() != Some(decision.node.as_str())
+                {
+                    let event = ClusterEvent::AssignedPodDelete(&nominated);
+                    requeue(&mut self.queue, &self.framework, &self.snapshot, event);
+                }
                 let mut assumed = info;
                 assumed.node_name = Some(decision.node.clone());
                 let uid = assumed.uid.clone();
@@ -875,6 +969,8 @@ impl Loop {
             }
             Err(ScheduleError::Unfit(mut fit)) => {
                 let pdbs: Vec<Pdb> = self.cluster.pdbs.values().cloned().collect();
+                let rejectors = fit.rejector_plugins();
+                let mut waiting = info.clone();
                 let nominate = match preemption::preempt(
                     &self.framework,
                     &self.snapshot,
@@ -883,9 +979,8 @@ impl Loop {
                     &pdbs,
                 ) {
                     Outcome::Nominate(c) => {
-                        let mut nominated = info.clone();
-                        nominated.nominated_node_name = Some(c.node.clone());
-                        self.snapshot.nominate(Arc::new(nominated));
+                        waiting.nominated_node_name = Some(c.node.clone());
+                        self.snapshot.nominate(Arc::new(waiting.clone()));
                         Nomination::Set(c)
                     }
                     Outcome::Unschedulable(msg) => {
@@ -896,16 +991,28 @@ impl Loop {
                         if keep || info.nominated_node_name.is_none() {
                             Nomination::Keep
                         } else {
-                            self.snapshot.clear_nomination(&info.uid);
+                            waiting.nominated_node_name = None;
+                            if let Some(nominated) = self
+                                .snapshot
+                                .clear_nomination(&info.uid)
+                                .as_deref()
+                                .and_then(as_placed_on_nomination)
+                            {
+                                let event = ClusterEvent::AssignedPodDelete(&nominated);
+                                requeue(&mut self.queue, &self.framework, &self.snapshot, event);
+                            }
                             Nomination::Clear
                         }
                     }
                 };
-                self.queue.failed(&key, now);
+                if let Some(q) = self.queue.item_mut(&key) {
+                    q.info = Some(Arc::new(waiting));
+                }
+                self.queue.failed(&key, now, rejectors);
                 self.report_unschedulable(&pod, &fit, nominate);
             }
             Err(ScheduleError::NoNodes) => {
-                self.queue.failed(&key, now);
+                self.queue.failed(&key, now, Vec::new());
                 let fit = FitError::default();
                 self.report_message(
                     &pod,
@@ -1152,7 +1259,8 @@ fn failed_scheduling_event(
     )
 }
 
-/// Deletes the victims (gracefully) with a `Preempted` event each, as upstream's `PreemptPod`.
+/// Deletes the victims (gracefully) with a `Preempted` event each, as upstream's `PreemptPod`:
+/// from the scheduler's own view of them (no read first), all victims at once.
 async fn evict_victims(
     client: &kube::Client,
     preemptor: &Pod,
@@ -1160,44 +1268,68 @@ async fn evict_victims(
     instance: &str,
 ) {
     let uid = preemptor.metadata.uid.clone().unwrap_or_default();
-    for v in &c.victims {
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &v.namespace);
-        let victim = match pods.get_opt(&v.name).await {
-            Ok(Some(p)) => p,
-            _ => continue,
-        };
-        if victim.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let cond = json!({"status": {"conditions": [{
-            "type": "DisruptionTarget",
-            "status": "True",
-            "reason": "PreemptionByScheduler",
-            "message": format!("{DEFAULT_SCHEDULER_NAME}: preempting to accommodate a higher priority pod"),
-            "lastTransitionTime": jiff::Timestamp::now().to_string(),
-        }]}});
-        let _ = pods
-            .patch_status(&v.name, &PatchParams::default(), &Patch::Strategic(&cond))
-            .await;
-        if let Err(e) = pods.delete(&v.name, &DeleteParams::default()).await {
-            tracing::warn!(victim = %v.key(), error = %e, "preemption delete failed");
-            continue;
-        }
-        let now = jiff::Timestamp::now();
-        let ev = new_event(
-            &victim,
-            &format!("{}.{:x}", v.name, now.as_nanosecond() as u64),
-            "Normal",
-            "Preempted",
-            "Preempting",
-            &format!("Preempted by pod {uid} on node {}", c.node),
-            instance,
-            now,
-        );
-        let events: Api<Event> = Api::namespaced(client.clone(), &v.namespace);
-        let _ = events.create(&PostParams::default(), &ev).await;
-        tracing::info!(victim = %v.key(), preemptor = %key_of(preemptor), node = %c.node, "preempted");
+    let evictions = c
+        .victims
+        .iter()
+        .filter(|v| !v.terminating)
+        .map(|v| evict_one(client, preemptor, &uid, &c.node, v, instance));
+    futures::future::join_all(evictions).await;
+}
+
+async fn evict_one(
+    client: &kube::Client,
+    preemptor: &Pod,
+    preemptor_uid: &str,
+    node: &str,
+    v: &PodInfo,
+    instance: &str,
+) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &v.namespace);
+    let cond = json!({"status": {"conditions": [{
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": "PreemptionByScheduler",
+        "message": format!("{DEFAULT_SCHEDULER_NAME}: preempting to accommodate a higher priority pod"),
+        "lastTransitionTime": jiff::Timestamp::now().to_string(),
+    }]}});
+    let _ = pods
+        .patch_status(&v.name, &PatchParams::default(), &Patch::Strategic(&cond))
+        .await;
+    // Only this very pod: a new pod of the same name is not a victim.
+    let dp = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some(v.uid.clone()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    if let Err(e) = pods.delete(&v.name, &dp).await {
+        tracing::warn!(victim = %v.key(), error = %e, "preemption delete failed");
+        return;
     }
+    let victim = Pod {
+        metadata: ObjectMeta {
+            name: Some(v.name.clone()),
+            namespace: Some(v.namespace.clone()),
+            uid: Some(v.uid.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let now = jiff::Timestamp::now();
+    let ev = new_event(
+        &victim,
+        &format!("{}.{:x}", v.name, now.as_nanosecond() as u64),
+        "Normal",
+        "Preempted",
+        "Preempting",
+        &format!("Preempted by pod {preemptor_uid} on node {node}"),
+        instance,
+        now,
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), &v.namespace);
+    let _ = events.create(&PostParams::default(), &ev).await;
+    tracing::info!(victim = %v.key(), preemptor = %key_of(preemptor), %node, "preempted");
 }
 
 #[cfg(test)]

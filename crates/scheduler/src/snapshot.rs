@@ -2,7 +2,7 @@
 //! placed there, pre-digested from the API objects once so that every scheduling cycle is cheap.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 
@@ -304,6 +304,14 @@ impl PodInfo {
         format!("{}/{}", self.namespace, self.name)
     }
 
+    /// Terms that make an existing pod count in another pod's InterPodAffinity score (its
+    /// required anti-affinity does not).
+    pub fn has_scoring_affinity_terms(&self) -> bool {
+        !self.required_affinity.is_empty()
+            || !self.preferred_affinity.is_empty()
+            || !self.preferred_anti_affinity.is_empty()
+    }
+
     pub fn has_affinity_terms(&self) -> bool {
         !self.required_affinity.is_empty()
             || !self.required_anti_affinity.is_empty()
@@ -391,6 +399,151 @@ impl NodeInfo {
     }
 }
 
+/// Placed pods matching one selector, counted per value of a topology label and kept current
+/// as pods come and go, so InterPodAffinity and PodTopologySpread look counts up instead of
+/// walking every pod each cycle (upstream recounts them in PreFilter).
+#[derive(Debug, Clone)]
+pub struct MatchCounts {
+    pub namespaces: Vec<String>,
+    pub selector: Selector,
+    pub topology_key: String,
+    /// PodTopologySpread leaves terminating pods out; affinity counts them.
+    pub skip_terminating: bool,
+    /// Topology value → matching pods (only values with at least one).
+    pub by_value: HashMap<String, i64>,
+}
+
+impl MatchCounts {
+    fn selects(&self, p: &PodInfo) -> bool {
+        (!self.skip_terminating || !p.terminating)
+            && self.namespaces.contains(&p.namespace)
+            && self.selector.matches(&p.labels)
+    }
+
+    pub fn get(&self, value: &str) -> i64 {
+        self.by_value.get(value).copied().unwrap_or(0)
+    }
+}
+
+fn bump(by_value: &mut HashMap<String, i64>, value: &str, by: i64) {
+    match by_value.get_mut(value) {
+        Some(c) => {
+            *c += by;
+            if *c == 0 {
+                by_value.remove(value);
+            }
+        }
+        None if by > 0 => {
+            by_value.insert(value.to_string(), by);
+        }
+        None => {}
+    }
+}
+
+/// The required anti-affinity terms of placed pods, identical terms grouped, with how many
+/// pods carry them per topology value: PreFilter matches the incoming pod once per group.
+#[derive(Debug, Clone)]
+pub struct AntiAffinityGroup {
+    pub term: AffinityTerm,
+    pub by_value: Arc<HashMap<String, i64>>,
+}
+
+/// Most selectors cached at once; the cache restarts when full.
+const MAX_CACHED_SELECTORS: usize = 64;
+
+/// Indexes kept beside the nodes, updated with every placed pod.
+#[derive(Debug, Default)]
+struct Indexes {
+    anti_affinity: HashMap<String, AntiAffinityGroup>,
+    /// Built on first use by a cycle (hence the lock: cycles see `&Snapshot`).
+    match_counts: Mutex<HashMap<String, Arc<MatchCounts>>>,
+    /// Node label key → value → number of nodes with it.
+    label_values: HashMap<String, HashMap<String, usize>>,
+}
+
+impl Clone for Indexes {
+    fn clone(&self) -> Self {
+        let cache = match self.match_counts.lock() {
+            Ok(m) => m.clone(),
+            Err(_) => HashMap::new(),
+        };
+        Indexes {
+            anti_affinity: self.anti_affinity.clone(),
+            match_counts: Mutex::new(cache),
+            label_values: self.label_values.clone(),
+        }
+    }
+}
+
+fn term_key(t: &AffinityTerm) -> String {
+    format!(
+        "{:?}|{:?}|{:?}|{}",
+        t.namespaces, t.namespace_selector, t.selector, t.topology_key
+    )
+}
+
+impl Indexes {
+    /// Counts (`by` = 1) or uncounts (-1) a pod placed on `node`.
+    fn account(&mut self, node: &NodeInfo, pod: &PodInfo, by: i64) {
+        for t in &pod.required_anti_affinity {
+            let Some(v) = node.labels.get(&t.topology_key) else {
+                continue;
+            };
+            let key = term_key(t);
+            let group =
+                self.anti_affinity
+                    .entry(key.clone())
+                    .or_insert_with(|| AntiAffinityGroup {
+                        term: t.clone(),
+                        by_value: Arc::new(HashMap::new()),
+                    });
+            bump(Arc::make_mut(&mut group.by_value), v, by);
+            if group.by_value.is_empty() {
+                self.anti_affinity.remove(&key);
+            }
+        }
+        let cache = match self.match_counts.get_mut() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        for counts in cache.values_mut() {
+            if let Some(v) = node.labels.get(&counts.topology_key)
+                && counts.selects(pod)
+            {
+                bump(&mut Arc::make_mut(counts).by_value, v, by);
+            }
+        }
+    }
+
+    fn account_labels(&mut self, node: &NodeInfo, by: i64) {
+        for (k, v) in &node.labels {
+            let values = self.label_values.entry(k.clone()).or_default();
+            match values.get_mut(v) {
+                Some(c) => {
+                    *c = c.saturating_add_signed(by as isize);
+                    if *c == 0 {
+                        values.remove(v);
+                    }
+                }
+                None if by > 0 => {
+                    values.insert(v.clone(), 1);
+                }
+                None => {}
+            }
+            if values.is_empty() {
+                self.label_values.remove(k);
+            }
+        }
+    }
+
+    fn account_node(&mut self, node: &NodeInfo, by: i64) {
+        self.account_labels(node, by);
+        for p in &node.pods {
+            self.account(node, p, by);
+        }
+    }
+}
+
 /// The whole cluster as the scheduler sees it. Updated incrementally by the scheduler's cache
 /// (informer events and assumed pods) and read by each scheduling cycle.
 #[derive(Debug, Clone, Default)]
@@ -407,6 +560,8 @@ pub struct Snapshot {
     /// Number of placed pods with affinity / required anti-affinity terms (fast paths).
     pub pods_with_affinity: usize,
     pub pods_with_required_anti_affinity: usize,
+    /// Placed pods whose terms weigh in other pods' InterPodAffinity scores.
+    pub pods_with_scoring_affinity: usize,
     /// Pending pods nominated to a node by preemption, by node name (upstream's nominator):
     /// Filter counts the higher-or-equal-priority ones as if they were already there.
     nominated: HashMap<String, Vec<Arc<PodInfo>>>,
@@ -415,6 +570,7 @@ pub struct Snapshot {
     /// PersistentVolumes, claims and StorageClasses for VolumeBinding; shared (not copied) by
     /// clones, since PreBind tasks wait on it outside the loop.
     pub volumes: Arc<crate::plugins::volume_binding::VolumeCache>,
+    indexes: Indexes,
 }
 
 impl Snapshot {
@@ -456,25 +612,35 @@ impl Snapshot {
         self.nodes.is_empty()
     }
 
-    /// Adds a node or replaces its description, keeping the pods placed on it.
-    pub fn upsert_node(&mut self, mut info: NodeInfo) {
+    /// Adds a node or replaces its description, keeping the pods placed on it; returns the
+    /// previous description (without its pods) when the node was known.
+    pub fn upsert_node(&mut self, mut info: NodeInfo) -> Option<NodeInfo> {
         if let Some(&i) = self.index.get(&info.name) {
-            let old = std::mem::take(&mut self.nodes[i]);
+            let mut old = std::mem::take(&mut self.nodes[i]);
             self.forget_images(&old);
+            let relabeled = old.labels != info.labels;
+            if relabeled {
+                self.indexes.account_node(&old, -1);
+            }
             let mut fresh = info;
-            for p in old.pods {
+            for p in std::mem::take(&mut old.pods) {
                 fresh.add_pod(p);
+            }
+            if relabeled {
+                self.indexes.account_node(&fresh, 1);
             }
             self.remember_images(&fresh);
             self.nodes[i] = fresh;
-            return;
+            return Some(old);
         }
         for p in self.orphans.remove(&info.name).unwrap_or_default() {
             info.add_pod(p);
         }
+        self.indexes.account_node(&info, 1);
         self.remember_images(&info);
         self.index.insert(info.name.clone(), self.nodes.len());
         self.nodes.push(info);
+        None
     }
 
     pub fn remove_node(&mut self, name: &str) {
@@ -482,6 +648,7 @@ impl Snapshot {
             return;
         };
         let old = self.nodes.swap_remove(i);
+        self.indexes.account_node(&old, -1);
         if i < self.nodes.len() {
             let moved = self.nodes[i].name.clone();
             self.index.insert(moved, i);
@@ -517,12 +684,18 @@ impl Snapshot {
         if pod.has_affinity_terms() {
             self.pods_with_affinity += 1;
         }
+        if pod.has_scoring_affinity_terms() {
+            self.pods_with_scoring_affinity += 1;
+        }
         if !pod.required_anti_affinity.is_empty() {
             self.pods_with_required_anti_affinity += 1;
         }
         self.placed.insert(pod.uid.clone(), node.clone());
         match self.index.get(&node) {
-            Some(&i) => self.nodes[i].add_pod(pod),
+            Some(&i) => {
+                self.indexes.account(&self.nodes[i], &pod, 1);
+                self.nodes[i].add_pod(pod);
+            }
             None => self.orphans.entry(node).or_default().push(pod),
         }
     }
@@ -530,7 +703,13 @@ impl Snapshot {
     pub fn remove_pod(&mut self, uid: &str) -> Option<Arc<PodInfo>> {
         let node = self.placed.remove(uid)?;
         let removed = match self.index.get(&node) {
-            Some(&i) => self.nodes[i].remove_pod(uid),
+            Some(&i) => {
+                let p = self.nodes[i].remove_pod(uid);
+                if let Some(p) = &p {
+                    self.indexes.account(&self.nodes[i], p, -1);
+                }
+                p
+            }
             None => {
                 let list = self.orphans.get_mut(&node)?;
                 let idx = list.iter().position(|p| p.uid == uid)?;
@@ -544,6 +723,9 @@ impl Snapshot {
         if let Some(p) = &removed {
             if p.has_affinity_terms() {
                 self.pods_with_affinity -= 1;
+            }
+            if p.has_scoring_affinity_terms() {
+                self.pods_with_scoring_affinity -= 1;
             }
             if !p.required_anti_affinity.is_empty() {
                 self.pods_with_required_anti_affinity -= 1;
@@ -563,17 +745,17 @@ impl Snapshot {
         self.nominated.entry(node).or_default().push(pod);
     }
 
-    /// Forgets the nomination of `uid` (bound, deleted, or no longer nominated).
-    pub fn clear_nomination(&mut self, uid: &str) {
-        let Some(node) = self.nominated_uids.remove(uid) else {
-            return;
-        };
-        if let Some(list) = self.nominated.get_mut(&node) {
-            list.retain(|p| p.uid != uid);
-            if list.is_empty() {
-                self.nominated.remove(&node);
-            }
+    /// Forgets the nomination of `uid` (bound, deleted, or no longer nominated); returns the
+    /// pod as it was nominated.
+    pub fn clear_nomination(&mut self, uid: &str) -> Option<Arc<PodInfo>> {
+        let node = self.nominated_uids.remove(uid)?;
+        let list = self.nominated.get_mut(&node)?;
+        let idx = list.iter().position(|p| p.uid == uid)?;
+        let pod = list.swap_remove(idx);
+        if list.is_empty() {
+            self.nominated.remove(&node);
         }
+        Some(pod)
     }
 
     /// Pods nominated to `node`.
@@ -586,8 +768,148 @@ impl Snapshot {
         self.nominated_uids.get(uid).map(String::as_str)
     }
 
+    /// The required anti-affinity terms of placed pods, grouped (InterPodAffinity's
+    /// symmetric check).
+    pub fn anti_affinity_groups(&self) -> impl Iterator<Item = &AntiAffinityGroup> {
+        self.indexes.anti_affinity.values()
+    }
+
+    /// The values of node label `key` with how many nodes carry each.
+    pub fn label_values(&self, key: &str) -> Option<&HashMap<String, usize>> {
+        self.indexes.label_values.get(key)
+    }
+
+    /// Placed pods in `namespaces` matching `selector`, per value of `topology_key`: counted
+    /// once, then kept current by every placement and removal.
+    pub fn match_counts(
+        &self,
+        namespaces: &[String],
+        selector: &Selector,
+        topology_key: &str,
+        skip_terminating: bool,
+    ) -> Arc<MatchCounts> {
+        let key = format!("{skip_terminating}|{topology_key}|{namespaces:?}|{selector:?}");
+        let mut cache = self.indexes.match_counts.lock().ok();
+        if let Some(c) = cache.as_ref().and_then(|c| c.get(&key)) {
+            return c.clone();
+        }
+        let mut counts = MatchCounts {
+            namespaces: namespaces.to_vec(),
+            selector: selector.clone(),
+            topology_key: topology_key.to_string(),
+            skip_terminating,
+            by_value: HashMap::new(),
+        };
+        for node in &self.nodes {
+            let Some(v) = node.labels.get(topology_key) else {
+                continue;
+            };
+            for p in &node.pods {
+                if counts.selects(p) {
+                    bump(&mut counts.by_value, v, 1);
+                }
+            }
+        }
+        let counts = Arc::new(counts);
+        if let Some(cache) = cache.as_mut() {
+            if cache.len() >= MAX_CACHED_SELECTORS {
+                cache.clear();
+            }
+            cache.insert(key, counts.clone());
+        }
+        counts
+    }
+
     /// The node a pod is placed on, if any.
     pub fn placement(&self, uid: &str) -> Option<&str> {
         self.placed.get(uid).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+    use crate::plugins::testutil::*;
+
+    fn app(name: &str, node: &str, app: &str) -> Arc<PodInfo> {
+        let mut p = pod_info(name);
+        p.node_name = Some(node.into());
+        p.labels.insert("app".into(), app.into());
+        Arc::new(p)
+    }
+
+    fn web() -> Selector {
+        let mut l = Labels::new();
+        l.insert("app".into(), "web".into());
+        Selector::from_map(&l)
+    }
+
+    #[test]
+    fn match_counts_follow_placements_removals_and_relabels() {
+        let mut snap = snapshot(vec![
+            labeled(node("a"), &[("zone", "z1")]),
+            labeled(node("b"), &[("zone", "z2")]),
+        ]);
+        snap.add_pod(app("w1", "a", "web"));
+        snap.add_pod(app("d1", "a", "db"));
+        let ns = ["default".to_string()];
+        let counts = snap.match_counts(&ns, &web(), "zone", true);
+        assert_eq!((counts.get("z1"), counts.get("z2")), (1, 0));
+        drop(counts);
+        // Kept current after the first use: an assumed pod, a pod on a node not known yet.
+        snap.add_pod(app("w2", "b", "web"));
+        snap.add_pod(app("w3", "c", "web"));
+        let counts = snap.match_counts(&ns, &web(), "zone", true);
+        assert_eq!(
+            (counts.get("z1"), counts.get("z2"), counts.get("z3")),
+            (1, 1, 0)
+        );
+        drop(counts);
+        snap.upsert_node(labeled(node("c"), &[("zone", "z3")]));
+        snap.remove_pod("uid-w1");
+        // Relabeling a node moves its pods to the new domain.
+        snap.upsert_node(labeled(node("b"), &[("zone", "z3")]));
+        let counts = snap.match_counts(&ns, &web(), "zone", true);
+        assert_eq!(counts.get("z1"), 0);
+        assert_eq!(counts.get("z2"), 0);
+        assert_eq!(counts.get("z3"), 2);
+        assert!(!counts.by_value.contains_key("z1"));
+        let zones = snap.label_values("zone").expect("zones");
+        assert_eq!(zones.get("z3"), Some(&2));
+        assert_eq!(zones.get("z2"), None);
+        // Terminating pods leave spreading counts.
+        let mut t = (*app("w4", "a", "web")).clone();
+        t.terminating = true;
+        snap.add_pod(Arc::new(t));
+        assert_eq!(snap.match_counts(&ns, &web(), "zone", true).get("z1"), 0);
+        assert_eq!(snap.match_counts(&ns, &web(), "zone", false).get("z1"), 1);
+    }
+
+    #[test]
+    fn anti_affinity_groups_merge_identical_terms() {
+        let mut snap = snapshot(vec![
+            labeled(node("a"), &[("kubernetes.io/hostname", "a")]),
+            labeled(node("b"), &[("kubernetes.io/hostname", "b")]),
+        ]);
+        let term = AffinityTerm {
+            selector: web(),
+            namespaces: vec!["default".into()],
+            namespace_selector: None,
+            topology_key: "kubernetes.io/hostname".into(),
+        };
+        for (name, node) in [("w1", "a"), ("w2", "b"), ("w3", "b")] {
+            let mut p = (*app(name, node, "web")).clone();
+            p.required_anti_affinity.push(term.clone());
+            snap.add_pod(Arc::new(p));
+        }
+        let groups: Vec<_> = snap.anti_affinity_groups().collect();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].by_value.get("a"), Some(&1));
+        assert_eq!(groups[0].by_value.get("b"), Some(&2));
+        snap.remove_pod("uid-w1");
+        let groups: Vec<_> = snap.anti_affinity_groups().collect();
+        assert_eq!(groups[0].by_value.get("a"), None);
+        snap.remove_node("b");
+        assert_eq!(snap.anti_affinity_groups().count(), 0);
     }
 }

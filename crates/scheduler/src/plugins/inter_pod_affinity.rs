@@ -2,9 +2,10 @@
 //! pods' symmetric anti-affinity) filter; preferred terms and existing pods' terms score.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use crate::framework::{CycleState, MAX_NODE_SCORE, Plugin, Status};
-use crate::snapshot::{AffinityTerm, NodeInfo, PodInfo, Snapshot};
+use crate::framework::{ClusterEvent, CycleState, MAX_NODE_SCORE, Plugin, QueueingHint, Status};
+use crate::snapshot::{AffinityTerm, MatchCounts, NodeInfo, PodInfo, Snapshot};
 
 pub const NAME: &str = "InterPodAffinity";
 pub const ERR_REASON_EXISTING_ANTI_AFFINITY: &str =
@@ -14,21 +15,56 @@ pub const ERR_REASON_ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affini
 /// `hardPodAffinityWeight` default.
 pub const HARD_POD_AFFINITY_WEIGHT: i64 = 1;
 
-type Pair = (String, String);
+/// Topology value → matching pods, for one topology key.
+type ValueCounts = HashMap<String, i64>;
 
+/// What Filter needs, gathered once per cycle in PreFilter.
 struct FilterState {
-    existing_anti: HashMap<Pair, i64>,
-    affinity: HashMap<Pair, i64>,
-    anti: HashMap<Pair, i64>,
+    /// (topology key, counts) of the placed pods' anti-affinity term groups that match the pod.
+    existing_anti: Vec<(String, Arc<ValueCounts>)>,
+    /// Per required affinity term: pods matching all the pod's affinity terms, per value.
+    affinity: Vec<ValueCounts>,
+    /// Whether any placed pod matches all the affinity terms (upstream's empty-counts test).
+    affinity_matched: bool,
+    /// Per required anti-affinity term: the placed pods it selects, per value.
+    anti: Vec<Arc<MatchCounts>>,
 }
 
 fn matches_all(terms: &[AffinityTerm], pod: &PodInfo, snap: &Snapshot) -> bool {
     !terms.is_empty() && terms.iter().all(|t| t.matches(pod, &snap.namespace_labels))
 }
 
-fn bump(m: &mut HashMap<Pair, i64>, node: &NodeInfo, key: &str, by: i64) {
-    if let Some(v) = node.labels.get(key) {
-        *m.entry((key.to_string(), v.clone())).or_insert(0) += by;
+/// Counts for one term through the snapshot's kept-current cache, when the term names its
+/// namespaces (a namespace selector depends on namespace labels, which the cache does not
+/// follow).
+fn term_counts(t: &AffinityTerm, snap: &Snapshot) -> Option<Arc<MatchCounts>> {
+    t.namespace_selector
+        .is_none()
+        .then(|| snap.match_counts(&t.namespaces, &t.selector, &t.topology_key, false))
+}
+
+/// Counts for one term by walking every placed pod.
+fn term_counts_walk(t: &AffinityTerm, snap: &Snapshot) -> MatchCounts {
+    let mut by_value = HashMap::new();
+    for node in &snap.nodes {
+        let Some(v) = node.labels.get(&t.topology_key) else {
+            continue;
+        };
+        let n = node
+            .pods
+            .iter()
+            .filter(|p| t.matches(p, &snap.namespace_labels))
+            .count() as i64;
+        if n > 0 {
+            *by_value.entry(v.clone()).or_insert(0) += n;
+        }
+    }
+    MatchCounts {
+        namespaces: t.namespaces.clone(),
+        selector: t.selector.clone(),
+        topology_key: t.topology_key.clone(),
+        skip_terminating: false,
+        by_value,
     }
 }
 
@@ -46,40 +82,41 @@ impl Plugin for InterPodAffinity {
         {
             return Status::skip();
         }
-        let mut existing_anti = HashMap::new();
-        if snap.pods_with_required_anti_affinity > 0 {
-            for node in snap
-                .nodes
-                .iter()
-                .filter(|n| n.pods_with_required_anti_affinity > 0)
-            {
-                for p in &node.pods {
-                    for t in &p.required_anti_affinity {
-                        if t.matches(pod, &snap.namespace_labels) {
-                            bump(&mut existing_anti, node, &t.topology_key, 1);
+        // Existing pods' anti-affinity: one match per distinct term, not per pod.
+        let existing_anti: Vec<(String, Arc<ValueCounts>)> = snap
+            .anti_affinity_groups()
+            .filter(|g| g.term.matches(pod, &snap.namespace_labels))
+            .map(|g| (g.term.topology_key.clone(), g.by_value.clone()))
+            .collect();
+        let anti = pod
+            .required_anti_affinity
+            .iter()
+            .map(|t| term_counts(t, snap).unwrap_or_else(|| Arc::new(term_counts_walk(t, snap))))
+            .collect();
+        // Affinity counts pods matching every term; with one term that is the term's count.
+        let affinity: Vec<ValueCounts> = match pod.required_affinity.as_slice() {
+            [] => Vec::new(),
+            [t] => vec![match term_counts(t, snap) {
+                Some(c) => c.by_value.clone(),
+                None => term_counts_walk(t, snap).by_value,
+            }],
+            terms => {
+                let mut per_term = vec![ValueCounts::new(); terms.len()];
+                for node in &snap.nodes {
+                    for p in &node.pods {
+                        if matches_all(terms, p, snap) {
+                            for (i, t) in terms.iter().enumerate() {
+                                if let Some(v) = node.labels.get(&t.topology_key) {
+                                    *per_term[i].entry(v.clone()).or_insert(0) += 1;
+                                }
+                            }
                         }
                     }
                 }
+                per_term
             }
-        }
-        let mut affinity = HashMap::new();
-        let mut anti = HashMap::new();
-        if !pod.required_affinity.is_empty() || !pod.required_anti_affinity.is_empty() {
-            for node in &snap.nodes {
-                for p in &node.pods {
-                    if matches_all(&pod.required_affinity, p, snap) {
-                        for t in &pod.required_affinity {
-                            bump(&mut affinity, node, &t.topology_key, 1);
-                        }
-                    }
-                    for t in &pod.required_anti_affinity {
-                        if t.matches(p, &snap.namespace_labels) {
-                            bump(&mut anti, node, &t.topology_key, 1);
-                        }
-                    }
-                }
-            }
-        }
+        };
+        let affinity_matched = affinity.iter().any(|m| !m.is_empty());
         if existing_anti.is_empty()
             && pod.required_affinity.is_empty()
             && pod.required_anti_affinity.is_empty()
@@ -91,6 +128,7 @@ impl Plugin for InterPodAffinity {
             FilterState {
                 existing_anti,
                 affinity,
+                affinity_matched,
                 anti,
             },
         );
@@ -104,49 +142,54 @@ impl Plugin for InterPodAffinity {
         // Required affinity: every term's topology must exist and hold a matching pod, unless
         // no pod anywhere matches and the pod matches its own terms (the first of a group).
         let mut pods_exist = true;
-        for t in &pod.required_affinity {
+        for (t, counts) in pod.required_affinity.iter().zip(&st.affinity) {
             let Some(v) = node.labels.get(&t.topology_key) else {
                 return Status::unresolvable(ERR_REASON_AFFINITY);
             };
-            if st
-                .affinity
-                .get(&(t.topology_key.clone(), v.clone()))
-                .copied()
-                .unwrap_or(0)
-                <= 0
-            {
+            if counts.get(v.as_str()).copied().unwrap_or(0) <= 0 {
                 pods_exist = false;
             }
         }
-        let first_of_group =
-            st.affinity.is_empty() && matches_all(&pod.required_affinity, pod, snap);
-        if !pods_exist && !first_of_group {
+        if !pods_exist && (st.affinity_matched || !matches_all(&pod.required_affinity, pod, snap)) {
             return Status::unresolvable(ERR_REASON_AFFINITY);
         }
-        if !st.anti.is_empty() {
-            for t in &pod.required_anti_affinity {
-                if let Some(v) = node.labels.get(&t.topology_key)
-                    && st
-                        .anti
-                        .get(&(t.topology_key.clone(), v.clone()))
-                        .is_some_and(|c| *c > 0)
-                {
-                    return Status::unschedulable(ERR_REASON_ANTI_AFFINITY);
-                }
+        for (t, counts) in pod.required_anti_affinity.iter().zip(&st.anti) {
+            if let Some(v) = node.labels.get(&t.topology_key)
+                && counts.get(v) > 0
+            {
+                return Status::unschedulable(ERR_REASON_ANTI_AFFINITY);
             }
         }
-        if !st.existing_anti.is_empty() {
-            for (k, v) in &node.labels {
-                if st
-                    .existing_anti
-                    .get(&(k.clone(), v.clone()))
-                    .is_some_and(|c| *c > 0)
-                {
-                    return Status::unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY);
-                }
+        for (key, counts) in &st.existing_anti {
+            if let Some(v) = node.labels.get(key)
+                && counts.get(v.as_str()).is_some_and(|c| *c > 0)
+            {
+                return Status::unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY);
             }
         }
         Status::success()
+    }
+
+    /// Upstream's `isSchedulableAfterPodChange`: a placed pod matching the pod's affinity
+    /// arrived, or one matching its anti-affinity (or whose own anti-affinity excluded the pod)
+    /// left; any node arriving or changing labels.
+    fn queueing_hint(&self, pod: &PodInfo, event: &ClusterEvent, snap: &Snapshot) -> QueueingHint {
+        let ns = &snap.namespace_labels;
+        let wanted = |p: &PodInfo| pod.required_affinity.iter().any(|t| t.matches(p, ns));
+        let blocking = |p: &PodInfo| {
+            pod.required_anti_affinity.iter().any(|t| t.matches(p, ns))
+                || p.required_anti_affinity.iter().any(|t| t.matches(pod, ns))
+        };
+        QueueingHint::queue_if(match event {
+            ClusterEvent::AssignedPodAdd(p) => wanted(p),
+            ClusterEvent::AssignedPodDelete(p) => blocking(p),
+            ClusterEvent::AssignedPodUpdate { old, new } => {
+                old.labels != new.labels && (wanted(new) || blocking(old))
+            }
+            ClusterEvent::NodeAdd(_) => true,
+            ClusterEvent::NodeUpdate { old, new } => old.labels != new.labels,
+            ClusterEvent::Other(_) => false,
+        })
     }
 
     fn pre_score(
@@ -161,7 +204,9 @@ impl Plugin for InterPodAffinity {
         }
         let has_constraints =
             !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
-        if !has_constraints && snap.pods_with_affinity == 0 {
+        // Existing pods count only through required affinity and preferred terms, so a
+        // cluster of pods with required anti-affinity alone has nothing to score.
+        if !has_constraints && snap.pods_with_scoring_affinity == 0 {
             return Status::skip();
         }
         // topology key → value → score
@@ -181,7 +226,7 @@ impl Plugin for InterPodAffinity {
                 continue;
             }
             for existing in &node.pods {
-                if !has_constraints && !existing.has_affinity_terms() {
+                if !has_constraints && !existing.has_scoring_affinity_terms() {
                     continue;
                 }
                 for (w, t) in &pod.preferred_affinity {

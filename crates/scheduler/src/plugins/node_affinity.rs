@@ -42,6 +42,22 @@ impl Plugin for NodeAffinity {
             Status::unresolvable(ERR_REASON)
         }
     }
+    /// A node that now matches and did not before.
+    fn queueing_hint(
+        &self,
+        pod: &PodInfo,
+        event: &crate::framework::ClusterEvent,
+        _s: &Snapshot,
+    ) -> crate::framework::QueueingHint {
+        use crate::framework::ClusterEvent;
+        crate::framework::QueueingHint::queue_if(match event {
+            ClusterEvent::NodeAdd(n) => required_matches(pod, n),
+            ClusterEvent::NodeUpdate { old, new } => {
+                required_matches(pod, new) && !required_matches(pod, old)
+            }
+            _ => false,
+        })
+    }
     fn pre_score(
         &self,
         _cx: &mut CycleState,

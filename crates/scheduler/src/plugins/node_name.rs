@@ -25,6 +25,17 @@ impl Plugin for NodeName {
             _ => Status::success(),
         }
     }
+    fn queueing_hint(
+        &self,
+        pod: &PodInfo,
+        event: &crate::framework::ClusterEvent,
+        _s: &Snapshot,
+    ) -> crate::framework::QueueingHint {
+        crate::framework::QueueingHint::queue_if(matches!(
+            event,
+            crate::framework::ClusterEvent::NodeAdd(n) if pod.node_name.as_deref() == Some(n.name.as_str())
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,23 @@ impl Plugin for NodePorts {
             Status::success()
         }
     }
+    /// A new node, or a pod leaving that held a conflicting host port.
+    fn queueing_hint(
+        &self,
+        pod: &PodInfo,
+        event: &crate::framework::ClusterEvent,
+        _s: &Snapshot,
+    ) -> crate::framework::QueueingHint {
+        use crate::framework::ClusterEvent;
+        crate::framework::QueueingHint::queue_if(match event {
+            ClusterEvent::NodeAdd(_) => true,
+            ClusterEvent::AssignedPodDelete(gone) => gone
+                .host_ports
+                .iter()
+                .any(|used| pod.host_ports.iter().any(|want| used.conflicts(want))),
+            _ => false,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! NodeResourcesFit: the pod's requests (init containers, sidecars and overhead counted as
 //! upstream) must fit the node's free allocatable; LeastAllocated scoring (cpu=1, memory=1).
 
-use crate::framework::{Code, CycleState, MAX_NODE_SCORE, Plugin, Status};
+use crate::framework::{
+    ClusterEvent, Code, CycleState, MAX_NODE_SCORE, Plugin, QueueingHint, Status,
+};
+use crate::resources::Resources;
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
 
 pub const NAME: &str = "NodeResourcesFit";
@@ -9,16 +12,79 @@ pub const NAME: &str = "NodeResourcesFit";
 /// One insufficient resource: its reason and whether even an empty node could not hold the pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Insufficient {
-    pub reason: String,
+    pub reason: std::borrow::Cow<'static, str>,
     pub unresolvable: bool,
 }
 
 /// Upstream's `fitsRequest`.
 pub fn fits_request(pod: &PodInfo, node: &NodeInfo) -> Vec<Insufficient> {
+    fits_request_used(
+        pod,
+        &node.allocatable,
+        &node.requested,
+        node.pods.len() as i64,
+    )
+}
+
+/// Whether the pod fits beside `used` and `pods` already on a node with `alloc`: the verdict
+/// of `fits_request_used` without building reasons, for hot loops.
+pub fn fits_used(pod: &PodInfo, alloc: &Resources, used: &Resources, pods: i64) -> bool {
+    if pods + 1 > alloc.allowed_pods {
+        return false;
+    }
+    let req = &pod.requests;
+    let ok = |want: i64, have: i64, taken: i64| want <= 0 || want <= have - taken;
+    ok(req.milli_cpu, alloc.milli_cpu, used.milli_cpu)
+        && ok(req.memory, alloc.memory, used.memory)
+        && ok(
+            req.ephemeral_storage,
+            alloc.ephemeral_storage,
+            used.ephemeral_storage,
+        )
+        && req
+            .scalar
+            .iter()
+            .all(|(name, want)| ok(*want, alloc.scalar(name), used.scalar(name)))
+}
+
+/// What the pods nominated to `node` with priority at least the pod's (the pod left out) add
+/// to it: their requests and their number.
+pub fn nominated_load(pod: &PodInfo, node: &str, snap: &Snapshot) -> (Resources, i64) {
+    let mut extra = Resources::default();
+    let mut count = 0;
+    for p in snap.nominated_pods(node) {
+        if p.uid != pod.uid && p.priority >= pod.priority {
+            extra.add(&p.requests);
+            count += 1;
+        }
+    }
+    (extra, count)
+}
+
+/// Whether the pod's requests fit what is free on the node, nominated pods counted.
+pub fn fits_free(pod: &PodInfo, node: &NodeInfo, snap: &Snapshot) -> bool {
+    let pods = node.pods.len() as i64;
+    if !fits_used(pod, &node.allocatable, &node.requested, pods) {
+        return false;
+    }
+    let (extra, count) = nominated_load(pod, &node.name, snap);
+    if count == 0 {
+        return true;
+    }
+    let mut used = node.requested.clone();
+    used.add(&extra);
+    fits_used(pod, &node.allocatable, &used, pods + count)
+}
+
+/// `fits_request` against explicit usage: `used` requests and `pods` pods on a node with `alloc`.
+pub fn fits_request_used(
+    pod: &PodInfo,
+    alloc: &Resources,
+    used: &Resources,
+    pods: i64,
+) -> Vec<Insufficient> {
     let mut out = Vec::new();
-    let alloc = &node.allocatable;
-    let used = &node.requested;
-    if node.pods.len() as i64 + 1 > alloc.allowed_pods {
+    if pods + 1 > alloc.allowed_pods {
         out.push(Insufficient {
             reason: "Too many pods".into(),
             unresolvable: false,
@@ -30,8 +96,14 @@ pub fn fits_request(pod: &PodInfo, node: &NodeInfo) -> Vec<Insufficient> {
     }
     let mut check = |name: &str, want: i64, have: i64, taken: i64| {
         if want > 0 && want > have - taken {
+            let reason = match name {
+                "cpu" => "Insufficient cpu".into(),
+                "memory" => "Insufficient memory".into(),
+                "ephemeral-storage" => "Insufficient ephemeral-storage".into(),
+                other => format!("Insufficient {other}").into(),
+            };
             out.push(Insufficient {
-                reason: format!("Insufficient {name}"),
+                reason,
                 unresolvable: want > have,
             });
         }
@@ -48,6 +120,23 @@ pub fn fits_request(pod: &PodInfo, node: &NodeInfo) -> Vec<Insufficient> {
         check(name, *want, alloc.scalar(name), used.scalar(name));
     }
     out
+}
+
+/// The Filter verdict for the insufficient resources found.
+pub fn status_of(insufficient: Vec<Insufficient>) -> Status {
+    if insufficient.is_empty() {
+        return Status::success();
+    }
+    let code = if insufficient.iter().any(|i| i.unresolvable) {
+        Code::UnschedulableAndUnresolvable
+    } else {
+        Code::Unschedulable
+    };
+    Status {
+        code,
+        reasons: insufficient.into_iter().map(|i| i.reason).collect(),
+        plugin: NAME,
+    }
 }
 
 /// `(capacity - requested) * 100 / capacity`, 0 when over-requested (upstream `leastRequestedScore`).
@@ -68,20 +157,27 @@ impl Plugin for NodeResourcesFit {
         Status::success()
     }
     fn filter(&self, _cx: &CycleState, pod: &PodInfo, node: &NodeInfo, _s: &Snapshot) -> Status {
-        let insufficient = fits_request(pod, node);
-        if insufficient.is_empty() {
-            return Status::success();
-        }
-        let code = if insufficient.iter().any(|i| i.unresolvable) {
-            Code::UnschedulableAndUnresolvable
-        } else {
-            Code::Unschedulable
+        status_of(fits_request(pod, node))
+    }
+    /// Upstream's `isSchedulableAfterPodEvent` / `isSchedulableAfterNodeChange`, narrowed to
+    /// the node that changed: an event helps only if the pod now fits what is free there.
+    fn queueing_hint(&self, pod: &PodInfo, event: &ClusterEvent, snap: &Snapshot) -> QueueingHint {
+        let fits_on = |name: Option<&str>| {
+            name.and_then(|n| snap.node(n))
+                .is_some_and(|n| fits_free(pod, n, snap))
         };
-        Status {
-            code,
-            reasons: insufficient.into_iter().map(|i| i.reason).collect(),
-            plugin: NAME,
-        }
+        let queue = match event {
+            ClusterEvent::NodeAdd(n) => fits_on(Some(&n.name)),
+            ClusterEvent::NodeUpdate { old, new } => {
+                old.allocatable != new.allocatable && fits_on(Some(&new.name))
+            }
+            ClusterEvent::AssignedPodDelete(gone) => fits_on(gone.node_name.as_deref()),
+            ClusterEvent::AssignedPodUpdate { old, new } => {
+                old.requests != new.requests && fits_on(new.node_name.as_deref())
+            }
+            ClusterEvent::AssignedPodAdd(_) | ClusterEvent::Other(_) => false,
+        };
+        QueueingHint::queue_if(queue)
     }
     fn pre_score(
         &self,
@@ -135,7 +231,7 @@ mod tests {
         };
         let s = NodeResourcesFit.filter(&CycleState::default(), &pod, &snap.nodes[0], &snap);
         assert_eq!(s.code, Code::UnschedulableAndUnresolvable);
-        assert_eq!(s.reasons, vec!["Insufficient cpu".to_string()]);
+        assert_eq!(s.reasons, vec!["Insufficient cpu"]);
     }
 
     #[test]
@@ -149,10 +245,7 @@ mod tests {
         pod.requests.milli_cpu = 500;
         let s = NodeResourcesFit.filter(&CycleState::default(), &pod, &snap.nodes[0], &snap);
         assert_eq!(s.code, Code::Unschedulable);
-        assert_eq!(
-            s.reasons,
-            vec!["Too many pods".to_string(), "Insufficient cpu".to_string()]
-        );
+        assert_eq!(s.reasons, vec!["Too many pods", "Insufficient cpu"]);
     }
 
     #[test]
@@ -163,7 +256,7 @@ mod tests {
         let mut pod = pod_info("p");
         pod.requests.scalar.insert("nvidia.com/gpu".into(), 2);
         let s = NodeResourcesFit.filter(&CycleState::default(), &pod, &snap.nodes[0], &snap);
-        assert_eq!(s.reasons, vec!["Insufficient nvidia.com/gpu".to_string()]);
+        assert_eq!(s.reasons, vec!["Insufficient nvidia.com/gpu"]);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::core::v1::Taint;
 
-use crate::framework::{CycleState, Plugin, Status};
+use crate::framework::{ClusterEvent, CycleState, Plugin, QueueingHint, Status};
 use crate::plugins::taint_toleration::tolerates;
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
 
@@ -33,6 +33,14 @@ impl Plugin for NodeUnschedulable {
         } else {
             Status::unresolvable(ERR_REASON)
         }
+    }
+    /// Only a schedulable node arriving, or a node being uncordoned, helps.
+    fn queueing_hint(&self, _pod: &PodInfo, event: &ClusterEvent, _s: &Snapshot) -> QueueingHint {
+        QueueingHint::queue_if(match event {
+            ClusterEvent::NodeAdd(n) => !n.unschedulable,
+            ClusterEvent::NodeUpdate { old, new } => old.unschedulable && !new.unschedulable,
+            _ => false,
+        })
     }
 }
 

@@ -2,12 +2,13 @@
 //! and the system default constraints) score.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use crate::framework::{CycleState, MAX_NODE_SCORE, Plugin, Status};
+use crate::framework::{ClusterEvent, CycleState, MAX_NODE_SCORE, Plugin, QueueingHint, Status};
 use crate::plugins::node_affinity::required_matches;
 use crate::plugins::taint_toleration::untolerated_taint;
 use crate::selector::Selector;
-use crate::snapshot::{NodeInfo, PodInfo, Snapshot, SpreadConstraint};
+use crate::snapshot::{MatchCounts, NodeInfo, PodInfo, Snapshot, SpreadConstraint};
 
 pub const NAME: &str = "PodTopologySpread";
 pub const ERR_REASON_CONSTRAINTS_NOT_MATCH: &str =
@@ -60,10 +61,25 @@ fn inclusion_matches(c: &SpreadConstraint, pod: &PodInfo, node: &NodeInfo) -> bo
     true
 }
 
+/// Per constraint: topology value → matching pods, either the snapshot's kept-current counts
+/// or counted for this cycle.
+enum Counts {
+    Shared(Arc<MatchCounts>),
+    Own(HashMap<String, i64>),
+}
+
+impl Counts {
+    fn get(&self, value: &str) -> i64 {
+        match self {
+            Counts::Shared(c) => c.get(value),
+            Counts::Own(m) => m.get(value).copied().unwrap_or(0),
+        }
+    }
+}
+
 struct FilterState {
     constraints: Vec<SpreadConstraint>,
-    /// Per constraint: topology value → matching pods.
-    counts: Vec<HashMap<String, i64>>,
+    counts: Vec<Counts>,
     /// Per constraint: the global minimum (0 when fewer domains than minDomains).
     min: Vec<i64>,
 }
@@ -76,6 +92,46 @@ struct ScoreState {
     ignored: Vec<bool>,
     /// Node name → position in the PreScore list.
     position: HashMap<String, usize>,
+}
+
+/// PreFilter from the snapshot's indexes when every node with the topology label counts (one
+/// constraint, no node-affinity or taint policy narrowing the nodes): the domains are the
+/// label's values and the matching pods are kept counted, so no pod is walked.
+fn pre_filter_from_index(
+    constraints: &[SpreadConstraint],
+    pod: &PodInfo,
+    snap: &Snapshot,
+) -> Option<FilterState> {
+    let [c] = constraints else {
+        return None;
+    };
+    let narrows_by_affinity = c.honor_node_affinity
+        && (!pod.node_selector.is_empty() || pod.required_node_terms.is_some());
+    if narrows_by_affinity || c.honor_node_taints || c.selector.is_empty() {
+        return None;
+    }
+    let namespaces = [pod.namespace.clone()];
+    let counts = snap.match_counts(&namespaces, &c.selector, &c.topology_key, true);
+    let domains = snap.label_values(&c.topology_key);
+    let num_domains = domains.map_or(0, |d| d.len());
+    let min = if c
+        .min_domains
+        .is_some_and(|d| (num_domains as i64) < i64::from(d))
+    {
+        0
+    } else {
+        domains
+            .into_iter()
+            .flat_map(|d| d.keys())
+            .map(|v| counts.get(v))
+            .min()
+            .unwrap_or(0)
+    };
+    Some(FilterState {
+        constraints: constraints.to_vec(),
+        counts: vec![Counts::Shared(counts)],
+        min: vec![min],
+    })
 }
 
 pub struct PodTopologySpread;
@@ -91,6 +147,10 @@ impl Plugin for PodTopologySpread {
             pod.spread.iter().filter(|c| c.hard).cloned().collect();
         if constraints.is_empty() {
             return Status::skip();
+        }
+        if let Some(st) = pre_filter_from_index(&constraints, pod, snap) {
+            cx.write(NAME, st);
+            return Status::success();
         }
         let mut counts = vec![HashMap::<String, i64>::new(); constraints.len()];
         for node in &snap.nodes {
@@ -123,7 +183,7 @@ impl Plugin for PodTopologySpread {
             NAME,
             FilterState {
                 constraints,
-                counts,
+                counts: counts.into_iter().map(Counts::Own).collect(),
                 min,
             },
         );
@@ -139,12 +199,38 @@ impl Plugin for PodTopologySpread {
                 return Status::unresolvable(ERR_REASON_NODE_LABEL_NOT_MATCH);
             };
             let self_match = i64::from(c.selector.matches(&pod.labels));
-            let matching = st.counts[i].get(v).copied().unwrap_or(0);
+            let matching = st.counts[i].get(v);
             if matching + self_match - st.min[i] > i64::from(c.max_skew) {
                 return Status::unschedulable(ERR_REASON_CONSTRAINTS_NOT_MATCH);
             }
         }
         Status::success()
+    }
+
+    /// Upstream's `isSchedulableAfterPodChange` / `isSchedulableAfterNodeChange`: a placed pod
+    /// the constraints count came or went, or a node with (or changing) their topology labels.
+    fn queueing_hint(&self, pod: &PodInfo, event: &ClusterEvent, _s: &Snapshot) -> QueueingHint {
+        let counted = |p: &PodInfo| {
+            p.namespace == pod.namespace && pod.spread.iter().any(|c| c.selector.matches(&p.labels))
+        };
+        QueueingHint::queue_if(match event {
+            ClusterEvent::AssignedPodAdd(p) | ClusterEvent::AssignedPodDelete(p) => counted(p),
+            ClusterEvent::AssignedPodUpdate { old, new } => {
+                old.labels != new.labels && (counted(old) || counted(new))
+            }
+            ClusterEvent::NodeAdd(n) => pod
+                .spread
+                .iter()
+                .any(|c| n.labels.contains_key(&c.topology_key)),
+            ClusterEvent::NodeUpdate { old, new } => {
+                pod.spread.iter().any(|c| {
+                    old.labels.get(&c.topology_key) != new.labels.get(&c.topology_key)
+                        || (c.honor_node_taints && old.taints != new.taints)
+                }) || (old.labels != new.labels
+                    && (!pod.node_selector.is_empty() || pod.required_node_terms.is_some()))
+            }
+            ClusterEvent::Other(_) => false,
+        })
     }
 
     fn pre_score(

@@ -57,6 +57,23 @@ impl Plugin for TaintToleration {
             )),
         }
     }
+    /// A node arriving, or changing its taints, that the pod now tolerates.
+    fn queueing_hint(
+        &self,
+        pod: &PodInfo,
+        event: &crate::framework::ClusterEvent,
+        _s: &Snapshot,
+    ) -> crate::framework::QueueingHint {
+        use crate::framework::ClusterEvent;
+        crate::framework::QueueingHint::queue_if(match event {
+            ClusterEvent::NodeAdd(n) => untolerated_taint(&n.taints, &pod.tolerations).is_none(),
+            ClusterEvent::NodeUpdate { old, new } => {
+                old.taints != new.taints
+                    && untolerated_taint(&new.taints, &pod.tolerations).is_none()
+            }
+            _ => false,
+        })
+    }
     fn pre_score(
         &self,
         cx: &mut CycleState,

@@ -561,7 +561,7 @@ pub fn reserve(
     let claims = collect(&state, pod)?;
     let found = find(&claims, node).map_err(|reasons| Status {
         code: Code::UnschedulableAndUnresolvable,
-        reasons,
+        reasons: reasons.into_iter().map(Into::into).collect(),
         plugin: NAME,
     })?;
     let mut plan = PodVolumes {
@@ -728,7 +728,7 @@ impl Plugin for VolumeBinding {
             Ok(_) => Status::success(),
             Err(reasons) => Status {
                 code: Code::UnschedulableAndUnresolvable,
-                reasons,
+                reasons: reasons.into_iter().map(Into::into).collect(),
                 plugin: "",
             },
         }
