@@ -231,9 +231,6 @@ spec:
         image: busybox:1.36
         command: [sh, -c, "test -f /data/first || hostname > /data/first; sleep 3600"]
         volumeMounts: [{name: data, mountPath: /data}]
-      # Our API validation does not yet count volumeClaimTemplates as volumes of the
-      # template (upstream does); the controller replaces this one with the claim.
-      volumes: [{name: data, emptyDir: {}}]
   volumeClaimTemplates:
   - metadata: {name: data}
     spec:

@@ -590,6 +590,24 @@ fn deployment_selector_is_immutable() {
 }
 
 #[test]
+fn stateful_set_containers_may_mount_claim_templates_by_name() {
+    let sts = json!({"metadata": {"name": "db"}, "spec": {
+        "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+        "volumeClaimTemplates": [{"metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}],
+        "template": {"metadata": {"labels": {"app": "db"}},
+            "spec": {"containers": [{"name": "db", "image": "postgres",
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}}}});
+    assert!(create_messages("apps", "StatefulSet", sts.clone()).is_empty());
+    let mut unknown = sts;
+    unknown["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["name"] = json!("logs");
+    assert_eq!(
+        create_messages("apps", "StatefulSet", unknown),
+        ["spec.template.spec.containers[0].volumeMounts[0].name: Not found: \"logs\""]
+    );
+}
+
+#[test]
 fn stateful_set_spec_update_is_restricted() {
     let sts = json!({"metadata": {"name": "db"}, "spec": {
         "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},

@@ -332,7 +332,8 @@ pub(crate) fn validate_stateful_set(obj: &Value, old: Option<&Value>, errs: &mut
         if !sel.is_empty() {
             check_selector_matches(&sel, template, &tpath, errs);
         }
-        pod::validate_pod_template_spec(template, &tpath, errs);
+        let with_claims = with_claim_template_volumes(template, spec);
+        pod::validate_pod_template_spec(&with_claims, &tpath, errs);
     }
     require_restart_always(template, &tpath, errs);
     if template
@@ -643,4 +644,45 @@ fn check_cron_range(expr: &str, min: i64, max: i64, names: &[&str]) -> Result<()
         }
     }
     Ok(())
+}
+
+/// The template as the StatefulSet controller will run it: each `volumeClaimTemplates` entry is
+/// a volume of the pod, so containers may mount a claim template by name (upstream accepts it).
+fn with_claim_template_volumes(template: &Value, spec: &Value) -> Value {
+    let claims: Vec<&str> = spec
+        .get("volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.pointer("/metadata/name").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut t = template.clone();
+    if claims.is_empty() {
+        return t;
+    }
+    let Some(pod_spec) = t.get_mut("spec").and_then(Value::as_object_mut) else {
+        return t;
+    };
+    let volumes = pod_spec
+        .entry("volumes")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if volumes.is_null() {
+        *volumes = Value::Array(Vec::new());
+    }
+    if let Some(list) = volumes.as_array_mut() {
+        for name in claims {
+            let present = list
+                .iter()
+                .any(|v| v.get("name").and_then(Value::as_str) == Some(name));
+            if !present {
+                list.push(serde_json::json!({
+                    "name": name,
+                    "persistentVolumeClaim": {"claimName": name},
+                }));
+            }
+        }
+    }
+    t
 }
