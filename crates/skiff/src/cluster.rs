@@ -94,7 +94,7 @@ fn sh(program: &str, args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// Run a command whose failure does not matter (cleanup of what may already be gone).
-fn quietly(program: &str, args: &[&str]) {
+pub(crate) fn quietly(program: &str, args: &[&str]) {
     let _ = Command::new(program)
         .args(args)
         .stdout(Stdio::null())
@@ -565,7 +565,7 @@ fn unmount_under(dir: &Path) {
 }
 
 /// The cgroup hierarchies (v1: one per controller; v2: the unified root).
-fn cgroup_hierarchies() -> Vec<PathBuf> {
+pub(crate) fn cgroup_hierarchies() -> Vec<PathBuf> {
     let root = Path::new("/sys/fs/cgroup");
     if root.join("cgroup.controllers").exists() {
         return vec![root.to_path_buf()];
@@ -580,7 +580,7 @@ fn cgroup_hierarchies() -> Vec<PathBuf> {
 }
 
 /// SIGKILL every process in the cgroup tree `root`, in every hierarchy.
-fn kill_cgroup_tree(root: &str) {
+pub(crate) fn kill_cgroup_tree(root: &str) {
     fn walk(dir: &Path) {
         let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
         for pid in procs.split_whitespace() {

@@ -13,6 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+
+use crate::cluster::{cgroup_hierarchies, kill_cgroup_tree, quietly};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
@@ -158,42 +160,10 @@ impl Guard {
     }
 }
 
-fn quietly(program: &str, args: &[&str]) {
-    let _ = Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-fn cgroup_hierarchies() -> Vec<PathBuf> {
-    std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .collect()
-}
-
 impl Drop for Guard {
     fn drop(&mut self) {
-        let root = self.cgroup_root.trim_start_matches('/').to_string();
         // Pods and raw containers: every process in the benchmark's cgroup tree.
-        fn kill_tree(dir: &Path) {
-            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-            for pid in procs.split_whitespace() {
-                quietly("kill", &["-KILL", pid]);
-            }
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    kill_tree(&e.path());
-                }
-            }
-        }
-        for h in cgroup_hierarchies() {
-            kill_tree(&h.join(&root));
-        }
+        kill_cgroup_tree(&self.cgroup_root);
         // The server, the agent, containerd and its shims: their command lines name our dir.
         let dir = self.dir.display().to_string();
         let me = std::process::id().to_string();
@@ -227,10 +197,11 @@ impl Drop for Guard {
             }
             let _ = std::fs::remove_dir(dir);
         }
+        let root = self.cgroup_root.trim_start_matches('/');
         for _ in 0..50 {
             let mut left = false;
             for h in cgroup_hierarchies() {
-                let path = h.join(&root);
+                let path = h.join(root);
                 rm(&path);
                 left |= path.exists();
             }
