@@ -3,7 +3,7 @@
 //! hostPath (with upstream's type checks), and configMap, secret, downwardAPI and projected
 //! volumes written as the kubelet's AtomicWriter does (a timestamped directory published by
 //! swapping the `..data` symlink), re-projected on every pod sync so updates reach running pods;
-//! persistentVolumeClaims of hostPath PVs directly, of CSI PVs through the driver
+//! persistentVolumeClaims of hostPath and local PVs directly, of CSI PVs through the driver
 //! (`csi_node`).
 
 use std::collections::{BTreeMap, HashMap};
@@ -165,6 +165,17 @@ async fn prepare_one(
             let kind = hp.type_.unwrap_or_default();
             check_host_path(&hp.path, &kind).map_err(|m| setup(&v.name, m))?;
             PathBuf::from(hp.path)
+        } else if let Some(local) = spec.local {
+            // A local PV names a path an administrator prepared on this node; nothing creates
+            // it (the scheduler placed the pod here through the PV's node affinity).
+            let p = PathBuf::from(&local.path);
+            if !p.exists() {
+                return Err(setup(
+                    &v.name,
+                    format!("path {:?} does not exist", local.path),
+                ));
+            }
+            p
         } else if spec.csi.is_some() {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             let pv_name = pv.metadata.name.clone().unwrap_or_default();

@@ -178,6 +178,43 @@ fn pod_volumes_and_env_sources() {
             .filter(|s| s == "persisted\n")
     });
 
+    // A claim bound to a `local` PV (node affinity to this node) mounts the prepared path.
+    let local_dir = c.scratch.path().join("localpv");
+    std::fs::create_dir_all(&local_dir).expect("local PV dir");
+    let node = k.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let local_pv = serde_json::json!({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "local1"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "storageClassName": "", "local": {"path": local_dir.display().to_string()},
+                 "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                     {"key": "kubernetes.io/hostname", "operator": "In", "values": [node.trim()]}]}]}}}
+    });
+    let local_pvc = serde_json::json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "local1"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": "local1",
+                 "resources": {"requests": {"storage": "1Gi"}}}
+    });
+    let local_pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "localclaim"},
+        "spec": {"terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "image": "busybox:1.36",
+                "command": ["sh", "-c", "echo local > /data/f; sleep 3600"],
+                "volumeMounts": [{"name": "d", "mountPath": "/data"}]}],
+            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "local1"}}]}
+    });
+    for obj in [local_pv, local_pvc, local_pod] {
+        k.ok_stdin(&["apply", "-f", "-"], &obj.to_string());
+    }
+    eventually(
+        Duration::from_secs(60),
+        "the pod wrote into the local PV",
+        || {
+            std::fs::read_to_string(local_dir.join("f"))
+                .ok()
+                .filter(|s| s == "local\n")
+        },
+    );
+
     // Deleting the pod unmounts its tmpfs and removes its volume directory.
     let uid = k.ok(&["get", "pod", "vols", "-o", "jsonpath={.metadata.uid}"]);
     let uid = uid.trim();
