@@ -91,6 +91,11 @@ pub fn register(
         let (cq, vq) = (claim_q.clone(), volume_q.clone());
         let claim_store = pvcs.store();
         pvs.on_change(Arc::new(move |old, new| {
+            // Only a volume that just became free (new, or its claimRef dropped) can serve a
+            // waiting claim; fanning out on every binding write re-synced every waiting claim.
+            let claimed =
+                |pv: &PersistentVolume| pv.spec.as_ref().is_some_and(|s| s.claim_ref.is_some());
+            let freed = new.is_some_and(|n| !claimed(n) && old.is_none_or(claimed));
             for pv in [old, new].into_iter().flatten() {
                 let name = pv.metadata.name.clone().unwrap_or_default();
                 vq.add(Key::new("", name.clone()));
@@ -100,7 +105,10 @@ pub fn register(
                         r.name.clone().unwrap_or_default(),
                     ));
                 }
-                // A new volume may serve any waiting claim.
+                if !freed {
+                    continue;
+                }
+                // A newly free volume may serve any waiting claim.
                 for c in claim_store.state() {
                     let vn = c.spec.as_ref().and_then(|s| s.volume_name.as_deref());
                     if vn.is_none_or(|v| v.is_empty() || v == name) {
