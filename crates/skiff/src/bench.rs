@@ -162,28 +162,14 @@ async fn measure(
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) -> anyhow::Result<f64> {
-    let store: Arc<dyn skiff_store::Store> = Arc::new(
-        skiff_store::RedbStore::open(dir.join("state.redb")).context("opening the store")?,
-    );
     let kubeconfig = dir.join("kubeconfig.yaml");
-    let config = skiff_apiserver::Config {
-        data_dir: dir.join("server"),
-        bind_address: std::net::IpAddr::from([127, 0, 0, 1]),
-        port: 0,
-        kubeconfig_path: kubeconfig.clone(),
-        tls_sans: Vec::new(),
-        compaction_interval: Duration::from_secs(300),
-    };
-    let server = skiff_apiserver::start(config, store, shutdown.clone(), tasks)
-        .await
-        .context("starting the API server")?;
-    let client = skiff_scheduler::client_from_kubeconfig(&kubeconfig).await?;
+    let (local_addr, client) = in_process_api(dir, shutdown, tasks).await?;
     println!(
         "workload={} nodes={} existing_pods={existing} pods={pods} concurrency={} api=https://{}",
         w.name(),
         args.nodes,
         args.concurrency,
-        server.local_addr
+        local_addr
     );
 
     let setup = Instant::now();
@@ -604,4 +590,29 @@ async fn finish_deletions(api: Api<Pod>, shutdown: CancellationToken) {
                 .await;
         });
     }
+}
+
+/// An API server on its own redb store under `dir`, on a loopback port, and an admin client.
+async fn in_process_api(
+    dir: &std::path::Path,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) -> anyhow::Result<(std::net::SocketAddr, kube::Client)> {
+    let store: Arc<dyn skiff_store::Store> = Arc::new(
+        skiff_store::RedbStore::open(dir.join("state.redb")).context("opening the store")?,
+    );
+    let kubeconfig = dir.join("kubeconfig.yaml");
+    let config = skiff_apiserver::Config {
+        data_dir: dir.join("server"),
+        bind_address: std::net::IpAddr::from([127, 0, 0, 1]),
+        port: 0,
+        kubeconfig_path: kubeconfig.clone(),
+        tls_sans: Vec::new(),
+        compaction_interval: Duration::from_secs(300),
+    };
+    let server = skiff_apiserver::start(config, store, shutdown.clone(), tasks)
+        .await
+        .context("starting the API server")?;
+    let client = skiff_scheduler::client_from_kubeconfig(&kubeconfig).await?;
+    Ok((server.local_addr, client))
 }

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -499,29 +498,11 @@ async fn measure(
     let replicas = args.replicas;
     let (surge, unavailable) = fenceposts(&args.max_surge, &args.max_unavailable, replicas)?;
     let timeout = Duration::from_secs(args.timeout_secs);
-    let store: Arc<dyn skiff_store::Store> = Arc::new(
-        skiff_store::RedbStore::open(dir.join("state.redb")).context("opening the store")?,
-    );
     let kubeconfig = dir.join("kubeconfig.yaml");
-    let config = skiff_apiserver::Config {
-        data_dir: dir.join("server"),
-        bind_address: std::net::IpAddr::from([127, 0, 0, 1]),
-        port: 0,
-        kubeconfig_path: kubeconfig.clone(),
-        tls_sans: Vec::new(),
-        compaction_interval: Duration::from_secs(300),
-    };
-    let server = skiff_apiserver::start(config, store, shutdown.clone(), tasks)
-        .await
-        .context("starting the API server")?;
-    let client = skiff_scheduler::client_from_kubeconfig(&kubeconfig).await?;
+    let (local_addr, client) = super::in_process_api(dir, shutdown, tasks).await?;
     println!(
         "nodes={} replicas={replicas} maxSurge={} ({surge}) maxUnavailable={} ({unavailable}) controller_threads={} api=https://{}",
-        args.nodes,
-        args.max_surge,
-        args.max_unavailable,
-        args.controller_threads,
-        server.local_addr
+        args.nodes, args.max_surge, args.max_unavailable, args.controller_threads, local_addr
     );
 
     // Hollow nodes and the scheduler, each on its own runtime with its own client.
