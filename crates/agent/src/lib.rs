@@ -79,6 +79,8 @@ pub struct Config {
     pub node_ip: Option<IpAddr>,
     /// The cgroup all pods go under (`<root>/<qos>/pod<uid>`).
     pub cgroup_root: String,
+    /// The pids limit of each pod's cgroup; ≤ 0 for none (the kubelet's `--pod-max-pids`).
+    pub pod_max_pids: i64,
     /// The static busybox the pause image is built from.
     pub busybox: PathBuf,
     pub cluster_dns: String,
@@ -102,6 +104,7 @@ impl Config {
             pod_cidr: None,
             node_ip: None,
             cgroup_root: "/kubepods".into(),
+            pod_max_pids: -1,
             busybox: PathBuf::from("/bin/busybox"),
             cluster_dns: "10.96.0.10".into(),
             cluster_domain: "cluster.local".into(),
@@ -121,6 +124,8 @@ pub struct Agent {
     /// `<data-dir>/agent/pods`: one log directory per pod.
     pub pods_dir: PathBuf,
     pub cgroup_root: String,
+    /// Node, QoS and pod cgroups under `cgroup_root`.
+    pub cgroups: cgroups::PodCgroups,
     pub cluster_dns: String,
     pub cluster_domain: String,
     /// Whether the runtime is the agent's own containerd: only then are sandboxes of unknown
@@ -289,6 +294,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let mut facts = node::facts(&config.node_name, node_ip, &config.data_dir, &cri).await;
     facts.port = config.port;
     let node = node::register(&nodes, &facts, requested_cidr.as_deref()).await?;
+    // Allocatable is the capacity (no reservations), so kubepods is capped at the capacity.
+    let cgroups = cgroups::PodCgroups::new(&config.cgroup_root, config.pod_max_pids);
+    let amount = |name: &str, scale: f64| {
+        facts.capacity[name]
+            .as_str()
+            .and_then(|q| util::quantity(q, scale))
+            .unwrap_or(0)
+    };
+    cgroups.setup_node(amount("cpu", 1000.0), amount("memory", 1.0));
     let pod_cidr = match node.spec.as_ref().and_then(|s| s.pod_cidr.clone()) {
         Some(c) => c,
         None => wait_for_pod_cidr(&nodes, &config.node_name, &shutdown).await,
@@ -353,6 +367,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         node_ip,
         pods_dir,
         cgroup_root: config.cgroup_root.clone(),
+        cgroups,
         cluster_dns: config.cluster_dns.clone(),
         cluster_domain: config.cluster_domain.clone(),
         owns_runtime: config.runtime_endpoint.is_none(),

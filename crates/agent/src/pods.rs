@@ -132,6 +132,8 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken) {
                 if let Some(a) = node_allocatable(&nodes, &agent.node_name).await {
                     allocatable = Some(a);
                 }
+                let active: Vec<Arc<Pod>> = workers.values().filter_map(|w| w.tx.borrow().clone()).collect();
+                agent.cgroups.resync(active.iter().map(|p| p.as_ref()).filter(|p| admission::is_active(p)));
                 if synced {
                     sweep_orphans(&agent, &workers).await;
                 }
@@ -810,6 +812,7 @@ async fn observe(agent: &Agent, pod: &Pod, uid: &str) -> Result<Observed, SyncEr
             }
             let config = sandbox_config(agent, pod, attempt);
             let _ = std::fs::create_dir_all(&config.log_directory);
+            agent.cgroups.ensure_pod(pod);
             let id = rt
                 .run_pod_sandbox(api::RunPodSandboxRequest {
                     config: Some(config),
@@ -1863,9 +1866,7 @@ pub async fn teardown(
             tracing::debug!(id = %c.id, error = %s, "remove container");
         }
     }
-    for qos in ["Guaranteed", "Burstable", "BestEffort"] {
-        cgroups::remove_tree(&cgroups::pod_parent(&agent.cgroup_root, qos, uid));
-    }
+    agent.cgroups.remove_pod(uid);
     for d in log_dirs {
         let _ = std::fs::remove_dir_all(d);
     }

@@ -761,6 +761,7 @@ impl Harness {
             pods_dir,
             // A cgroup path no host has, so teardown's cgroup removal touches nothing.
             cgroup_root: format!("/skiff-unit-test-{}", std::process::id()),
+            cgroups: crate::cgroups::PodCgroups::disabled("/skiff-unit-test"),
             cluster_dns: "10.96.0.10".into(),
             cluster_domain: "cluster.local".into(),
             owns_runtime: true,
