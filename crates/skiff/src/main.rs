@@ -165,6 +165,17 @@ struct AgentArgs {
     /// L2 segment) or `vxlan` (an overlay over the node addresses).
     #[arg(long, default_value = "host-gw")]
     pod_network: String,
+    /// Pid limit of each pod's cgroup (-1: unlimited), as the kubelet's `--pod-max-pids`.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pod_max_pids: i64,
+    /// Port of the node's streaming server (logs, exec, attach, port-forward), as the kubelet's
+    /// `--port`.
+    #[arg(long, default_value_t = skiff_agent::DEFAULT_PORT)]
+    kubelet_port: u16,
+    /// The cluster's pod network (every node's podCIDR is inside it); the server's
+    /// `--cluster-cidr`.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
     /// Log filter, as `RUST_LOG`.
     #[arg(long, env = "SKIFF_LOG", default_value = "info")]
     log: String,
@@ -299,6 +310,19 @@ struct ServerArgs {
     /// Parent cgroup of this host's pods.
     #[arg(long, default_value = "/kubepods")]
     cgroup_root: String,
+    /// podCIDR this host's node registers with (default: the node IPAM controller assigns one).
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    /// How pods reach pods on other nodes: `host-gw` or `vxlan` (as `skiff agent`).
+    #[arg(long, default_value = "host-gw")]
+    pod_network: skiff_agent::podnet::Mode,
+    /// Pid limit of each pod's cgroup on this host (-1: unlimited), as the kubelet's
+    /// `--pod-max-pids`.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pod_max_pids: i64,
+    /// Port of this host's node streaming server (logs, exec, attach, port-forward).
+    #[arg(long, default_value_t = skiff_agent::DEFAULT_PORT)]
+    kubelet_port: u16,
     /// Do not run the scheduler in this server (as k3s's `--disable-scheduler`).
     #[arg(long)]
     disable_scheduler: bool,
@@ -529,6 +553,9 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         .parse()
         .map_err(anyhow::Error::msg)
         .context("--pod-network")?;
+    config.pod_max_pids = args.pod_max_pids;
+    config.port = args.kubelet_port;
+    config.cluster_cidr = args.cluster_cidr;
     let shutdown = CancellationToken::new();
     let mut run = tokio::spawn(skiff_agent::run(config, shutdown.clone()));
     tokio::select! {
@@ -782,6 +809,10 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             cgroup_root: args.cgroup_root.clone(),
             cluster_cidr: args.cluster_cidr.clone(),
             bind_address: args.bind_address,
+            pod_cidr: args.pod_cidr.clone(),
+            pod_network: args.pod_network,
+            pod_max_pids: args.pod_max_pids,
+            port: args.kubelet_port,
         };
         Some(server_agent::start(&server, options, agent_shutdown.clone()).await?)
     };

@@ -26,6 +26,14 @@ pub struct Options {
     pub cluster_cidr: String,
     /// The address the API server listens on.
     pub bind_address: IpAddr,
+    /// The podCIDR the node registers with (default: the node IPAM controller assigns one).
+    pub pod_cidr: Option<String>,
+    /// How pods reach pods on other nodes.
+    pub pod_network: skiff_agent::podnet::Mode,
+    /// Pids limit of each pod's cgroup; ≤ 0 for none.
+    pub pod_max_pids: i64,
+    /// The streaming port (logs, exec, attach, port-forward).
+    pub port: u16,
 }
 
 /// The node IP the server's agent registers: `--node-ip`, a specific bind address, or the
@@ -109,6 +117,10 @@ pub async fn start(
     config.node_ip = Some(node_ip(&options));
     config.cgroup_root = options.cgroup_root.clone();
     config.cluster_cidr = options.cluster_cidr.clone();
+    config.pod_cidr = options.pod_cidr.clone();
+    config.pod_network = options.pod_network;
+    config.pod_max_pids = options.pod_max_pids;
+    config.port = options.port;
     tracing::info!(node = %name, ip = ?config.node_ip, "starting the node agent for this host");
     Ok(tokio::spawn(async move {
         skiff_agent::run(config, shutdown)
