@@ -1,0 +1,653 @@
+//! Host test (root): pod, QoS and node cgroups as the kubelet writes them, on a real node —
+//! `skiff server` with its own agent inside a network namespace the test creates (never the
+//! root namespace), started with the agent flags the server passes through (`--pod-cidr`,
+//! `--pod-network`, `--pod-max-pids`, `--kubelet-port`). A Guaranteed pod's cgroup carries its
+//! CFS quota, memory limit and shares; a BestEffort pod gets the minimum shares; a Burstable
+//! pod's request raises the Burstable class's shares until it is deleted; the pids limit holds;
+//! a container allocating past its memory limit is reported `OOMKilled`. Everything the test
+//! created is removed at the end, also on failure.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{KUBECTL_133, eventually};
+
+const NODE_IP: &str = "10.213.9.2";
+const NODE: &str = "skiff-cg-node";
+const POD_CIDR: &str = "10.244.77.0/24";
+const KUBELET_PORT: &str = "10299";
+const POD_MAX_PIDS: i64 = 40;
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    cmd.output().expect("run command")
+}
+
+fn text(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// Everything the test started or created; torn down in Drop.
+struct Host {
+    netns: String,
+    cgroup_root: String,
+    dir: tempfile::TempDir,
+    server: Option<Child>,
+}
+
+impl Host {
+    fn new() -> Host {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let suffix = format!("{:08x}", nanos ^ std::process::id().rotate_left(16));
+        let host = Host {
+            netns: format!("skiff-cg-{suffix}"),
+            cgroup_root: format!("/skiff-cg-{suffix}"),
+            dir: tempfile::tempdir().expect("tempdir"),
+            server: None,
+        };
+        let ns = host.netns.clone();
+        let ip = |args: &[&str]| {
+            let out = run(Command::new("ip").args(args));
+            assert!(out.status.success(), "ip {args:?}: {out:?}");
+        };
+        ip(&["netns", "add", &ns]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        // Both ends of the veth stay inside the namespace: the node gets a real non-loopback
+        // address and the root namespace gains nothing.
+        ip(&[
+            "-n",
+            &ns,
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0-peer",
+        ]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{NODE_IP}/24"),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", &ns, "link", "set", "eth0-peer", "up"]);
+        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+        host
+    }
+
+    /// A command inside the namespace (`nsenter --net`, not `ip netns exec`, which hides the
+    /// cgroup mounts from runc).
+    fn inside(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/var/run/netns/{}", self.netns))
+            .arg(program);
+        c
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.data_dir().join("agent/containerd/containerd.sock")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        run(self
+            .inside(KUBECTL_133)
+            .arg("--kubeconfig")
+            .arg(self.data_dir().join("kubeconfig.yaml"))
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kcache"))
+            .args(args))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {out:?}\n{}",
+            self.log()
+        );
+        text(&out)
+    }
+
+    fn start_server(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log");
+        let mut child = self
+            .inside(env!("CARGO_BIN_EXE_skiff"))
+            .args(["server", "--https-listen-port", "0", "--node-name", NODE])
+            .arg("--cgroup-root")
+            .arg(format!("{}/kubepods", self.cgroup_root))
+            .args(["--pod-cidr", POD_CIDR, "--pod-network", "host-gw"])
+            .args(["--pod-max-pids", &POD_MAX_PIDS.to_string()])
+            .args(["--kubelet-port", KUBELET_PORT])
+            .args(["--log", "info,skiff_agent=debug"])
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn server");
+        let stdout = child.stdout.take().expect("stdout");
+        self.server = Some(child);
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("ready line");
+        assert!(
+            line.contains("skiff server ready"),
+            "server not ready: {line:?}\n{}",
+            self.log()
+        );
+    }
+
+    /// SIGTERM the server and wait (bounded) for it to exit.
+    fn stop_server(&mut self) {
+        let Some(mut child) = self.server.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .output();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// The value of `file` in the cgroup `rel` (below the test's root) of `controller`'s
+    /// hierarchy (v1) or the unified one (v2); None when missing.
+    fn cgroup_file(&self, controller: &str, rel: &str, file: &str) -> Option<String> {
+        let base = if v2() {
+            PathBuf::from("/sys/fs/cgroup")
+        } else {
+            Path::new("/sys/fs/cgroup").join(controller)
+        };
+        let path = base
+            .join(self.cgroup_root.trim_start_matches('/'))
+            .join(rel)
+            .join(file);
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    fn cgroup_exists(&self, rel: &str) -> bool {
+        let base = if v2() {
+            PathBuf::from("/sys/fs/cgroup")
+        } else {
+            PathBuf::from("/sys/fs/cgroup/memory")
+        };
+        base.join(self.cgroup_root.trim_start_matches('/'))
+            .join(rel)
+            .exists()
+    }
+
+    /// Processes in the test's cgroup tree.
+    fn pod_processes(&self) -> Vec<String> {
+        fn walk(dir: &Path, out: &mut Vec<String>) {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            out.extend(procs.split_whitespace().map(str::to_string));
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&e.path(), out);
+                }
+            }
+        }
+        let base = if v2() {
+            "/sys/fs/cgroup"
+        } else {
+            "/sys/fs/cgroup/memory"
+        };
+        let mut out = Vec::new();
+        walk(
+            &Path::new(base).join(self.cgroup_root.trim_start_matches('/')),
+            &mut out,
+        );
+        out
+    }
+
+    fn create(&self, name: &str, manifest: serde_json::Value) {
+        let path = self.dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, manifest.to_string()).expect("manifest");
+        self.ok(&["create", "-f", &path.display().to_string()]);
+    }
+
+    fn field(&self, pod: &str, jsonpath: &str) -> String {
+        text(&self.kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={jsonpath}")]))
+    }
+
+    fn wait_running(&self, pod: &str) {
+        eventually(Duration::from_secs(90), &format!("{pod} runs"), || {
+            (self.field(pod, "{.status.phase}") == "Running").then_some(())
+        });
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(keep) = std::env::var_os("SKIFF_KEEP_LOGS") {
+            let _ = std::fs::create_dir_all(&keep);
+            let _ = std::fs::copy(
+                self.dir.path().join("server.log"),
+                Path::new(&keep).join("pod_cgroups-server.log"),
+            );
+        }
+        // While the server still runs, let the agent remove the pods the test left.
+        if self.server.is_some() {
+            let _ = self.kubectl(&[
+                "delete",
+                "pods",
+                "--all",
+                "-A",
+                "--force",
+                "--grace-period=0",
+                "--wait=false",
+            ]);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline && !self.pod_processes().is_empty() {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        for pid in self.pod_processes() {
+            let _ = Command::new("kill").args(["-9", &pid]).output();
+        }
+        // containerd shims outlive containerd by design; those serving our socket are ours.
+        let socket = self.socket().display().to_string();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains("containerd-shim") && cmdline.contains(&socket) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).output();
+            }
+        }
+        if self.server.is_some() {
+            // The server is the shims' subreaper: give it a moment to reap what was killed.
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        self.stop_server();
+        // Mounts containerd left under our dir (rootfs, shm, pod netns), deepest first.
+        let base = self.dir.path().display().to_string();
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+            .filter(|m| m.starts_with(&base))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = Command::new("umount").args(["-l", &m]).output();
+        }
+        // The test's cgroup tree, in every hierarchy, retried while killed tasks exit.
+        fn rm(dir: &Path) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rm(&e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+        let root = self.cgroup_root.trim_start_matches('/').to_string();
+        let hierarchies: Vec<PathBuf> = if v2() {
+            vec![PathBuf::from("/sys/fs/cgroup")]
+        } else {
+            std::fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .collect()
+        };
+        for _ in 0..50 {
+            let mut left = false;
+            for h in &hierarchies {
+                let path = h.join(&root);
+                rm(&path);
+                left |= path.exists();
+            }
+            if !left {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for d in [
+            "/var/lib/cni/results",
+            "/var/lib/cni",
+            "/run/containerd/s",
+            "/run/containerd/runc/k8s.io",
+            "/run/containerd/runc",
+            "/run/containerd",
+        ] {
+            let _ = std::fs::remove_dir(d);
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .output();
+    }
+}
+
+fn skip_reason() -> Option<&'static str> {
+    if let Some(why) = support::cluster::skip_reason() {
+        return Some(why);
+    }
+    for p in ["containerd", "runc", "nsenter", "ip"] {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {p}"))
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Some("needs containerd, runc, nsenter and ip (scripts/install-deps.sh)");
+        }
+    }
+    if !Path::new(KUBECTL_133).exists() {
+        return Some("needs the real kubectl");
+    }
+    None
+}
+
+fn pod(
+    name: &str,
+    command: &str,
+    resources: serde_json::Value,
+    restart: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "restartPolicy": restart,
+            "containers": [{
+                "name": "main",
+                "image": "docker.io/library/busybox:1.36",
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["sh", "-c", command],
+                "resources": resources,
+            }],
+        },
+    })
+}
+
+const SLEEP: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
+
+/// cpu shares (v1) or cpu.weight (v2) of cgroup `rel`, as the shares the kubelet computed.
+fn expect_shares(host: &Host, rel: &str, shares: u64) {
+    if v2() {
+        let weight = if shares == 0 {
+            0
+        } else {
+            1 + ((shares - 2) * 9999) / 262_142
+        };
+        assert_eq!(
+            host.cgroup_file("cpu", rel, "cpu.weight"),
+            Some(weight.to_string()),
+            "{rel}"
+        );
+    } else {
+        assert_eq!(
+            host.cgroup_file("cpu", rel, "cpu.shares"),
+            Some(shares.to_string()),
+            "{rel}"
+        );
+    }
+}
+
+/// The CFS limit of `rel`: `Some(quota)` or None for no limit, with the 100 ms period.
+fn expect_cpu_max(host: &Host, rel: &str, quota: Option<i64>) {
+    if v2() {
+        let q = quota.map_or("max".to_string(), |q| q.to_string());
+        assert_eq!(
+            host.cgroup_file("cpu", rel, "cpu.max"),
+            Some(format!("{q} 100000")),
+            "{rel}"
+        );
+    } else {
+        assert_eq!(
+            host.cgroup_file("cpu", rel, "cpu.cfs_quota_us"),
+            Some(quota.unwrap_or(-1).to_string()),
+            "{rel}"
+        );
+        assert_eq!(
+            host.cgroup_file("cpu", rel, "cpu.cfs_period_us"),
+            Some("100000".into()),
+            "{rel}"
+        );
+    }
+}
+
+/// The memory limit of `rel` in bytes, None when unlimited.
+fn memory_limit(host: &Host, rel: &str) -> Option<i64> {
+    let (file, unlimited_above) = if v2() {
+        ("memory.max", i64::MAX)
+    } else {
+        // v1 reports "unlimited" as the largest page-aligned value.
+        ("memory.limit_in_bytes", i64::MAX / 2)
+    };
+    let v = host.cgroup_file("memory", rel, file).expect(file);
+    match v.parse::<i64>() {
+        Ok(n) if n < unlimited_above => Some(n),
+        _ => None,
+    }
+}
+
+#[test]
+fn pod_qos_and_node_cgroups_carry_the_kubelets_values() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let mut host = Host::new();
+    let images = host.data_dir().join("agent/images");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
+    let out = run(Command::new(script).arg(&images));
+    assert!(out.status.success(), "busybox-image.sh: {out:?}");
+    host.start_server();
+    eventually(
+        Duration::from_secs(120),
+        "the server's node is Ready",
+        || {
+            let out = host.kubectl(&[
+                "get",
+                "node",
+                NODE,
+                "-o",
+                r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+            ]);
+            (text(&out) == "True").then_some(())
+        },
+    );
+
+    // The flags `skiff server` passed to its agent.
+    let node: serde_json::Value =
+        serde_json::from_str(&host.ok(&["get", "node", NODE, "-o", "json"])).expect("node");
+    assert_eq!(node["spec"]["podCIDR"], POD_CIDR, "{}", node["spec"]);
+    assert_eq!(
+        node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].to_string(),
+        KUBELET_PORT
+    );
+
+    // Node and QoS cgroups: kubepods at the node's allocatable, BestEffort at the minimum.
+    let cpus: u64 = node["status"]["allocatable"]["cpu"]
+        .as_str()
+        .and_then(|c| c.parse().ok())
+        .expect("whole cpus");
+    expect_shares(&host, "kubepods", cpus * 1024);
+    let mem_kib: i64 = node["status"]["allocatable"]["memory"]
+        .as_str()
+        .and_then(|m| m.strip_suffix("Ki"))
+        .and_then(|m| m.parse().ok())
+        .expect("memory in Ki");
+    assert_eq!(memory_limit(&host, "kubepods"), Some(mem_kib * 1024));
+    expect_shares(&host, "kubepods/besteffort", 2);
+    expect_shares(&host, "kubepods/burstable", 2);
+
+    // Guaranteed: 250m/250m and 64Mi/64Mi.
+    let guaranteed = serde_json::json!({
+        "requests": {"cpu": "250m", "memory": "64Mi"},
+        "limits": {"cpu": "250m", "memory": "64Mi"},
+    });
+    host.create("g", pod("g", SLEEP, guaranteed, "Always"));
+    host.create("be", pod("be", SLEEP, serde_json::json!({}), "Always"));
+    let burstable = serde_json::json!({"requests": {"cpu": "500m"}});
+    host.create("b", pod("b", SLEEP, burstable, "Always"));
+    for p in ["g", "be", "b"] {
+        host.wait_running(p);
+    }
+    assert_eq!(host.field("g", "{.status.qosClass}"), "Guaranteed");
+    let g = format!("kubepods/pod{}", host.field("g", "{.metadata.uid}"));
+    expect_cpu_max(&host, &g, Some(25_000));
+    expect_shares(&host, &g, 256);
+    assert_eq!(memory_limit(&host, &g), Some(67_108_864));
+    assert_eq!(
+        host.cgroup_file("pids", &g, "pids.max"),
+        Some(POD_MAX_PIDS.to_string())
+    );
+    // The sandbox and the container run inside the pod cgroup (below it).
+    let procs_below = |rel: &str| {
+        let base = if v2() {
+            "/sys/fs/cgroup"
+        } else {
+            "/sys/fs/cgroup/memory"
+        };
+        let dir = Path::new(base)
+            .join(host.cgroup_root.trim_start_matches('/'))
+            .join(rel);
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .count()
+    };
+    assert!(
+        procs_below(&g) >= 2,
+        "sandbox and container cgroups under {g}"
+    );
+
+    let be = format!(
+        "kubepods/besteffort/pod{}",
+        host.field("be", "{.metadata.uid}")
+    );
+    expect_shares(&host, &be, 2);
+    expect_cpu_max(&host, &be, None);
+    assert_eq!(memory_limit(&host, &be), None);
+
+    let b = format!(
+        "kubepods/burstable/pod{}",
+        host.field("b", "{.metadata.uid}")
+    );
+    expect_shares(&host, &b, 512);
+    expect_cpu_max(&host, &b, None);
+    assert_eq!(memory_limit(&host, &b), None);
+    // The Burstable class carries the requests of its pods, and drops them when they go.
+    expect_shares(&host, "kubepods/burstable", 512);
+    host.ok(&["delete", "pod", "b", "--wait=false"]);
+    eventually(
+        Duration::from_secs(60),
+        "the burstable pod cgroup is gone",
+        || (!host.cgroup_exists(&b)).then_some(()),
+    );
+    expect_shares(&host, "kubepods/burstable", 2);
+
+    // The pods limit holds: a shell starting 60 sleeps in a pod limited to 40 processes (the
+    // sandbox's pause and the shell count too) is refused a fork and exits.
+    host.create(
+        "forks",
+        pod(
+            "forks",
+            "i=0; while [ $i -lt 60 ]; do sleep 3600 & i=$((i+1)); echo $i; done; echo all started",
+            serde_json::json!({}),
+            "Never",
+        ),
+    );
+    let forks = eventually(Duration::from_secs(60), "the pod is assigned a uid", || {
+        let uid = host.field("forks", "{.metadata.uid}");
+        (!uid.is_empty()).then(|| format!("kubepods/besteffort/pod{uid}"))
+    });
+    eventually(Duration::from_secs(90), "the fork loop fails", || {
+        (host.field("forks", "{.status.phase}") == "Failed").then_some(())
+    });
+    assert_eq!(
+        host.cgroup_file("pids", &forks, "pids.max"),
+        Some(POD_MAX_PIDS.to_string())
+    );
+    let logs = host.ok(&["logs", "forks"]);
+    assert!(logs.contains("can't fork"), "{logs}");
+    assert!(!logs.contains("all started"), "{logs}");
+    let started: i64 = logs
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        started > 0 && started < POD_MAX_PIDS,
+        "{started} sleeps started in a pod limited to {POD_MAX_PIDS} processes"
+    );
+
+    // A container allocating past its memory limit is OOM-killed and reported so.
+    let oom = serde_json::json!({
+        "requests": {"cpu": "100m", "memory": "32Mi"},
+        "limits": {"cpu": "100m", "memory": "32Mi"},
+    });
+    host.create(
+        "oom",
+        pod(
+            "oom",
+            r#"awk 'BEGIN { s = "x"; for (i = 0; i < 28; i++) s = s s }'"#,
+            oom,
+            "Never",
+        ),
+    );
+    let terminated = eventually(
+        Duration::from_secs(90),
+        "the container is OOMKilled",
+        || {
+            let t = host.field(
+            "oom",
+            "{.status.phase} {.status.containerStatuses[0].state.terminated.reason} {.status.containerStatuses[0].state.terminated.exitCode}",
+        );
+            t.starts_with("Failed ").then_some(t)
+        },
+    );
+    assert_eq!(terminated, "Failed OOMKilled 137");
+
+    // Deleted pods take their cgroups with them.
+    host.ok(&["delete", "pod", "g", "be", "forks", "oom", "--wait=false"]);
+    eventually(Duration::from_secs(60), "the pod cgroups are gone", || {
+        (!host.cgroup_exists(&g) && !host.cgroup_exists(&be) && !host.cgroup_exists(&forks))
+            .then_some(())
+    });
+}
