@@ -464,6 +464,7 @@ impl PodCgroups {
     /// Before the pod's sandbox starts: count it in its QoS class, then create its cgroup with
     /// the pod's values, so the sandbox and containers start under limits already in force.
     pub fn ensure_pod(&self, pod: &Pod) {
+        let started = std::time::Instant::now();
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         let qos = util::qos_class(pod);
         if qos == "Burstable" {
@@ -475,7 +476,12 @@ impl PodCgroups {
         let path = pod_parent(&self.root, qos, uid);
         let settings = pod_settings(pod, self.pod_max_pids);
         if self.apply_logged(&path, &settings) {
-            tracing::debug!(cgroup = %path, ?settings, "pod cgroup ready");
+            tracing::debug!(
+                cgroup = %path,
+                ?settings,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "pod cgroup ready"
+            );
         }
     }
 
