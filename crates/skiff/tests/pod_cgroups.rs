@@ -403,26 +403,30 @@ fn pod(
 
 const SLEEP: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
 
-/// cpu shares (v1) or cpu.weight (v2) of cgroup `rel`, as the shares the kubelet computed.
-fn expect_shares(host: &Host, rel: &str, shares: u64) {
+/// cpu shares (v1) or cpu.weight (v2) of cgroup `rel`, and what `shares` reads as there.
+fn shares_of(host: &Host, rel: &str, shares: u64) -> (Option<String>, String) {
     if v2() {
         let weight = if shares == 0 {
             0
         } else {
             1 + ((shares - 2) * 9999) / 262_142
         };
-        assert_eq!(
+        (
             host.cgroup_file("cpu", rel, "cpu.weight"),
-            Some(weight.to_string()),
-            "{rel}"
-        );
+            weight.to_string(),
+        )
     } else {
-        assert_eq!(
+        (
             host.cgroup_file("cpu", rel, "cpu.shares"),
-            Some(shares.to_string()),
-            "{rel}"
-        );
+            shares.to_string(),
+        )
     }
+}
+
+/// cpu shares (v1) or cpu.weight (v2) of cgroup `rel` are the shares the kubelet computed.
+fn expect_shares(host: &Host, rel: &str, shares: u64) {
+    let (got, want) = shares_of(host, rel, shares);
+    assert_eq!(got, Some(want), "{rel}");
 }
 
 /// The CFS limit of `rel`: `Some(quota)` or None for no limit, with the 100 ms period.
@@ -574,6 +578,23 @@ fn pod_qos_and_node_cgroups_carry_the_kubelets_values() {
     assert_eq!(memory_limit(&host, &b), None);
     // The Burstable class carries the requests of its pods, and drops them when they go.
     expect_shares(&host, "kubepods/burstable", 512);
+    // A restarted agent sets the classes up afresh and recounts the pods it adopts.
+    host.stop_server();
+    host.start_server();
+    // The agent resets the classes before it logs ready; 512 after that is a recount.
+    eventually(Duration::from_secs(60), "the agent is ready again", || {
+        (host.log().matches("node agent ready").count() == 2).then_some(())
+    });
+    eventually(
+        Duration::from_secs(60),
+        "the burstable class recounted after a restart",
+        || {
+            let (got, want) = shares_of(&host, "kubepods/burstable", 512);
+            (got == Some(want)).then_some(())
+        },
+    );
+    expect_cpu_max(&host, &g, Some(25_000));
+    assert_eq!(memory_limit(&host, &g), Some(67_108_864));
     host.ok(&["delete", "pod", "b", "--wait=false"]);
     eventually(
         Duration::from_secs(60),
