@@ -132,8 +132,11 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken) {
                 if let Some(a) = node_allocatable(&nodes, &agent.node_name).await {
                     allocatable = Some(a);
                 }
-                let active: Vec<Arc<Pod>> = workers.values().filter_map(|w| w.tx.borrow().clone()).collect();
-                agent.cgroups.resync(active.iter().map(|p| p.as_ref()).filter(|p| admission::is_active(p)));
+                let active: Vec<Arc<Pod>> =
+                    workers.values().filter_map(|w| w.tx.borrow().clone()).collect();
+                agent
+                    .cgroups
+                    .resync(active.iter().map(|p| p.as_ref()).filter(|p| admission::is_active(p)));
                 if synced {
                     sweep_orphans(&agent, &workers).await;
                 }
