@@ -1335,15 +1335,11 @@ async fn evict_victims(
     instance: &str,
 ) -> Vec<String> {
     let uid = preemptor.metadata.uid.clone().unwrap_or_default();
-    let evictions = c
-        .victims
-        .iter()
-        .filter(|v| !v.terminating)
-        .map(|v| async {
-            evict_one(client, preemptor, &uid, &c.node, v, instance)
-                .await
-                .then(|| v.uid.clone())
-        });
+    let evictions = c.victims.iter().filter(|v| !v.terminating).map(|v| async {
+        evict_one(client, preemptor, &uid, &c.node, v, instance)
+            .await
+            .then(|| v.uid.clone())
+    });
     futures::future::join_all(evictions)
         .await
         .into_iter()

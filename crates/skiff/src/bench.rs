@@ -611,8 +611,7 @@ async fn watch_bindings(
             .and_then(|s| s.node_name.as_deref())
             .is_some_and(|n| !n.is_empty());
         let name = pod.metadata.name.as_deref().unwrap_or("");
-        if is_bound && name.starts_with("preemptor-") && bound_preemptors.insert(name.to_string())
-        {
+        if is_bound && name.starts_with("preemptor-") && bound_preemptors.insert(name.to_string()) {
             preemptors.bound.fetch_add(1, Ordering::Relaxed);
         }
         let index = name.strip_prefix("pod-").and_then(|i| i.parse().ok());
