@@ -1,5 +1,6 @@
 //! Workloads of `skiff bench scheduler`, mirroring upstream scheduler_perf (SchedulingBasic,
-//! SchedulingNodeAffinity, TopologySpreading, SchedulingPodAntiAffinity, PreemptionBasic), and
+//! SchedulingNodeAffinity, TopologySpreading, SchedulingPodAntiAffinity, PreemptionBasic,
+//! PreemptionAsync), and
 //! the IO-free core run over the same snapshot so the API overhead is visible beside it.
 
 use std::collections::BTreeMap;
@@ -41,7 +42,15 @@ pub enum Workload {
     AntiAffinity,
     /// PreemptionBasic: low-priority pods fill the nodes; high-priority pods preempt.
     Preemption,
+    /// PreemptionAsync (upstream's 570 pods/s floor): low-priority pods fill the nodes as for
+    /// PreemptionBasic, high-priority preemptors arrive at 5/s (`PREEMPTOR_INTERVAL`), and the
+    /// measured pods are plain 100m pods, which still fit beside the low-priority ones.
+    PreemptionAsync,
 }
+
+/// How often PreemptionAsync creates a preemptor while the measured pods are scheduled
+/// (upstream's churn op, `intervalMilliseconds: 200`).
+pub const PREEMPTOR_INTERVAL: Duration = Duration::from_millis(200);
 
 impl FromStr for Workload {
     type Err = String;
@@ -52,8 +61,9 @@ impl FromStr for Workload {
             "spread" | "topology-spreading" => Ok(Workload::Spread),
             "anti-affinity" | "pod-anti-affinity" => Ok(Workload::AntiAffinity),
             "preemption" => Ok(Workload::Preemption),
+            "preemption-async" => Ok(Workload::PreemptionAsync),
             other => Err(format!(
-                "unknown workload {other:?} (basic, affinity, spread, anti-affinity, preemption)"
+                "unknown workload {other:?} (basic, affinity, spread, anti-affinity, preemption, preemption-async)"
             )),
         }
     }
@@ -67,6 +77,7 @@ impl Workload {
             Workload::Spread => "spread",
             Workload::AntiAffinity => "anti-affinity",
             Workload::Preemption => "preemption",
+            Workload::PreemptionAsync => "preemption-async",
         }
     }
 
@@ -83,7 +94,7 @@ impl Workload {
     /// low-priority pods for preemption.
     pub fn default_existing(self, nodes: usize) -> usize {
         match self {
-            Workload::Preemption => nodes * 4,
+            Workload::Preemption | Workload::PreemptionAsync => nodes * 4,
             _ => 1000,
         }
     }
@@ -142,7 +153,7 @@ fn pod_with(name: String, labels: BTreeMap<String, String>, cpu: &str, memory: &
 /// A pod already running on `node` before the measurement starts.
 pub fn existing_pod(w: Workload, i: usize, node: &str) -> Pod {
     let mut pod = match w {
-        Workload::Preemption => {
+        Workload::Preemption | Workload::PreemptionAsync => {
             let mut p = pod_with(
                 format!("existing-{i}"),
                 BTreeMap::from([("bench".to_string(), "existing".to_string())]),
@@ -182,7 +193,7 @@ pub fn measured_pod(w: Workload, i: usize) -> Pod {
     };
     let name = format!("pod-{i}");
     match w {
-        Workload::Basic => pod_with(name, labels, "100m", "500Mi"),
+        Workload::Basic | Workload::PreemptionAsync => pod_with(name, labels, "100m", "500Mi"),
         Workload::Affinity => {
             let mut p = pod_with(name, labels, "100m", "500Mi");
             if let Some(s) = p.spec.as_mut() {
@@ -247,6 +258,17 @@ pub fn measured_pod(w: Workload, i: usize) -> Pod {
     }
 }
 
+/// Preemptor `i` of PreemptionAsync's churn (upstream's pod-high-priority: 3 CPU, priority 10),
+/// not measured.
+pub fn preemptor(i: usize) -> Pod {
+    let mut p = measured_pod(Workload::Preemption, i);
+    p.metadata.name = Some(format!("preemptor-{i}"));
+    if let Some(l) = p.metadata.labels.as_mut() {
+        l.insert("bench".into(), "preemptor".into());
+    }
+    p
+}
+
 /// The node existing pod `i` goes to: round robin, so every node gets its share.
 pub fn existing_node(i: usize, nodes: usize) -> usize {
     i % nodes.max(1)
@@ -304,8 +326,16 @@ pub fn run_core(w: Workload, nodes: usize, existing: usize, pods: usize) -> Core
     let mut latencies = Vec::with_capacity(pods);
     let (mut placed, mut preemptions, mut failed) = (0, 0, 0);
     let start = Instant::now();
-    for i in 0..pods {
-        let pod = measured_pod(w, i);
+    // PreemptionAsync's preemptors interleaved at their share of upstream's floor rate: 5/s
+    // beside 570 measured pods/s is about one per 100 measured pods.
+    let preemptor_every = (w == Workload::PreemptionAsync).then_some(100);
+    for k in 0..pods + preemptor_every.map_or(0, |e| pods.div_ceil(e)) {
+        let pod = match preemptor_every {
+            Some(e) if k % (e + 1) == 0 => preemptor(k / (e + 1)),
+            Some(e) => measured_pod(w, k - k / (e + 1) - 1),
+            None => measured_pod(w, k),
+        };
+        let i = k;
         let t = Instant::now();
         let mut info = info_of(&pod, format!("uid-{i}"));
         match fw.schedule(&snap, &info) {
@@ -361,5 +391,8 @@ mod tests {
         }
         let r = run_core(Workload::Preemption, 10, 40, 10);
         assert_eq!((r.placed, r.preemptions, r.failed), (10, 10, 0));
+        // 20 measured pods fit beside the low-priority ones; the one preemptor preempts.
+        let r = run_core(Workload::PreemptionAsync, 10, 40, 20);
+        assert_eq!((r.placed, r.preemptions, r.failed), (21, 1, 0));
     }
 }

@@ -16,6 +16,15 @@ pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
 /// The adaptive percentage never goes below this (`minFeasibleNodesPercentageToFind`).
 pub const MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND: usize = 5;
 
+/// Filter plugins whose verdict depends on the node alone, not on its pods: removing victims
+/// or counting nominated pods cannot change it.
+pub const NODE_ONLY_FILTERS: [&str; 4] = [
+    crate::plugins::node_unschedulable::NAME,
+    crate::plugins::node_name::NAME,
+    crate::plugins::taint_toleration::NAME,
+    crate::plugins::node_affinity::NAME,
+];
+
 /// Status codes of upstream's framework.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Code {
@@ -434,6 +443,16 @@ impl Framework {
         node: &NodeInfo,
         snap: &Snapshot,
     ) -> Status {
+        let nominated = snap.nominated_pods(&node.name);
+        if !nominated
+            .iter()
+            .any(|p| p.uid != pod.uid && p.priority >= pod.priority)
+        {
+            return self.run_filter_plugins(active, cx, pod, node, snap);
+        }
+        if self.filters_by_resources_only(active) {
+            return self.run_filter_with_nominated_load(active, cx, pod, node, snap);
+        }
         if let Some(with) = with_nominated_pods(pod, node, snap) {
             let s = self.run_filter_plugins(active, cx, pod, &with, snap);
             if !s.is_success() {
@@ -441,6 +460,46 @@ impl Framework {
             }
         }
         self.run_filter_plugins(active, cx, pod, node, snap)
+    }
+
+    /// Whether NodeResourcesFit is the only Filter of `active` that looks at a node's pods:
+    /// then nominated pods matter only through their requests.
+    pub fn filters_by_resources_only(&self, active: &[usize]) -> bool {
+        active.iter().all(|&i| {
+            let name = self.plugins[i].0.name();
+            name == crate::plugins::node_resources_fit::NAME || NODE_ONLY_FILTERS.contains(&name)
+        })
+    }
+
+    /// `run_filter` when `filters_by_resources_only`: the pass with the nominated pods counted
+    /// adds their requests to NodeResourcesFit's sums instead of cloning the node, and the
+    /// pass without them cannot fail where this one passed (the other filters ignore pods,
+    /// and fewer pods never fit worse), so one pass decides.
+    fn run_filter_with_nominated_load(
+        &self,
+        active: &[usize],
+        cx: &CycleState,
+        pod: &PodInfo,
+        node: &NodeInfo,
+        snap: &Snapshot,
+    ) -> Status {
+        use crate::plugins::node_resources_fit as fit;
+        for &i in active {
+            let p = &self.plugins[i].0;
+            let s = if p.name() == fit::NAME {
+                let (extra, count) = fit::nominated_load(pod, &node.name, snap);
+                let mut used = node.requested.clone();
+                used.add(&extra);
+                let pods = node.pods.len() as i64 + count;
+                fit::status_of(fit::fits_request_used(pod, &node.allocatable, &used, pods))
+            } else {
+                p.filter(cx, pod, node, snap)
+            };
+            if !s.is_success() {
+                return s.with_plugin(p.name());
+            }
+        }
+        Status::success()
     }
 
     /// PreFilter and Filter (nominated pods counted) of `pod` on one node.

@@ -5,9 +5,6 @@ use std::sync::Arc;
 
 use crate::framework::{Code, CycleState, FitError, Framework, Status};
 use crate::plugins::node_resources_fit::{fits_request_used, fits_used, nominated_load, status_of};
-use crate::plugins::{
-    node_affinity, node_name, node_resources_fit, node_unschedulable, taint_toleration,
-};
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
 
 pub const NAME: &str = "DefaultPreemption";
@@ -131,16 +128,6 @@ fn select_victims(
         pdb_violations,
     })
 }
-
-/// Filter plugins whose verdict depends on the node alone, not on its pods: removing victims
-/// cannot change it, and a node they rejected was never a candidate (their rejections are
-/// unresolvable).
-const NODE_ONLY_FILTERS: [&str; 4] = [
-    node_unschedulable::NAME,
-    node_name::NAME,
-    taint_toleration::NAME,
-    node_affinity::NAME,
-];
 
 /// `select_victims` when NodeResourcesFit is the only filter that looks at the node's pods:
 /// the same removal and reprieve, done on the request sums instead of a copy of the node, so
@@ -277,10 +264,8 @@ pub fn preempt(
     let Ok(active) = fw.run_pre_filter(&mut cx, pod, snap) else {
         return not_helpful(snap.len(), Default::default());
     };
-    let by_resources = active.iter().all(|&i| {
-        let name = fw.plugins[i].0.name();
-        name == node_resources_fit::NAME || NODE_ONLY_FILTERS.contains(&name)
-    });
+    // Node-only filters' rejections are unresolvable, so such nodes are never candidates.
+    let by_resources = fw.filters_by_resources_only(&active);
     let mut statuses = Vec::new();
     let mut candidates = Vec::new();
     // Upstream's GetOffsetAndNumCandidates: dry-run from an offset until 10% of the nodes (at

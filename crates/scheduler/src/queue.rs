@@ -298,11 +298,21 @@ impl<T> SchedulingQueue<T> {
             return 0;
         }
         let mut moving: Vec<(String, Option<Instant>)> = Vec::new();
-        for k in &self.unschedulable {
-            if let Some(e) = self.entries.get(k)
-                && hint(&e.item, &e.rejectors)
-            {
-                moving.push((k.clone(), Self::backoff_ready_at(e)));
+        if self.unschedulable.len() * 4 >= self.entries.len() {
+            // Most pods wait in unschedulable: walking the entries spares a key lookup (hash
+            // and compare) per pod.
+            for (k, e) in &self.entries {
+                if e.location == Location::Unschedulable && hint(&e.item, &e.rejectors) {
+                    moving.push((k.clone(), Self::backoff_ready_at(e)));
+                }
+            }
+        } else {
+            for k in &self.unschedulable {
+                if let Some(e) = self.entries.get(k)
+                    && hint(&e.item, &e.rejectors)
+                {
+                    moving.push((k.clone(), Self::backoff_ready_at(e)));
+                }
             }
         }
         let moved = moving.len();
@@ -313,6 +323,20 @@ impl<T> SchedulingQueue<T> {
             }
         }
         moved
+    }
+
+    /// Moves a waiting pod (unschedulable or backoff) straight to active, skipping what is
+    /// left of its backoff: upstream's `Activate`, used when a preemptor's own victims are gone
+    /// (it waited for them, it did not fail). Returns whether it moved.
+    pub fn activate(&mut self, key: &str) -> bool {
+        let waiting = self
+            .entries
+            .get(key)
+            .is_some_and(|e| matches!(e.location, Location::Unschedulable | Location::Backoff));
+        if waiting {
+            self.push_active(key);
+        }
+        waiting
     }
 
     /// The queued item, wherever it sits.
@@ -452,6 +476,28 @@ mod tests {
         assert_eq!(q.move_if(later, |_, r| r.contains(&"NodeResourcesFit")), 0);
         q.flush_unschedulable_leftover(t0 + MAX_UNSCHEDULABLE_DURATION);
         assert_eq!(q.location("ports"), Some(Location::Active));
+    }
+
+    #[test]
+    fn activate_skips_the_rest_of_the_backoff() {
+        let t0 = Instant::now();
+        let mut q = SchedulingQueue::new();
+        for k in ["waiting", "backing-off", "in-flight"] {
+            q.add(k.into(), (), 0, t0);
+            assert!(q.pop(t0).is_some());
+        }
+        q.failed("waiting", t0, Vec::new());
+        q.move_all_to_active_or_backoff(t0);
+        q.failed("backing-off", t0, Vec::new());
+        assert_eq!(q.location("backing-off"), Some(Location::Backoff));
+        assert!(q.activate("waiting"));
+        assert!(q.activate("backing-off"));
+        // A pod being scheduled right now is left alone.
+        assert!(!q.activate("in-flight"));
+        assert_eq!(q.location("in-flight"), Some(Location::InFlight));
+        let popped: Vec<String> = std::iter::from_fn(|| q.pop(t0).map(|(k, _)| k)).collect();
+        assert_eq!(popped.len(), 2, "{popped:?}");
+        assert!(!q.activate("gone"));
     }
 
     #[test]

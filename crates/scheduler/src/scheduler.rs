@@ -80,14 +80,23 @@ fn requeue(
     snapshot: &Snapshot,
     event: ClusterEvent,
 ) {
+    // A preemptor nominated to the node a pod left waited for its victims; once it fits
+    // there it goes straight to active (upstream activates the preemptor when its victims
+    // are gone), not through backoff. Those few pods are looked up once per event, not once
+    // per waiting pod: thousands of waiting preemptors times thousands of victim deletions
+    // dominated a preemption burst.
+    if let ClusterEvent::AssignedPodDelete(gone) = &event
+        && let Some(name) = gone.node_name.as_deref()
+        && let Some(node) = snapshot.node(name)
+    {
+        for p in snapshot.nominated_pods(name) {
+            if framework.fits_on(p, node, snapshot) && queue.activate(&p.key()) {
+                tracing::debug!(pod = %p.key(), node = %name, "preemptor activated");
+            }
+        }
+    }
     let moved = queue.move_if(Instant::now(), |q, rejectors| match &q.info {
-        Some(info) => framework.queueing_hint(
-            info,
-            snapshot.nomination(&info.uid),
-            rejectors,
-            &event,
-            snapshot,
-        ),
+        Some(info) => framework.queueing_hint(info, None, rejectors, &event, snapshot),
         None => true,
     });
     if moved > 0 {
@@ -132,6 +141,13 @@ enum Feedback {
         key: String,
         uid: String,
         error: String,
+    },
+    /// A preemptor's victims were evicted (`deleted`: the uids whose delete went through).
+    PreemptionDone {
+        key: String,
+        uid: String,
+        node: String,
+        deleted: Vec<String>,
     },
     /// VolumeBinding's PreBind failed (write refused, provisioning failed, timeout).
     PreBindFailed {
@@ -391,6 +407,10 @@ struct Loop {
     /// uid → the volume bindings assumed for a pod whose PreBind/bind is in flight, rolled
     /// back (Unreserve) if it fails.
     volume_plans: HashMap<String, PodVolumes>,
+    /// uids of preemptors whose victims' eviction is still in flight: they do not preempt
+    /// again meanwhile (the victims, deleted at once with no grace period, never show as
+    /// terminating, so the nominated-node check alone would not hold them back).
+    preempting: HashSet<String>,
 }
 
 impl Loop {
@@ -418,6 +438,7 @@ impl Loop {
             nodes_synced: false,
             bind_permits: Arc::new(tokio::sync::Semaphore::new(MAX_BINDS_IN_FLIGHT)),
             volume_plans: HashMap::new(),
+            preempting: HashSet::new(),
         }
     }
 
@@ -830,6 +851,7 @@ impl Loop {
 
     fn on_pod_delete(&mut self, pod: &Pod) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
+        self.preempting.remove(&uid);
         let nomination = self.snapshot.clear_nomination(&uid);
         let key = key_of(pod);
         self.queue.delete(&key);
@@ -851,6 +873,12 @@ impl Loop {
         let now = Instant::now();
         match fb {
             Feedback::Bound { key } => self.queue.done(&key),
+            Feedback::PreemptionDone {
+                key,
+                uid,
+                node,
+                deleted,
+            } => self.on_preemption_done(&key, &uid, &node, &deleted),
             Feedback::PreBindFailed {
                 key,
                 uid,
@@ -883,6 +911,30 @@ impl Loop {
                 }
                 self.queue.errored(&key, now);
             }
+        }
+    }
+
+    /// A preemptor's evictions finished. Victims whose delete went through but whose deletion
+    /// the watch has not shown yet count as terminating, so the preemptor waits for them
+    /// instead of preempting again; if its node already has room it is retried at once.
+    fn on_preemption_done(&mut self, key: &str, uid: &str, node: &str, deleted: &[String]) {
+        self.preempting.remove(uid);
+        for v in deleted {
+            if let Some(p) = self.snapshot.remove_pod(v) {
+                let mut t = (*p).clone();
+                t.terminating = true;
+                self.snapshot.add_pod(Arc::new(t));
+            }
+        }
+        let fits = self
+            .snapshot
+            .nominated_pods(node)
+            .iter()
+            .find(|p| p.uid == uid)
+            .zip(self.snapshot.node(node))
+            .is_some_and(|(p, n)| self.framework.fits_on(p, n, &self.snapshot));
+        if fits && self.queue.activate(key) {
+            tracing::debug!(pod = %key, %node, "preemptor activated after its evictions");
         }
     }
 
@@ -971,16 +1023,19 @@ impl Loop {
                 let pdbs: Vec<Pdb> = self.cluster.pdbs.values().cloned().collect();
                 let rejectors = fit.rejector_plugins();
                 let mut waiting = info.clone();
-                let nominate = match preemption::preempt(
-                    &self.framework,
-                    &self.snapshot,
-                    &info,
-                    &fit,
-                    &pdbs,
-                ) {
+                let outcome = if self.preempting.contains(&info.uid) {
+                    Outcome::Unschedulable(format!(
+                        "preemption: {}.",
+                        preemption::WAITING_FOR_VICTIMS
+                    ))
+                } else {
+                    preemption::preempt(&self.framework, &self.snapshot, &info, &fit, &pdbs)
+                };
+                let nominate = match outcome {
                     Outcome::Nominate(c) => {
                         waiting.nominated_node_name = Some(c.node.clone());
                         self.snapshot.nominate(Arc::new(waiting.clone()));
+                        self.preempting.insert(info.uid.clone());
                         Nomination::Set(c)
                     }
                     Outcome::Unschedulable(msg) => {
@@ -1138,6 +1193,7 @@ impl Loop {
         let client = self.client.clone();
         let pod = pod.clone();
         let instance = self.instance.clone();
+        let feedback = self.feedback_tx.clone();
         tokio::spawn(async move {
             let ns = pod
                 .metadata
@@ -1163,9 +1219,13 @@ impl Loop {
                 Nomination::Keep => {}
             }
             let patch = json!({ "status": status });
-            if let Err(e) = pods
-                .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
-                .await
+            // As upstream's updatePod: no write when the condition (same message) and the
+            // nomination are what the last report already set.
+            let unchanged = repeat && matches!(nominate, Nomination::Keep);
+            if !unchanged
+                && let Err(e) = pods
+                    .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+                    .await
             {
                 tracing::warn!(pod = %name, error = %e, "updating PodScheduled failed");
             }
@@ -1185,7 +1245,13 @@ impl Loop {
                 }
             }
             if let Nomination::Set(c) = nominate {
-                evict_victims(&client, &pod, &c, &instance).await;
+                let deleted = evict_victims(&client, &pod, &c, &instance).await;
+                let _ = feedback.send(Feedback::PreemptionDone {
+                    key: key_of(&pod),
+                    uid: pod.metadata.uid.clone().unwrap_or_default(),
+                    node: c.node,
+                    deleted,
+                });
             }
         });
     }
@@ -1260,20 +1326,25 @@ fn failed_scheduling_event(
 }
 
 /// Deletes the victims (gracefully) with a `Preempted` event each, as upstream's `PreemptPod`:
-/// from the scheduler's own view of them (no read first), all victims at once.
+/// from the scheduler's own view of them (no read first), all victims at once. Returns the
+/// uids whose delete went through.
 async fn evict_victims(
     client: &kube::Client,
     preemptor: &Pod,
     c: &preemption::Candidate,
     instance: &str,
-) {
+) -> Vec<String> {
     let uid = preemptor.metadata.uid.clone().unwrap_or_default();
-    let evictions = c
-        .victims
-        .iter()
-        .filter(|v| !v.terminating)
-        .map(|v| evict_one(client, preemptor, &uid, &c.node, v, instance));
-    futures::future::join_all(evictions).await;
+    let evictions = c.victims.iter().filter(|v| !v.terminating).map(|v| async {
+        evict_one(client, preemptor, &uid, &c.node, v, instance)
+            .await
+            .then(|| v.uid.clone())
+    });
+    futures::future::join_all(evictions)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 async fn evict_one(
@@ -1283,7 +1354,7 @@ async fn evict_one(
     node: &str,
     v: &PodInfo,
     instance: &str,
-) {
+) -> bool {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &v.namespace);
     let cond = json!({"status": {"conditions": [{
         "type": "DisruptionTarget",
@@ -1305,7 +1376,7 @@ async fn evict_one(
     };
     if let Err(e) = pods.delete(&v.name, &dp).await {
         tracing::warn!(victim = %v.key(), error = %e, "preemption delete failed");
-        return;
+        return false;
     }
     let victim = Pod {
         metadata: ObjectMeta {
@@ -1330,6 +1401,7 @@ async fn evict_one(
     let events: Api<Event> = Api::namespaced(client.clone(), &v.namespace);
     let _ = events.create(&PostParams::default(), &ev).await;
     tracing::info!(victim = %v.key(), preemptor = %key_of(preemptor), %node, "preempted");
+    true
 }
 
 #[cfg(test)]

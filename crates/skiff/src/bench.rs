@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -44,7 +45,7 @@ pub struct SchedulerBenchArgs {
     /// Pods bound before the measurement (default 1000; 4 per node for preemption).
     #[arg(long)]
     existing_pods: Option<usize>,
-    /// basic | affinity | spread | anti-affinity | preemption.
+    /// basic | affinity | spread | anti-affinity | preemption | preemption-async.
     #[arg(long, default_value = "basic")]
     workload: Workload,
     /// Pod creations in flight at once.
@@ -208,17 +209,23 @@ async fn measure(
         setup.elapsed().as_secs_f64()
     );
 
-    if w == Workload::Preemption {
+    if matches!(w, Workload::Preemption | Workload::PreemptionAsync) {
         // Plays kubelet for preemption victims: their graceful deletion completes at once.
-        tasks.spawn(finish_deletions(pod_api.clone(), shutdown.clone()));
+        tasks.spawn(finish_deletions(
+            Api::namespaced(client.clone(), NAMESPACE),
+            pod_api.clone(),
+            shutdown.clone(),
+        ));
     }
     // Bind times of the measured pods, from a watch opened before any of them exists.
     let (ready_tx, ready_rx) = oneshot::channel();
     let (bound_tx, mut bound_rx) = mpsc::unbounded_channel();
+    let preemptors = Arc::new(Preemptors::default());
     tasks.spawn(watch_bindings(
         Api::namespaced(client.clone(), NAMESPACE),
         ready_tx,
         bound_tx,
+        preemptors.clone(),
         shutdown.clone(),
     ));
     ready_rx.await.context("the measuring watch ended")?;
@@ -243,6 +250,14 @@ async fn measure(
     }
     tasks.spawn(start_scheduler(shutdown.clone()));
     warm_up(&pod_api).await?;
+    let churn = shutdown.child_token();
+    if w == Workload::PreemptionAsync {
+        tasks.spawn(create_preemptors(
+            pod_api.clone(),
+            preemptors.clone(),
+            churn.clone(),
+        ));
+    }
 
     let created: Arc<std::sync::Mutex<Vec<Option<Instant>>>> =
         Arc::new(std::sync::Mutex::new(vec![None; pods]));
@@ -301,6 +316,15 @@ async fn measure(
                 break;
             }
         }
+    }
+    churn.cancel();
+    if w == Workload::PreemptionAsync {
+        println!(
+            "preemptors (one per {:?}, not measured): {} created, {} bound",
+            workloads::PREEMPTOR_INTERVAL,
+            preemptors.created.load(Ordering::Relaxed),
+            preemptors.bound.load(Ordering::Relaxed),
+        );
     }
     let created_done = creator.await.context("creating pods")?;
     let created_at = created_done.context("creating the measured pods")?;
@@ -514,15 +538,51 @@ impl k8s_openapi::Metadata for PodBinding {
     }
 }
 
-/// Sends (index, time) the first time measured pod `pod-<index>` is seen bound.
+/// PreemptionAsync's churn counters.
+#[derive(Debug, Default)]
+struct Preemptors {
+    created: AtomicUsize,
+    /// Distinct preemptors seen bound.
+    bound: AtomicUsize,
+}
+
+/// PreemptionAsync's churn (upstream's `churn` op in create mode): one high-priority preemptor
+/// every `PREEMPTOR_INTERVAL` until `stop`.
+async fn create_preemptors(api: Api<Pod>, counts: Arc<Preemptors>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(workloads::PREEMPTOR_INTERVAL);
+    let mut i = 0;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let pod = workloads::preemptor(i);
+        i += 1;
+        let api = api.clone();
+        let counts = counts.clone();
+        tokio::spawn(async move {
+            match api.create(&PostParams::default(), &pod).await {
+                Ok(_) => {
+                    counts.created.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!(error = %e, "creating a preemptor failed"),
+            }
+        });
+    }
+}
+
+/// Sends (index, time) the first time measured pod `pod-<index>` is seen bound; counts bound
+/// preemptors.
 async fn watch_bindings(
     api: Api<PodBinding>,
     ready: oneshot::Sender<()>,
     bound: mpsc::UnboundedSender<(usize, Instant)>,
+    preemptors: Arc<Preemptors>,
     shutdown: CancellationToken,
 ) {
     let mut stream = watcher(api, watcher::Config::default()).boxed();
     let mut ready = Some(ready);
+    let mut bound_preemptors = std::collections::HashSet::new();
     loop {
         let ev = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -550,12 +610,11 @@ async fn watch_bindings(
             .as_ref()
             .and_then(|s| s.node_name.as_deref())
             .is_some_and(|n| !n.is_empty());
-        let index = pod
-            .metadata
-            .name
-            .as_deref()
-            .and_then(|n| n.strip_prefix("pod-"))
-            .and_then(|i| i.parse().ok());
+        let name = pod.metadata.name.as_deref().unwrap_or("");
+        if is_bound && name.starts_with("preemptor-") && bound_preemptors.insert(name.to_string()) {
+            preemptors.bound.fetch_add(1, Ordering::Relaxed);
+        }
+        let index = name.strip_prefix("pod-").and_then(|i| i.parse().ok());
         if let (true, Some(i)) = (is_bound, index) {
             let _ = bound.send((i, now));
         }
@@ -563,8 +622,10 @@ async fn watch_bindings(
 }
 
 /// Deletes with grace period 0 every pod whose deletion was requested (the kubelet's last step).
-async fn finish_deletions(api: Api<Pod>, shutdown: CancellationToken) {
-    let mut stream = watcher(api.clone(), watcher::Config::default()).boxed();
+/// It watches through `PodBinding` (metadata is all it reads) so the load generator does not
+/// decode every pod in full.
+async fn finish_deletions(watch: Api<PodBinding>, api: Api<Pod>, shutdown: CancellationToken) {
+    let mut stream = watcher(watch, watcher::Config::default()).boxed();
     loop {
         let ev = tokio::select! {
             _ = shutdown.cancelled() => return,

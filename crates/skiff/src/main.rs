@@ -412,6 +412,11 @@ fn parse_go_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(total))
 }
 
+/// mimalloc instead of glibc malloc: malloc/free were about a fifth of the samples of a
+/// scheduler benchmark run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
