@@ -72,7 +72,9 @@ pub fn config_toml(paths: &Paths, sandbox_image: &str) -> String {
 version = 2
 root = "{root}"
 state = "{state}"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+# Only overlayfs is used (CRI and image import alike); no tracing; no restart monitor (that is
+# for `ctr` containers labelled to be kept running, the agent restarts pods itself).
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.native", "io.containerd.internal.v1.tracing", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.restart"]
 
 [grpc]
   address = "{socket}"

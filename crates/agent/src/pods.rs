@@ -1045,6 +1045,11 @@ pub fn sandbox_config(agent: &Agent, pod: &Pod, attempt: u32) -> api::PodSandbox
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let mut hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
     hostname.truncate(63);
+    // A pod on the node's network keeps the node's hostname, as the kubelet leaves it unset
+    // there (runc cannot set one without a private UTS namespace).
+    if spec.host_network == Some(true) {
+        hostname.clear();
+    }
     let dns_config = match spec.dns_policy.as_deref() {
         // Default: the node's resolv.conf, which the runtime copies when given none.
         Some("Default") => None,
@@ -2044,6 +2049,21 @@ mod tests {
         assert_eq!(expand("$$(A)", &env), "$(A)");
         assert_eq!(expand("cost $5", &env), "cost $5");
         assert_eq!(expand("$(A", &env), "$(A");
+    }
+
+    #[tokio::test]
+    async fn a_host_network_sandbox_keeps_the_nodes_hostname() {
+        let h = crate::testing::Harness::new().await;
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "default", "uid": "u"},
+            "spec": {"containers": [{"name": "a", "image": "busybox"}]},
+        }))
+        .expect("pod");
+        assert_eq!(sandbox_config(&h.agent, &pod, 0).hostname, "p");
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.host_network = Some(true);
+        }
+        assert_eq!(sandbox_config(&h.agent, &pod, 0).hostname, "");
     }
 
     #[test]

@@ -661,7 +661,13 @@ async fn raw_cri_one(
             namespace: "bench-raw".into(),
             attempt: 0,
         }),
-        hostname: name.into(),
+        // As the kubelet: a pod on the node's network has the node's hostname (runc refuses
+        // to set one without a private UTS namespace).
+        hostname: if host_network {
+            String::new()
+        } else {
+            name.into()
+        },
         log_directory: logs.display().to_string(),
         linux: Some(api::LinuxPodSandboxConfig {
             cgroup_parent: format!("{cgroup_root}/raw/pod{uid}"),
