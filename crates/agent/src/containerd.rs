@@ -164,11 +164,9 @@ pub async fn start(
     if let Ok(address) = std::env::var(METRICS_ENV) {
         config.push_str(&metrics_toml(&address));
     }
-    std::fs::write(&paths.config, config).map_err(|source| {
-        Error::Write {
-            path: paths.config.clone(),
-            source,
-        }
+    std::fs::write(&paths.config, config).map_err(|source| Error::Write {
+        path: paths.config.clone(),
+        source,
     })?;
     let child = spawn(&paths, netns.as_deref())?;
     let pid = Arc::new(AtomicU32::new(child.id().unwrap_or(0)));

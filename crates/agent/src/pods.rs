@@ -83,7 +83,12 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken) {
     let mut deferred: Vec<Pod> = Vec::new();
     let relist = Arc::new(relist::Relist::default());
     let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel::<HashSet<String>>(4);
-    tokio::spawn(relist_loop(agent.clone(), relist.clone(), changed_tx, shutdown.clone()));
+    tokio::spawn(relist_loop(
+        agent.clone(),
+        relist.clone(),
+        changed_tx,
+        shutdown.clone(),
+    ));
     let ctx = WorkerCtx {
         relist,
         shutdown: shutdown.clone(),

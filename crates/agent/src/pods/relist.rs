@@ -260,14 +260,26 @@ mod tests {
     #[tokio::test]
     async fn relist_reports_only_pods_whose_runtime_state_changed() {
         let (h, p, mut st, relist) = setup().await;
-        assert!(relist.relist(&h.agent.cri).await.expect("relist").is_empty());
+        assert!(
+            relist
+                .relist(&h.agent.cri)
+                .await
+                .expect("relist")
+                .is_empty()
+        );
         sync(&h.agent, &p, &mut st).await.expect("sync");
         let changed = relist.relist(&h.agent.cri).await.expect("relist");
         assert_eq!(changed, HashSet::from(["uid-1".to_string()]));
         let record = relist.record("uid-1", None).expect("record");
         assert_eq!(record.ip, "10.244.0.7");
         assert_eq!(record.containers["app"].len(), 1);
-        assert!(relist.relist(&h.agent.cri).await.expect("relist").is_empty());
+        assert!(
+            relist
+                .relist(&h.agent.cri)
+                .await
+                .expect("relist")
+                .is_empty()
+        );
         h.cri.exit("app", 1, "");
         let changed = relist.relist(&h.agent.cri).await.expect("relist");
         assert_eq!(changed, HashSet::from(["uid-1".to_string()]));
@@ -306,7 +318,10 @@ mod tests {
         h.cri.clear_calls();
         sync(&h.agent, &p, &mut st).await.expect("sync");
         assert!(
-            !h.cri.calls().iter().any(|c| c.starts_with("CreateContainer")),
+            !h.cri
+                .calls()
+                .iter()
+                .any(|c| c.starts_with("CreateContainer")),
             "{:?}",
             h.cri.calls()
         );

@@ -563,11 +563,16 @@ async fn inside(args: &StartupBenchArgs, dir: &Path) -> anyhow::Result<()> {
     println!(
         "\nraw CRI on the agent's containerd (RunPodSandbox + CreateContainer + StartContainer)"
     );
-    raw_cri.sequential.print(&format!("{} sequential", args.raw));
-    raw_cri.concurrent.print(&format!("{} concurrent", args.concurrent));
     raw_cri
-        .host_network
-        .print(&format!("{} concurrent, hostNetwork (no CNI)", args.concurrent));
+        .sequential
+        .print(&format!("{} sequential", args.raw));
+    raw_cri
+        .concurrent
+        .print(&format!("{} concurrent", args.concurrent));
+    raw_cri.host_network.print(&format!(
+        "{} concurrent, hostNetwork (no CNI)",
+        args.concurrent
+    ));
     println!(
         "\nwhere the time went with {} pods at once (CPU seconds used during the phase)",
         args.concurrent
@@ -878,11 +883,10 @@ impl NodeProcs {
         // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
         let total: f64 = cpu.iter().take(8).sum();
         let idle = cpu.get(3).copied().unwrap_or(0.0) + cpu.get(4).copied().unwrap_or(0.0);
-        let (containerd, containerd_children) =
-            processes("containerd --config", &self.node_dir)
-                .first()
-                .map(|p| proc_cpu(p.0))
-                .unwrap_or_default();
+        let (containerd, containerd_children) = processes("containerd --config", &self.node_dir)
+            .first()
+            .map(|p| proc_cpu(p.0))
+            .unwrap_or_default();
         CpuTimes {
             machine_busy: (total - idle) / USER_HZ,
             containerd,
