@@ -13,6 +13,9 @@ use super::{LABEL_CONTAINER_NAME, LABEL_POD_UID, SyncError, attempt_of, cri};
 
 /// How often the runtime is relisted (upstream's PLEG relist period).
 pub const PERIOD: Duration = Duration::from_secs(1);
+/// A snapshot older than this is not used (relists failing, e.g. while containerd restarts):
+/// the workers ask the runtime themselves until relisting works again.
+const MAX_AGE: Duration = Duration::from_secs(5);
 
 /// What the runtime has for one pod.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +69,7 @@ impl Relist {
     pub fn record(&self, uid: &str, after: Option<Instant>) -> Option<PodRecord> {
         let inner = self.lock();
         let taken = inner.taken?;
-        if after.is_some_and(|a| taken <= a) {
+        if after.is_some_and(|a| taken <= a) || taken.elapsed() > MAX_AGE {
             return None;
         }
         inner.records.get(uid).cloned()
@@ -255,6 +258,22 @@ mod tests {
             ..PodState::default()
         };
         (h, p, st, relist)
+    }
+
+    #[test]
+    fn a_snapshot_older_than_a_few_periods_is_not_used() {
+        let r = Relist::default();
+        let record = PodRecord {
+            sandbox_id: "s".into(),
+            attempt: 0,
+            ip: String::new(),
+            containers: HashMap::new(),
+        };
+        r.lock().records.insert("u".into(), record);
+        r.lock().taken = Instant::now().checked_sub(MAX_AGE + Duration::from_secs(1));
+        assert!(r.record("u", None).is_none());
+        r.lock().taken = Some(Instant::now());
+        assert!(r.record("u", None).is_some());
     }
 
     #[tokio::test]
