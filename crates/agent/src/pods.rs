@@ -59,6 +59,8 @@ fn cri(call: &'static str) -> impl FnOnce(tonic::Status) -> SyncError {
     move |status| SyncError::Cri { call, status }
 }
 
+mod relist;
+
 struct Worker {
     tx: watch::Sender<Option<Arc<Pod>>>,
     handle: tokio::task::JoinHandle<()>,
@@ -79,8 +81,28 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken) {
     // New pods seen during a (re)list wait for its end, then are admitted oldest first, so the
     // pods already running are counted before them.
     let mut deferred: Vec<Pod> = Vec::new();
+    let relist = Arc::new(relist::Relist::default());
+    let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel::<HashSet<String>>(4);
+    tokio::spawn(relist_loop(
+        agent.clone(),
+        relist.clone(),
+        changed_tx,
+        shutdown.clone(),
+    ));
+    let ctx = WorkerCtx {
+        relist,
+        shutdown: shutdown.clone(),
+    };
     loop {
         tokio::select! {
+            Some(uids) = changed_rx.recv() => {
+                // The runtime changed under these pods: their workers sync now.
+                for uid in uids {
+                    if let Some(w) = workers.get(&uid) {
+                        w.tx.send_modify(|_| {});
+                    }
+                }
+            }
             ev = events.next() => match ev {
                 Some(Ok(Event::Apply(pod))) => {
                     if needs_admission(&workers, &pod)
@@ -88,7 +110,7 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken) {
                     {
                         continue;
                     }
-                    upsert(&agent, &mut workers, pod, &shutdown)
+                    upsert(&agent, &mut workers, pod, &ctx)
                 }
                 Some(Ok(Event::InitApply(pod))) => {
                     if let (Some(seen), Some(uid)) = (listing.as_mut(), pod.metadata.uid.clone()) {
@@ -97,7 +119,7 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken) {
                     if needs_admission(&workers, &pod) {
                         deferred.push(pod);
                     } else {
-                        upsert(&agent, &mut workers, pod, &shutdown);
+                        upsert(&agent, &mut workers, pod, &ctx);
                     }
                 }
                 Some(Ok(Event::Delete(pod))) => {
@@ -110,7 +132,7 @@ pub async fn run(agent: Arc<Agent>, shutdown: CancellationToken) {
                     deferred.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
                     for pod in std::mem::take(&mut deferred) {
                         if admit(&agent, &workers, allocatable.as_ref(), &pod) {
-                            upsert(&agent, &mut workers, pod, &shutdown);
+                            upsert(&agent, &mut workers, pod, &ctx);
                         }
                     }
                     // Pods that vanished while the watch was down are torn down.
@@ -231,12 +253,7 @@ fn admit(
     false
 }
 
-fn upsert(
-    agent: &Arc<Agent>,
-    workers: &mut HashMap<String, Worker>,
-    pod: Pod,
-    shutdown: &CancellationToken,
-) {
+fn upsert(agent: &Arc<Agent>, workers: &mut HashMap<String, Worker>, pod: Pod, ctx: &WorkerCtx) {
     let Some(uid) = pod.metadata.uid.clone() else {
         return;
     };
@@ -250,12 +267,71 @@ fn upsert(
     if let Some(w) = workers.get(&uid)
         && !w.handle.is_finished()
     {
-        w.tx.send_replace(Some(pod));
+        // The newest object is kept either way; a status-only change waits for the next sync.
+        w.tx.send_if_modified(|current| {
+            let wake = current
+                .as_ref()
+                .is_none_or(|old| differs_beyond_status(old, &pod));
+            *current = Some(pod);
+            wake
+        });
         return;
     }
     let (tx, rx) = watch::channel(Some(pod));
-    let handle = tokio::spawn(worker(agent.clone(), uid.clone(), rx, shutdown.clone()));
+    let handle = tokio::spawn(worker(
+        agent.clone(),
+        uid.clone(),
+        rx,
+        ctx.relist.clone(),
+        ctx.shutdown.clone(),
+    ));
     workers.insert(uid, Worker { tx, handle });
+}
+
+/// What every worker shares.
+struct WorkerCtx {
+    relist: Arc<relist::Relist>,
+    shutdown: CancellationToken,
+}
+
+/// Relist the runtime every period for all pods and report the pods whose record changed.
+async fn relist_loop(
+    agent: Arc<Agent>,
+    relist: Arc<relist::Relist>,
+    changed: tokio::sync::mpsc::Sender<HashSet<String>>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(relist::PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        match relist.relist(&agent.cri).await {
+            Ok(uids) if !uids.is_empty() => {
+                if changed.send(uids).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "runtime relist failed"),
+        }
+    }
+}
+
+/// Whether `new` differs from `old` in more than its status and bookkeeping: only then does
+/// the worker have to sync at once (the agent's own status writes come back as watch events;
+/// upstream's kubelet likewise only reconciles status-only updates).
+fn differs_beyond_status(old: &Pod, new: &Pod) -> bool {
+    let strip = |p: &Pod| {
+        let mut p = p.clone();
+        p.status = None;
+        p.metadata.resource_version = None;
+        p.metadata.managed_fields = None;
+        p
+    };
+    strip(old) != strip(new)
 }
 
 /// Sandboxes whose pod this agent does not know are torn down (pods deleted while it was away).
@@ -309,17 +385,23 @@ struct PodState {
     stopping: HashSet<String>,
     /// Container name -> failed image pulls in a row and when the last one failed.
     pull_failures: HashMap<String, (u32, Instant)>,
+    /// The shared runtime snapshot; without it every sync asks the runtime itself.
+    relist: Option<Arc<relist::Relist>>,
+    /// When this worker's last change to the runtime finished: older snapshots are not used.
+    mutated_at: Option<Instant>,
 }
 
 async fn worker(
     agent: Arc<Agent>,
     uid: String,
     mut rx: watch::Receiver<Option<Arc<Pod>>>,
+    relist: Arc<relist::Relist>,
     shutdown: CancellationToken,
 ) {
     let mut st = PodState {
         first_seen: Some(Instant::now()),
         events: Some(Recorder::new(agent.client.clone(), agent.node_name.clone())),
+        relist: Some(relist),
         ..PodState::default()
     };
     loop {
@@ -376,6 +458,8 @@ struct Observed {
     containers: HashMap<String, Vec<api::ContainerStatus>>,
     /// The pod's volumes as this sync prepared them, or why they are not ready.
     volumes: Result<HashMap<String, crate::volumes::Prepared>, String>,
+    /// Whether observing changed the runtime (a dead sandbox replaced, a new one started).
+    mutated: bool,
 }
 
 async fn sync(agent: &Agent, pod: &Pod, st: &mut PodState) -> Result<Duration, SyncError> {
@@ -414,7 +498,24 @@ async fn sync(agent: &Agent, pod: &Pod, st: &mut PodState) -> Result<Duration, S
         return Ok(Duration::from_secs(30));
     }
 
-    let mut obs = observe(agent, pod, &uid).await?;
+    let cached = st
+        .relist
+        .as_ref()
+        .and_then(|r| r.record(&uid, st.mutated_at));
+    let mut obs = match cached {
+        Some(r) => Observed {
+            sandbox_config: sandbox_config(agent, pod, r.attempt),
+            sandbox_id: r.sandbox_id,
+            ip: r.ip,
+            containers: r.containers,
+            volumes: Ok(HashMap::new()),
+            mutated: false,
+        },
+        None => observe(agent, pod, &uid).await?,
+    };
+    if obs.mutated {
+        st.mutated_at = Some(Instant::now());
+    }
     obs.volumes = crate::volumes::prepare(
         &agent.client,
         &agent.pods_dir,
@@ -549,6 +650,7 @@ async fn sync(agent: &Agent, pod: &Pod, st: &mut PodState) -> Result<Duration, S
         }
     }
     if changed {
+        st.mutated_at = Some(Instant::now());
         obs.containers = containers_of(agent, &obs.sandbox_id).await?;
     }
     run_probes(agent, pod, &obs, st);
@@ -801,6 +903,7 @@ async fn observe(agent: &Agent, pod: &Pod, uid: &str) -> Result<Observed, SyncEr
         .iter()
         .find(|s| s.state() == api::PodSandboxState::SandboxReady)
         .cloned();
+    let mutated = ready.is_none();
     let sandbox = match ready {
         Some(s) => s,
         None => {
@@ -857,6 +960,7 @@ async fn observe(agent: &Agent, pod: &Pod, uid: &str) -> Result<Observed, SyncEr
         ip,
         containers,
         volumes: Ok(HashMap::new()),
+        mutated,
     })
 }
 
@@ -952,6 +1056,11 @@ pub fn sandbox_config(agent: &Agent, pod: &Pod, attempt: u32) -> api::PodSandbox
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let mut hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
     hostname.truncate(63);
+    // A pod on the node's network keeps the node's hostname, as the kubelet leaves it unset
+    // there (runc cannot set one without a private UTS namespace).
+    if spec.host_network == Some(true) {
+        hostname.clear();
+    }
     let dns_config = match spec.dns_policy.as_deref() {
         // Default: the node's resolv.conf, which the runtime copies when given none.
         Some("Default") => None,
@@ -1949,6 +2058,44 @@ mod tests {
         assert_eq!(expand("$$(A)", &env), "$(A)");
         assert_eq!(expand("cost $5", &env), "cost $5");
         assert_eq!(expand("$(A", &env), "$(A");
+    }
+
+    #[tokio::test]
+    async fn a_host_network_sandbox_keeps_the_nodes_hostname() {
+        let h = crate::testing::Harness::new().await;
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "default", "uid": "u"},
+            "spec": {"containers": [{"name": "a", "image": "busybox"}]},
+        }))
+        .expect("pod");
+        assert_eq!(sandbox_config(&h.agent, &pod, 0).hostname, "p");
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.host_network = Some(true);
+        }
+        assert_eq!(sandbox_config(&h.agent, &pod, 0).hostname, "");
+    }
+
+    #[test]
+    fn only_changes_beyond_status_wake_a_worker() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "uid": "u", "resourceVersion": "1"},
+            "spec": {"containers": [{"name": "a", "image": "busybox"}]},
+        }))
+        .expect("pod");
+        let mut written = pod.clone();
+        written.metadata.resource_version = Some("2".into());
+        written.status = Some(serde_json::from_value(json!({"phase": "Running"})).expect("status"));
+        assert!(!differs_beyond_status(&pod, &written));
+        let mut deleting = written.clone();
+        deleting.metadata.deletion_timestamp = written
+            .metadata
+            .creation_timestamp
+            .clone()
+            .or_else(|| serde_json::from_value(json!("2026-11-30T00:00:00Z")).ok());
+        assert!(differs_beyond_status(&written, &deleting));
+        let mut relabeled = written.clone();
+        relabeled.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+        assert!(differs_beyond_status(&written, &relabeled));
     }
 
     #[test]

@@ -28,6 +28,10 @@ const NODE: &str = "bench-node";
 const IMAGE: &str = "docker.io/library/busybox:1.36";
 const COMMAND: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
 const WAIT: Duration = Duration::from_secs(120);
+/// Where the agent's containerd serves its Prometheus metrics (inside the namespace).
+const METRICS_ADDR: &str = "127.0.0.1:1338";
+/// /proc/stat and /proc/<pid>/stat count in USER_HZ, fixed at 100 by the kernel ABI.
+const USER_HZ: f64 = 100.0;
 
 #[derive(Debug, clap::Args)]
 pub struct StartupBenchArgs {
@@ -417,6 +421,8 @@ async fn inside(args: &StartupBenchArgs, dir: &Path) -> anyhow::Result<()> {
             .args(["--pod-cidr", "10.244.0.0/24", "--cgroup-root"])
             .arg(format!("{}/kubepods", args.cgroup_root))
             .args(["--log", "warn"])
+            // containerd's own per-phase timers (CNI setup, pause container, create, start).
+            .env(skiff_agent::containerd::METRICS_ENV, METRICS_ADDR)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&agent_log)?)
             .spawn()
@@ -493,6 +499,14 @@ async fn inside(args: &StartupBenchArgs, dir: &Path) -> anyhow::Result<()> {
 
     let mut concurrent = Phases::default();
     let names: Vec<String> = (0..args.concurrent).map(|i| format!("par-{i}")).collect();
+    let procs = NodeProcs {
+        node_dir: node_dir.display().to_string(),
+        agent: agent.0.id(),
+        server: server.0.id(),
+    };
+    let cpu0 = procs.cpu();
+    let metrics0 = scrape_metrics();
+    let phase_start = Instant::now();
     let creates = names.iter().map(|name| {
         let pods = pods.clone();
         let pp = pp.clone();
@@ -508,6 +522,8 @@ async fn inside(args: &StartupBenchArgs, dir: &Path) -> anyhow::Result<()> {
         let seen = wait_ready(&mut rx, name).await?;
         concurrent.add(*at, seen);
     }
+    let pods_cpu = procs.cpu().since(&cpu0, phase_start.elapsed());
+    let pods_metrics = metrics_delta(&metrics0, &scrape_metrics());
     // RSS once the pods have been running for a few status rounds.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let agent_rss = rss_kib(agent_pid);
@@ -525,7 +541,7 @@ async fn inside(args: &StartupBenchArgs, dir: &Path) -> anyhow::Result<()> {
 
     // The same container through raw CRI calls on the agent's containerd.
     let cri = Cri::connect(&node_dir.join("agent/containerd/containerd.sock")).await?;
-    let raw_cri = raw_cri(&cri, args, dir).await?;
+    let raw_cri = raw_cri(&cri, args, dir, &procs).await?;
     // And through raw runc.
     let raw_runc = raw_runc(args, dir)?;
 
@@ -547,8 +563,26 @@ async fn inside(args: &StartupBenchArgs, dir: &Path) -> anyhow::Result<()> {
     println!(
         "\nraw CRI on the agent's containerd (RunPodSandbox + CreateContainer + StartContainer)"
     );
-    raw_cri.0.print(&format!("{} sequential", args.raw));
-    raw_cri.1.print(&format!("{} concurrent", args.concurrent));
+    raw_cri
+        .sequential
+        .print(&format!("{} sequential", args.raw));
+    raw_cri
+        .concurrent
+        .print(&format!("{} concurrent", args.concurrent));
+    raw_cri.host_network.print(&format!(
+        "{} concurrent, hostNetwork (no CNI)",
+        args.concurrent
+    ));
+    println!(
+        "\nwhere the time went with {} pods at once (CPU seconds used during the phase)",
+        args.concurrent
+    );
+    pods_cpu.print("pods through the agent");
+    print_metrics(&pods_metrics);
+    raw_cri.concurrent_cpu.print("raw CRI");
+    print_metrics(&raw_cri.concurrent_metrics);
+    raw_cri.host_network_cpu.print("raw CRI, hostNetwork");
+    print_metrics(&raw_cri.host_network_metrics);
     println!("\nraw runc (`runc run -d`, busybox bundle, new empty netns, no CNI, no containerd)");
     println!("{}", stats("total", &raw_runc));
     let mib = |k: u64| k as f64 / 1024.0;
@@ -618,6 +652,7 @@ async fn raw_cri_one(
     cgroup_root: &str,
     dir: &Path,
     name: &str,
+    host_network: bool,
 ) -> anyhow::Result<([Duration; 3], String)> {
     let mut rt = cri.rt.clone();
     let uid = format!("{name}-{}", std::process::id());
@@ -631,10 +666,24 @@ async fn raw_cri_one(
             namespace: "bench-raw".into(),
             attempt: 0,
         }),
-        hostname: name.into(),
+        // As the kubelet: a pod on the node's network has the node's hostname (runc refuses
+        // to set one without a private UTS namespace).
+        hostname: if host_network {
+            String::new()
+        } else {
+            name.into()
+        },
         log_directory: logs.display().to_string(),
         linux: Some(api::LinuxPodSandboxConfig {
             cgroup_parent: format!("{cgroup_root}/raw/pod{uid}"),
+            // The node's network namespace: no netns and no CNI ADD, the rest unchanged.
+            security_context: host_network.then(|| api::LinuxSandboxSecurityContext {
+                namespace_options: Some(api::NamespaceOption {
+                    network: api::NamespaceMode::Node as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -697,25 +746,66 @@ async fn raw_cri_remove(cri: &Cri, sandbox: String) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the raw CRI runs measured.
+struct RawCriRuns {
+    sequential: RawCri,
+    concurrent: RawCri,
+    concurrent_cpu: CpuUse,
+    concurrent_metrics: Vec<(String, f64, f64)>,
+    host_network: RawCri,
+    host_network_cpu: CpuUse,
+    host_network_metrics: Vec<(String, f64, f64)>,
+}
+
 /// Raw CRI, one after another (each torn down untimed before the next, as the pods were), then
-/// as many at once as the concurrent pods.
+/// as many at once as the concurrent pods, then as many at once on the node's network.
 async fn raw_cri(
     cri: &Cri,
     args: &StartupBenchArgs,
     dir: &Path,
-) -> anyhow::Result<(RawCri, RawCri)> {
+    procs: &NodeProcs,
+) -> anyhow::Result<RawCriRuns> {
     let mut sequential = RawCri::default();
     for i in 0..args.raw {
-        let (t, sandbox) = raw_cri_one(cri, &args.cgroup_root, dir, &format!("raw-{i}")).await?;
+        let (t, sandbox) =
+            raw_cri_one(cri, &args.cgroup_root, dir, &format!("raw-{i}"), false).await?;
         sequential.add(t);
         raw_cri_remove(cri, sandbox).await?;
     }
+    let (concurrent, concurrent_cpu, concurrent_metrics) =
+        raw_cri_concurrent(cri, args, dir, procs, "raw-par", false).await?;
+    let (host_network, host_network_cpu, host_network_metrics) =
+        raw_cri_concurrent(cri, args, dir, procs, "raw-host", true).await?;
+    Ok(RawCriRuns {
+        sequential,
+        concurrent,
+        concurrent_cpu,
+        concurrent_metrics,
+        host_network,
+        host_network_cpu,
+        host_network_metrics,
+    })
+}
+
+async fn raw_cri_concurrent(
+    cri: &Cri,
+    args: &StartupBenchArgs,
+    dir: &Path,
+    procs: &NodeProcs,
+    prefix: &str,
+    host_network: bool,
+) -> anyhow::Result<(RawCri, CpuUse, Vec<(String, f64, f64)>)> {
     let mut concurrent = RawCri::default();
+    let cpu0 = procs.cpu();
+    let metrics0 = scrape_metrics();
+    let started = Instant::now();
     let runs = (0..args.concurrent).map(|i| {
-        let name = format!("raw-par-{i}");
-        async move { raw_cri_one(cri, &args.cgroup_root, dir, &name).await }
+        let name = format!("{prefix}-{i}");
+        async move { raw_cri_one(cri, &args.cgroup_root, dir, &name, host_network).await }
     });
     let results = futures::future::join_all(runs).await;
+    let cpu = procs.cpu().since(&cpu0, started.elapsed());
+    let metrics = metrics_delta(&metrics0, &scrape_metrics());
     let mut failed = None;
     for r in results {
         match r {
@@ -729,7 +819,200 @@ async fn raw_cri(
     if let Some(e) = failed {
         return Err(e);
     }
-    Ok((sequential, concurrent))
+    Ok((concurrent, cpu, metrics))
+}
+
+/// The node's processes whose CPU time the benchmark splits.
+struct NodeProcs {
+    node_dir: String,
+    agent: u32,
+    server: u32,
+}
+
+/// CPU seconds used so far, by whom.
+#[derive(Debug, Default, Clone)]
+struct CpuTimes {
+    machine_busy: f64,
+    containerd: f64,
+    /// Reaped children of containerd: the CNI plugins and `containerd-shim-runc-v2 start`.
+    containerd_children: f64,
+    /// Per shim PID: (own, reaped children = runc).
+    shims: HashMap<u32, (f64, f64)>,
+    agent: f64,
+    server: f64,
+}
+
+/// CPU seconds used during one phase.
+#[derive(Debug, Default, Clone)]
+struct CpuUse {
+    wall: Duration,
+    machine_busy: f64,
+    containerd: f64,
+    containerd_children: f64,
+    shims: usize,
+    shim_own: f64,
+    shim_children: f64,
+    agent: f64,
+    server: f64,
+}
+
+/// (own, reaped children) CPU seconds of `pid`.
+fn proc_cpu(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after "pid (comm)": state is field 3, utime 14, stime 15, cutime 16, cstime 17.
+    let tail = stat.rsplit_once(')').map(|(_, t)| t).unwrap_or("");
+    let f: Vec<f64> = tail
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    let get = |i: usize| f.get(i - 3).copied().unwrap_or(0.0) / USER_HZ;
+    (get(14) + get(15), get(16) + get(17))
+}
+
+impl NodeProcs {
+    fn cpu(&self) -> CpuTimes {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let cpu: Vec<f64> = stat
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().unwrap_or(0.0))
+            .collect();
+        // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+        let total: f64 = cpu.iter().take(8).sum();
+        let idle = cpu.get(3).copied().unwrap_or(0.0) + cpu.get(4).copied().unwrap_or(0.0);
+        let (containerd, containerd_children) = processes("containerd --config", &self.node_dir)
+            .first()
+            .map(|p| proc_cpu(p.0))
+            .unwrap_or_default();
+        CpuTimes {
+            machine_busy: (total - idle) / USER_HZ,
+            containerd,
+            containerd_children,
+            shims: processes("containerd-shim", &self.node_dir)
+                .iter()
+                .map(|p| (p.0, proc_cpu(p.0)))
+                .collect(),
+            agent: proc_cpu(self.agent).0,
+            server: proc_cpu(self.server).0,
+        }
+    }
+}
+
+impl CpuTimes {
+    fn since(&self, before: &CpuTimes, wall: Duration) -> CpuUse {
+        let (mut shim_own, mut shim_children) = (0.0, 0.0);
+        for (pid, (own, children)) in &self.shims {
+            let (own0, children0) = before.shims.get(pid).copied().unwrap_or_default();
+            shim_own += own - own0;
+            shim_children += children - children0;
+        }
+        CpuUse {
+            wall,
+            machine_busy: self.machine_busy - before.machine_busy,
+            containerd: self.containerd - before.containerd,
+            containerd_children: self.containerd_children - before.containerd_children,
+            shims: self.shims.len(),
+            shim_own,
+            shim_children,
+            agent: self.agent - before.agent,
+            server: self.server - before.server,
+        }
+    }
+}
+
+impl CpuUse {
+    fn print(&self, label: &str) {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let ours = self.containerd
+            + self.containerd_children
+            + self.shim_own
+            + self.shim_children
+            + self.agent
+            + self.server;
+        println!(
+            "{label}: {:.2} s wall = {:.2} core-s; machine busy {:.2} core-s: containerd {:.2} + its \
+             children (CNI plugins, shim start) {:.2}; {} shims {:.2} + their children (runc) {:.2}; \
+             agent {:.2}; API server+controllers+scheduler {:.2}; everything else on the machine {:.2}",
+            self.wall.as_secs_f64(),
+            self.wall.as_secs_f64() * cores,
+            self.machine_busy,
+            self.containerd,
+            self.containerd_children,
+            self.shims,
+            self.shim_own,
+            self.shim_children,
+            self.agent,
+            self.server,
+            (self.machine_busy - ours).max(0.0),
+        );
+    }
+}
+
+/// containerd's Prometheus text: `name{labels}` -> value, for its `_sum` and `_count` series.
+fn scrape_metrics() -> HashMap<String, f64> {
+    use std::io::{Read, Write};
+    let mut out = HashMap::new();
+    let Ok(mut conn) = std::net::TcpStream::connect(METRICS_ADDR) else {
+        return out;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = format!("GET /v1/metrics HTTP/1.0\r\nHost: {METRICS_ADDR}\r\n\r\n");
+    if conn.write_all(req.as_bytes()).is_err() {
+        return out;
+    }
+    let mut body = String::new();
+    let _ = conn.read_to_string(&mut body);
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let base = name.split('{').next().unwrap_or("");
+        if (base.ends_with("_sum") || base.ends_with("_count"))
+            && let Ok(v) = value.parse::<f64>()
+        {
+            out.insert(name.to_string(), v);
+        }
+    }
+    out
+}
+
+/// Per series that moved: (name{labels}, operations, mean seconds), the busiest first.
+fn metrics_delta(
+    before: &HashMap<String, f64>,
+    after: &HashMap<String, f64>,
+) -> Vec<(String, f64, f64)> {
+    let mut rows = Vec::new();
+    for (name, count) in after {
+        let (base, labels) = match name.split_once('{') {
+            Some((b, l)) => (b, format!("{{{l}")),
+            None => (name.as_str(), String::new()),
+        };
+        let Some(series) = base.strip_suffix("_count") else {
+            continue;
+        };
+        let sum_name = format!("{series}_sum{labels}");
+        let n = count - before.get(name).copied().unwrap_or(0.0);
+        let sum = after.get(&sum_name).copied().unwrap_or(0.0)
+            - before.get(&sum_name).copied().unwrap_or(0.0);
+        // grpc histograms are off; the CRI timers are what remains.
+        if n > 0.0 && series.starts_with("containerd_cri") {
+            rows.push((format!("{series}{labels}"), n, sum / n));
+        }
+    }
+    rows.sort_by(|a, b| (b.1 * b.2).total_cmp(&(a.1 * a.2)));
+    rows
+}
+
+fn print_metrics(rows: &[(String, f64, f64)]) {
+    if rows.is_empty() {
+        println!("  (no containerd metrics at {METRICS_ADDR})");
+    }
+    for (name, n, mean) in rows {
+        println!("  {name:<70} n={n:<4} mean {:>8.1} ms", mean * 1000.0);
+    }
 }
 
 fn raw_runc(args: &StartupBenchArgs, dir: &Path) -> anyhow::Result<Vec<Duration>> {
