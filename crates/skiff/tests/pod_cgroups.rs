@@ -9,12 +9,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use support::{KUBECTL_133, eventually};
+use support::eventually;
+use support::netns_host::{NetnsHost as Host, run, skip_reason, text, v2};
 
 const NODE_IP: &str = "10.213.9.2";
 const NODE: &str = "skiff-cg-node";
@@ -22,168 +22,23 @@ const POD_CIDR: &str = "10.244.77.0/24";
 const KUBELET_PORT: &str = "10299";
 const POD_MAX_PIDS: i64 = 40;
 
-fn run(cmd: &mut Command) -> std::process::Output {
-    cmd.output().expect("run command")
+/// Starts the server with the agent flags it passes through.
+fn start(host: &mut Host) {
+    let pids = POD_MAX_PIDS.to_string();
+    host.start_server(&[
+        "--pod-cidr",
+        POD_CIDR,
+        "--pod-network",
+        "host-gw",
+        "--pod-max-pids",
+        &pids,
+        "--kubelet-port",
+        KUBELET_PORT,
+    ]);
 }
 
-fn text(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn v2() -> bool {
-    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
-}
-
-/// Everything the test started or created; torn down in Drop.
-struct Host {
-    netns: String,
-    cgroup_root: String,
-    dir: tempfile::TempDir,
-    server: Option<Child>,
-}
-
+/// What this test reads of the host beyond the shared harness.
 impl Host {
-    fn new() -> Host {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let suffix = format!("{:08x}", nanos ^ std::process::id().rotate_left(16));
-        let host = Host {
-            netns: format!("skiff-cg-{suffix}"),
-            cgroup_root: format!("/skiff-cg-{suffix}"),
-            dir: tempfile::tempdir().expect("tempdir"),
-            server: None,
-        };
-        let ns = host.netns.clone();
-        let ip = |args: &[&str]| {
-            let out = run(Command::new("ip").args(args));
-            assert!(out.status.success(), "ip {args:?}: {out:?}");
-        };
-        ip(&["netns", "add", &ns]);
-        ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        // Both ends of the veth stay inside the namespace: the node gets a real non-loopback
-        // address and the root namespace gains nothing.
-        ip(&[
-            "-n",
-            &ns,
-            "link",
-            "add",
-            "eth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0-peer",
-        ]);
-        ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{NODE_IP}/24"),
-            "dev",
-            "eth0",
-        ]);
-        ip(&["-n", &ns, "link", "set", "eth0-peer", "up"]);
-        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-        host
-    }
-
-    /// A command inside the namespace (`nsenter --net`, not `ip netns exec`, which hides the
-    /// cgroup mounts from runc).
-    fn inside(&self, program: &str) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/var/run/netns/{}", self.netns))
-            .arg(program);
-        c
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.data_dir().join("agent/containerd/containerd.sock")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-
-    fn kubectl(&self, args: &[&str]) -> std::process::Output {
-        run(self
-            .inside(KUBECTL_133)
-            .arg("--kubeconfig")
-            .arg(self.data_dir().join("kubeconfig.yaml"))
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("kcache"))
-            .args(args))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {out:?}\n{}",
-            self.log()
-        );
-        text(&out)
-    }
-
-    fn start_server(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("server.log"))
-            .expect("log");
-        let mut child = self
-            .inside(env!("CARGO_BIN_EXE_skiff"))
-            .args(["server", "--https-listen-port", "0", "--node-name", NODE])
-            .arg("--cgroup-root")
-            .arg(format!("{}/kubepods", self.cgroup_root))
-            .args(["--pod-cidr", POD_CIDR, "--pod-network", "host-gw"])
-            .args(["--pod-max-pids", &POD_MAX_PIDS.to_string()])
-            .args(["--kubelet-port", KUBELET_PORT])
-            .args(["--log", "info,skiff_agent=debug"])
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn server");
-        let stdout = child.stdout.take().expect("stdout");
-        self.server = Some(child);
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("ready line");
-        assert!(
-            line.contains("skiff server ready"),
-            "server not ready: {line:?}\n{}",
-            self.log()
-        );
-    }
-
-    /// SIGTERM the server and wait (bounded) for it to exit.
-    fn stop_server(&mut self) {
-        let Some(mut child) = self.server.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .output();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-
     /// The value of `file` in the cgroup `rel` (below the test's root) of `controller`'s
     /// hierarchy (v1) or the unified one (v2); None when missing.
     fn cgroup_file(&self, controller: &str, rel: &str, file: &str) -> Option<String> {
@@ -202,38 +57,7 @@ impl Host {
     }
 
     fn cgroup_exists(&self, rel: &str) -> bool {
-        let base = if v2() {
-            PathBuf::from("/sys/fs/cgroup")
-        } else {
-            PathBuf::from("/sys/fs/cgroup/memory")
-        };
-        base.join(self.cgroup_root.trim_start_matches('/'))
-            .join(rel)
-            .exists()
-    }
-
-    /// Processes in the test's cgroup tree.
-    fn pod_processes(&self) -> Vec<String> {
-        fn walk(dir: &Path, out: &mut Vec<String>) {
-            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-            out.extend(procs.split_whitespace().map(str::to_string));
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    walk(&e.path(), out);
-                }
-            }
-        }
-        let base = if v2() {
-            "/sys/fs/cgroup"
-        } else {
-            "/sys/fs/cgroup/memory"
-        };
-        let mut out = Vec::new();
-        walk(
-            &Path::new(base).join(self.cgroup_root.trim_start_matches('/')),
-            &mut out,
-        );
-        out
+        self.cgroup_base().join(rel).exists()
     }
 
     fn create(&self, name: &str, manifest: serde_json::Value) {
@@ -251,131 +75,6 @@ impl Host {
             (self.field(pod, "{.status.phase}") == "Running").then_some(())
         });
     }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        if let Some(keep) = std::env::var_os("SKIFF_KEEP_LOGS") {
-            let _ = std::fs::create_dir_all(&keep);
-            let _ = std::fs::copy(
-                self.dir.path().join("server.log"),
-                Path::new(&keep).join("pod_cgroups-server.log"),
-            );
-        }
-        // While the server still runs, let the agent remove the pods the test left.
-        if self.server.is_some() {
-            let _ = self.kubectl(&[
-                "delete",
-                "pods",
-                "--all",
-                "-A",
-                "--force",
-                "--grace-period=0",
-                "--wait=false",
-            ]);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline && !self.pod_processes().is_empty() {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-        for pid in self.pod_processes() {
-            let _ = Command::new("kill").args(["-9", &pid]).output();
-        }
-        // containerd shims outlive containerd by design; those serving our socket are ours.
-        let socket = self.socket().display().to_string();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains("containerd-shim") && cmdline.contains(&socket) {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).output();
-            }
-        }
-        if self.server.is_some() {
-            // The server is the shims' subreaper: give it a moment to reap what was killed.
-            std::thread::sleep(Duration::from_millis(1500));
-        }
-        self.stop_server();
-        // Mounts containerd left under our dir (rootfs, shm, pod netns), deepest first.
-        let base = self.dir.path().display().to_string();
-        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
-            .filter(|m| m.starts_with(&base))
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            let _ = Command::new("umount").args(["-l", &m]).output();
-        }
-        // The test's cgroup tree, in every hierarchy, retried while killed tasks exit.
-        fn rm(dir: &Path) {
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    rm(&e.path());
-                }
-            }
-            let _ = std::fs::remove_dir(dir);
-        }
-        let root = self.cgroup_root.trim_start_matches('/').to_string();
-        let hierarchies: Vec<PathBuf> = if v2() {
-            vec![PathBuf::from("/sys/fs/cgroup")]
-        } else {
-            std::fs::read_dir("/sys/fs/cgroup")
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .collect()
-        };
-        for _ in 0..50 {
-            let mut left = false;
-            for h in &hierarchies {
-                let path = h.join(&root);
-                rm(&path);
-                left |= path.exists();
-            }
-            if !left {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        for d in [
-            "/var/lib/cni/results",
-            "/var/lib/cni",
-            "/run/containerd/s",
-            "/run/containerd/runc/k8s.io",
-            "/run/containerd/runc",
-            "/run/containerd",
-        ] {
-            let _ = std::fs::remove_dir(d);
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .output();
-    }
-}
-
-fn skip_reason() -> Option<&'static str> {
-    if let Some(why) = support::cluster::skip_reason() {
-        return Some(why);
-    }
-    for p in ["containerd", "runc", "nsenter", "ip"] {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {p}"))
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return Some("needs containerd, runc, nsenter and ip (scripts/install-deps.sh)");
-        }
-    }
-    if !Path::new(KUBECTL_133).exists() {
-        return Some("needs the real kubectl");
-    }
-    None
 }
 
 fn pod(
@@ -473,12 +172,12 @@ fn pod_qos_and_node_cgroups_carry_the_kubelets_values() {
         eprintln!("skipping: {why}");
         return;
     }
-    let mut host = Host::new();
+    let mut host = Host::new("skiff-cg", NODE_IP, NODE);
     let images = host.data_dir().join("agent/images");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
     let out = run(Command::new(script).arg(&images));
     assert!(out.status.success(), "busybox-image.sh: {out:?}");
-    host.start_server();
+    start(&mut host);
     eventually(
         Duration::from_secs(120),
         "the server's node is Ready",
@@ -541,15 +240,7 @@ fn pod_qos_and_node_cgroups_carry_the_kubelets_values() {
     );
     // The sandbox and the container run inside the pod cgroup (below it).
     let procs_below = |rel: &str| {
-        let base = if v2() {
-            "/sys/fs/cgroup"
-        } else {
-            "/sys/fs/cgroup/memory"
-        };
-        let dir = Path::new(base)
-            .join(host.cgroup_root.trim_start_matches('/'))
-            .join(rel);
-        std::fs::read_dir(dir)
+        std::fs::read_dir(host.cgroup_base().join(rel))
             .into_iter()
             .flatten()
             .flatten()
@@ -580,7 +271,7 @@ fn pod_qos_and_node_cgroups_carry_the_kubelets_values() {
     expect_shares(&host, "kubepods/burstable", 512);
     // A restarted agent sets the classes up afresh and recounts the pods it adopts.
     host.stop_server();
-    host.start_server();
+    start(&mut host);
     // The agent resets the classes before it logs ready; 512 after that is a recount.
     eventually(Duration::from_secs(60), "the agent is ready again", || {
         (host.log().matches("node agent ready").count() == 2).then_some(())

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod netns_host;
 
 #[path = "../../../store/tests/etcd_support/mod.rs"]
 pub mod etcd_support;
