@@ -443,15 +443,13 @@ impl Framework {
         node: &NodeInfo,
         snap: &Snapshot,
     ) -> Status {
-        let nominated = snap.nominated_pods(&node.name);
-        if !nominated
-            .iter()
-            .any(|p| p.uid != pod.uid && p.priority >= pod.priority)
-        {
+        let (load, count) =
+            crate::plugins::node_resources_fit::nominated_load(pod, &node.name, snap);
+        if count == 0 {
             return self.run_filter_plugins(active, cx, pod, node, snap);
         }
         if self.filters_by_resources_only(active) {
-            return self.run_filter_with_nominated_load(active, cx, pod, node, snap);
+            return self.run_filter_with_nominated_load(active, cx, pod, node, snap, (load, count));
         }
         if let Some(with) = with_nominated_pods(pod, node, snap) {
             let s = self.run_filter_plugins(active, cx, pod, &with, snap);
@@ -482,24 +480,18 @@ impl Framework {
         pod: &PodInfo,
         node: &NodeInfo,
         snap: &Snapshot,
+        (load, count): (crate::resources::Resources, i64),
     ) -> Status {
         use crate::plugins::node_resources_fit as fit;
-        for &i in active {
-            let p = &self.plugins[i].0;
-            let s = if p.name() == fit::NAME {
-                let (extra, count) = fit::nominated_load(pod, &node.name, snap);
-                let mut used = node.requested.clone();
-                used.add(&extra);
-                let pods = node.pods.len() as i64 + count;
-                fit::status_of(fit::fits_request_used(pod, &node.allocatable, &used, pods))
-            } else {
-                p.filter(cx, pod, node, snap)
-            };
-            if !s.is_success() {
-                return s.with_plugin(p.name());
+        self.run_filters_with(active, |p| {
+            if p.name() != fit::NAME {
+                return p.filter(cx, pod, node, snap);
             }
-        }
-        Status::success()
+            let mut used = node.requested.clone();
+            used.add(&load);
+            let pods = node.pods.len() as i64 + count;
+            fit::status_of(fit::fits_request_used(pod, &node.allocatable, &used, pods))
+        })
     }
 
     /// PreFilter and Filter (nominated pods counted) of `pod` on one node.
@@ -511,26 +503,25 @@ impl Framework {
         }
     }
 
+    /// Whether a preemptor fits on the node it is nominated to now (its victims gone): then it
+    /// is activated at once instead of waiting out its backoff (upstream's `Activate`).
+    pub fn fits_nominated_node(&self, pod: &PodInfo, snap: &Snapshot) -> bool {
+        pod.nominated_node_name
+            .as_deref()
+            .and_then(|n| snap.node(n))
+            .is_some_and(|node| self.fits_on(pod, node, snap))
+    }
+
     /// Upstream's queueing-hint check for a pod in the unschedulable queue: whether `event`
     /// may make it schedulable, asking the plugins in `rejectors` (those that rejected it in
-    /// its last cycle). A preemptor nominated to the node a pod left is re-activated once it
-    /// passes Filter there, so it is not retried while its other victims still terminate.
+    /// its last cycle).
     pub fn queueing_hint(
         &self,
         pod: &PodInfo,
-        nominated_node: Option<&str>,
         rejectors: &[&'static str],
         event: &ClusterEvent,
         snap: &Snapshot,
     ) -> bool {
-        if let ClusterEvent::AssignedPodDelete(gone) = event
-            && let Some(n) = nominated_node
-            && gone.node_name.as_deref() == Some(n)
-            && let Some(node) = snap.node(n)
-            && self.fits_on(pod, node, snap)
-        {
-            return true;
-        }
         let mut known = false;
         for (p, _) in &self.plugins {
             if !rejectors.contains(&p.name()) {
@@ -554,9 +545,19 @@ impl Framework {
         node: &NodeInfo,
         snap: &Snapshot,
     ) -> Status {
+        self.run_filters_with(active, |p| p.filter(cx, pod, node, snap))
+    }
+
+    /// The Filter plugins of `active` in order, each verdict from `filter`; the first
+    /// rejection wins, named after its plugin.
+    fn run_filters_with(
+        &self,
+        active: &[usize],
+        mut filter: impl FnMut(&dyn Plugin) -> Status,
+    ) -> Status {
         for &i in active {
             let p = &self.plugins[i].0;
-            let s = p.filter(cx, pod, node, snap);
+            let s = filter(p.as_ref());
             if !s.is_success() {
                 return s.with_plugin(p.name());
             }
@@ -979,14 +980,14 @@ mod hint_tests {
     fn a_preemptor_is_requeued_only_when_its_last_victim_is_gone() {
         let (mut snap, vip) = preempting();
         let fw = Framework::with_defaults();
+        // As the scheduler's requeue: the pods nominated to the node the pod left, activated
+        // once they fit there.
         let hint = |snap: &Snapshot, gone: &PodInfo| {
-            fw.queueing_hint(
-                &vip,
-                snap.nomination(&vip.uid),
-                FIT,
-                &ClusterEvent::AssignedPodDelete(gone),
-                snap,
-            )
+            gone.node_name.as_deref().is_some_and(|n| {
+                snap.nominated_pods(n)
+                    .iter()
+                    .any(|p| p.uid == vip.uid && fw.fits_nominated_node(p, snap))
+            })
         };
         let a0 = snap.remove_pod("uid-a0").expect("a0");
         assert!(!hint(&snap, &a0), "only 1300m free on a");
@@ -1010,12 +1011,12 @@ mod hint_tests {
         let gone = placed("a2", "a", 1, 900);
         let event = ClusterEvent::AssignedPodDelete(&gone);
         // a has 3100m free but 3000m of it belong to the nominated preemptor.
-        assert!(!fw.queueing_hint(&other, None, FIT, &event, &snap));
+        assert!(!fw.queueing_hint(&other, FIT, &event, &snap));
         // Without the nomination the same event would help.
         snap.clear_nomination("uid-vip");
-        assert!(fw.queueing_hint(&other, None, FIT, &event, &snap));
+        assert!(fw.queueing_hint(&other, FIT, &event, &snap));
         // A pod rejected by no known plugin moves on any event.
-        assert!(fw.queueing_hint(&other, None, &[], &event, &snap));
+        assert!(fw.queueing_hint(&other, &[], &event, &snap));
     }
 
     #[test]

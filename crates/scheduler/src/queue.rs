@@ -297,24 +297,26 @@ impl<T> SchedulingQueue<T> {
         if self.unschedulable.is_empty() {
             return 0;
         }
-        let mut moving: Vec<(String, Option<Instant>)> = Vec::new();
-        if self.unschedulable.len() * 4 >= self.entries.len() {
-            // Most pods wait in unschedulable: walking the entries spares a key lookup (hash
-            // and compare) per pod.
-            for (k, e) in &self.entries {
-                if e.location == Location::Unschedulable && hint(&e.item, &e.rejectors) {
-                    moving.push((k.clone(), Self::backoff_ready_at(e)));
-                }
-            }
-        } else {
-            for k in &self.unschedulable {
-                if let Some(e) = self.entries.get(k)
-                    && hint(&e.item, &e.rejectors)
-                {
-                    moving.push((k.clone(), Self::backoff_ready_at(e)));
-                }
-            }
-        }
+        // When most pods wait in unschedulable, walking the entries spares a key lookup (hash
+        // and compare) per pod.
+        let waiting: Box<dyn Iterator<Item = (&String, &Entry<T>)>> =
+            if self.unschedulable.len() * 4 >= self.entries.len() {
+                Box::new(
+                    self.entries
+                        .iter()
+                        .filter(|(_, e)| e.location == Location::Unschedulable),
+                )
+            } else {
+                Box::new(
+                    self.unschedulable
+                        .iter()
+                        .filter_map(|k| self.entries.get_key_value(k)),
+                )
+            };
+        let moving: Vec<(String, Option<Instant>)> = waiting
+            .filter(|(_, e)| hint(&e.item, &e.rejectors))
+            .map(|(k, e)| (k.clone(), Self::backoff_ready_at(e)))
+            .collect();
         let moved = moving.len();
         for (k, ready) in moving {
             match ready.filter(|r| *r > now) {

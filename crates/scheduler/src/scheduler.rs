@@ -87,16 +87,15 @@ fn requeue(
     // dominated a preemption burst.
     if let ClusterEvent::AssignedPodDelete(gone) = &event
         && let Some(name) = gone.node_name.as_deref()
-        && let Some(node) = snapshot.node(name)
     {
         for p in snapshot.nominated_pods(name) {
-            if framework.fits_on(p, node, snapshot) && queue.activate(&p.key()) {
+            if framework.fits_nominated_node(p, snapshot) && queue.activate(&p.key()) {
                 tracing::debug!(pod = %p.key(), node = %name, "preemptor activated");
             }
         }
     }
     let moved = queue.move_if(Instant::now(), |q, rejectors| match &q.info {
-        Some(info) => framework.queueing_hint(info, None, rejectors, &event, snapshot),
+        Some(info) => framework.queueing_hint(info, rejectors, &event, snapshot),
         None => true,
     });
     if moved > 0 {
@@ -931,8 +930,7 @@ impl Loop {
             .nominated_pods(node)
             .iter()
             .find(|p| p.uid == uid)
-            .zip(self.snapshot.node(node))
-            .is_some_and(|(p, n)| self.framework.fits_on(p, n, &self.snapshot));
+            .is_some_and(|p| self.framework.fits_nominated_node(p, &self.snapshot));
         if fits && self.queue.activate(key) {
             tracing::debug!(pod = %key, %node, "preemptor activated after its evictions");
         }
