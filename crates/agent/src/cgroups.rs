@@ -433,6 +433,12 @@ impl PodCgroups {
         &self.root
     }
 
+    /// The pod's cgroup (`<root>/<qos>/pod<uid>`), the parent of its sandbox and containers.
+    pub fn pod_path(&self, pod: &Pod) -> String {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        pod_parent(&self.root, util::qos_class(pod), uid)
+    }
+
     fn apply_logged(&self, path: &str, settings: &[Setting]) -> bool {
         if !self.enabled {
             return true;
@@ -473,7 +479,7 @@ impl PodCgroups {
                 .insert(uid.to_string(), admission::pod_requests(pod).cpu);
             self.update_burstable();
         }
-        let path = pod_parent(&self.root, qos, uid);
+        let path = self.pod_path(pod);
         let settings = pod_settings(pod, self.pod_max_pids);
         if self.apply_logged(&path, &settings) {
             tracing::debug!(

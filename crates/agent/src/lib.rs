@@ -123,8 +123,7 @@ pub struct Agent {
     pub node_ip: IpAddr,
     /// `<data-dir>/agent/pods`: one log directory per pod.
     pub pods_dir: PathBuf,
-    pub cgroup_root: String,
-    /// Node, QoS and pod cgroups under `cgroup_root`.
+    /// Node, QoS and pod cgroups under the configured cgroup root.
     pub cgroups: cgroups::PodCgroups,
     pub cluster_dns: String,
     pub cluster_domain: String,
@@ -366,7 +365,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         node_name: config.node_name.clone(),
         node_ip,
         pods_dir,
-        cgroup_root: config.cgroup_root.clone(),
         cgroups,
         cluster_dns: config.cluster_dns.clone(),
         cluster_domain: config.cluster_domain.clone(),

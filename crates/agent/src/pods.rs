@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cri::api;
 use crate::events::{self, Recorder};
-use crate::{Agent, admission, cgroups, probes, util};
+use crate::{Agent, admission, probes, util};
 
 /// CRI labels that tie runtime objects to their pod and container (the kubelet's names).
 pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
@@ -324,14 +324,12 @@ async fn relist_loop(
 /// the worker have to sync at once (the agent's own status writes come back as watch events;
 /// upstream's kubelet likewise only reconciles status-only updates).
 fn differs_beyond_status(old: &Pod, new: &Pod) -> bool {
-    let strip = |p: &Pod| {
-        let mut p = p.clone();
-        p.status = None;
-        p.metadata.resource_version = None;
-        p.metadata.managed_fields = None;
-        p
+    let meta = |p: &Pod| k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        resource_version: None,
+        managed_fields: None,
+        ..p.metadata.clone()
     };
-    strip(old) != strip(new)
+    old.spec != new.spec || meta(old) != meta(new)
 }
 
 /// Sandboxes whose pod this agent does not know are torn down (pods deleted while it was away).
@@ -964,6 +962,38 @@ async fn observe(agent: &Agent, pod: &Pod, uid: &str) -> Result<Observed, SyncEr
     })
 }
 
+/// A listed container's status; None when it was removed between the list and this call.
+async fn runtime_container_status(
+    rt: &mut k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
+    id: &str,
+) -> Result<Option<api::ContainerStatus>, SyncError> {
+    let request = api::ContainerStatusRequest {
+        container_id: id.to_string(),
+        verbose: false,
+    };
+    match rt.container_status(request).await {
+        Ok(s) => Ok(s.into_inner().status),
+        Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+        Err(s) => Err(cri("ContainerStatus")(s)),
+    }
+}
+
+/// A container's name in its pod: the agent's label, else the CRI metadata name.
+fn container_name(c: &api::Container) -> String {
+    c.labels
+        .get(LABEL_CONTAINER_NAME)
+        .cloned()
+        .or_else(|| c.metadata.as_ref().map(|m| m.name.clone()))
+        .unwrap_or_default()
+}
+
+/// Each name's containers, newest attempt first.
+fn sort_newest_first(by_name: &mut HashMap<String, Vec<api::ContainerStatus>>) {
+    for v in by_name.values_mut() {
+        v.sort_by_key(|s| std::cmp::Reverse(attempt_of(s)));
+    }
+}
+
 async fn containers_of(
     agent: &Agent,
     sandbox_id: &str,
@@ -982,31 +1012,11 @@ async fn containers_of(
         .containers;
     let mut by_name: HashMap<String, Vec<api::ContainerStatus>> = HashMap::new();
     for c in list {
-        let status = match rt
-            .container_status(api::ContainerStatusRequest {
-                container_id: c.id.clone(),
-                verbose: false,
-            })
-            .await
-        {
-            Ok(s) => s.into_inner().status,
-            // Removed between the list and the status call.
-            Err(s) if s.code() == tonic::Code::NotFound => None,
-            Err(s) => return Err(cri("ContainerStatus")(s)),
-        };
-        if let Some(status) = status {
-            let name = c
-                .labels
-                .get(LABEL_CONTAINER_NAME)
-                .cloned()
-                .or_else(|| c.metadata.as_ref().map(|m| m.name.clone()))
-                .unwrap_or_default();
-            by_name.entry(name).or_default().push(status);
+        if let Some(status) = runtime_container_status(&mut rt, &c.id).await? {
+            by_name.entry(container_name(&c)).or_default().push(status);
         }
     }
-    for v in by_name.values_mut() {
-        v.sort_by_key(|s| std::cmp::Reverse(attempt_of(s)));
-    }
+    sort_newest_first(&mut by_name);
     Ok(by_name)
 }
 
@@ -1145,7 +1155,7 @@ pub fn sandbox_config(agent: &Agent, pod: &Pod, attempt: u32) -> api::PodSandbox
             .into_iter()
             .collect(),
         linux: Some(api::LinuxPodSandboxConfig {
-            cgroup_parent: cgroups::pod_parent(&agent.cgroup_root, util::qos_class(pod), &uid),
+            cgroup_parent: agent.cgroups.pod_path(pod),
             security_context: Some(api::LinuxSandboxSecurityContext {
                 namespace_options: Some(namespace_options(pod)),
                 privileged,

@@ -759,9 +759,11 @@ impl Harness {
             node_name: "node-1".into(),
             node_ip: IpAddr::from([192, 0, 2, 10]),
             pods_dir,
-            // A cgroup path no host has, so teardown's cgroup removal touches nothing.
-            cgroup_root: format!("/skiff-unit-test-{}", std::process::id()),
-            cgroups: crate::cgroups::PodCgroups::disabled("/skiff-unit-test"),
+            // A cgroup path no host has; the disabled manager writes and removes nothing.
+            cgroups: crate::cgroups::PodCgroups::disabled(&format!(
+                "/skiff-unit-test-{}",
+                std::process::id()
+            )),
             cluster_dns: "10.96.0.10".into(),
             cluster_domain: "cluster.local".into(),
             owns_runtime: true,

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use crate::cri::{Cri, api};
 
-use super::{LABEL_CONTAINER_NAME, LABEL_POD_UID, SyncError, attempt_of, cri};
+use super::{
+    LABEL_POD_UID, SyncError, attempt_of, container_name, cri, runtime_container_status,
+    sort_newest_first,
+};
 
 /// How often the runtime is relisted (upstream's PLEG relist period).
 pub const PERIOD: Duration = Duration::from_secs(1);
@@ -91,9 +94,14 @@ impl Relist {
             .map_err(cri("ListContainers"))?
             .into_inner()
             .containers;
+        // Only relist touches these caches (one relist at a time): taken, not copied. A
+        // failed relist drops them and the next one asks again.
         let (mut statuses, mut ips) = {
-            let inner = self.lock();
-            (inner.statuses.clone(), inner.ips.clone())
+            let mut inner = self.lock();
+            (
+                std::mem::take(&mut inner.statuses),
+                std::mem::take(&mut inner.ips),
+            )
         };
         // The newest ready sandbox of each pod.
         let mut ready: HashMap<String, &api::PodSandbox> = HashMap::new();
@@ -157,41 +165,25 @@ impl Relist {
                 continue;
             };
             seen.insert(c.id.clone());
-            let cached = statuses.get(&c.id).filter(|s| s.state == c.state).cloned();
-            let status = match cached {
-                Some(s) => s,
-                None => {
-                    let r = rt
-                        .container_status(api::ContainerStatusRequest {
-                            container_id: c.id.clone(),
-                            verbose: false,
-                        })
-                        .await;
-                    match r {
-                        Ok(r) => match r.into_inner().status {
-                            Some(s) => s,
-                            None => continue,
-                        },
-                        Err(e) if e.code() == tonic::Code::NotFound => continue,
-                        Err(e) => return Err(cri("ContainerStatus")(e)),
+            let status = match statuses.get(&c.id).filter(|s| s.state == c.state) {
+                Some(s) => s.clone(),
+                None => match runtime_container_status(&mut rt, &c.id).await? {
+                    Some(s) => {
+                        statuses.insert(c.id.clone(), s.clone());
+                        s
                     }
-                }
+                    None => continue,
+                },
             };
-            statuses.insert(c.id.clone(), status.clone());
-            let name = c
-                .labels
-                .get(LABEL_CONTAINER_NAME)
-                .cloned()
-                .or_else(|| c.metadata.as_ref().map(|m| m.name.clone()))
-                .unwrap_or_default();
             if let Some(r) = records.get_mut(*uid) {
-                r.containers.entry(name).or_default().push(status);
+                r.containers
+                    .entry(container_name(c))
+                    .or_default()
+                    .push(status);
             }
         }
         for r in records.values_mut() {
-            for v in r.containers.values_mut() {
-                v.sort_by_key(|s| std::cmp::Reverse(attempt_of(s)));
-            }
+            sort_newest_first(&mut r.containers);
         }
         statuses.retain(|id, _| seen.contains(id));
         ips.retain(|id, _| sandbox_owner.contains_key(id.as_str()));
