@@ -128,6 +128,62 @@ enum DatastoreCommand {
     },
 }
 
+/// The node agent's flags, the same on `skiff agent` and on `skiff server` (for its own host).
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeFlags {
+    /// Node name (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The node's address (default: `skiff agent` takes the source address of the route to the
+    /// API server; `skiff server` its bind address if that is a specific non-loopback one, else
+    /// the host's first non-loopback address).
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
+    /// An existing CRI socket (`unix:///...`); without it the agent runs its own containerd
+    /// under `<data-dir>/agent`.
+    #[arg(long)]
+    pub container_runtime_endpoint: Option<String>,
+    /// Parent cgroup of every pod.
+    #[arg(long, default_value = "/kubepods")]
+    pub cgroup_root: String,
+    /// podCIDR to register a new Node with (default: the node IPAM controller assigns one).
+    #[arg(long)]
+    pub pod_cidr: Option<String>,
+    /// How pods reach pods on other nodes: `host-gw` (routes via node addresses, nodes on one
+    /// L2 segment) or `vxlan` (an overlay over the node addresses).
+    #[arg(long, default_value = "host-gw")]
+    pub pod_network: skiff_agent::podnet::Mode,
+    /// Pid limit of each pod's cgroup (-1: unlimited), as the kubelet's `--pod-max-pids`.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub pod_max_pids: i64,
+    /// Port of the node's streaming server (logs, exec, attach, port-forward), as the kubelet's
+    /// `--port`.
+    #[arg(long, default_value_t = skiff_agent::DEFAULT_PORT)]
+    pub kubelet_port: u16,
+}
+
+impl NodeFlags {
+    /// The node's name: `--node-name` or the host name.
+    pub fn name(&self) -> String {
+        self.node_name
+            .clone()
+            .unwrap_or_else(skiff_agent::default_node_name)
+    }
+
+    /// Writes these flags into the agent's config (`node_ip` only when given).
+    pub fn apply(&self, config: &mut skiff_agent::Config) {
+        config.runtime_endpoint = self.container_runtime_endpoint.clone();
+        if self.node_ip.is_some() {
+            config.node_ip = self.node_ip;
+        }
+        config.cgroup_root = self.cgroup_root.clone();
+        config.pod_cidr = self.pod_cidr.clone();
+        config.pod_network = self.pod_network;
+        config.pod_max_pids = self.pod_max_pids;
+        config.port = self.kubelet_port;
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct AgentArgs {
     /// Directory for the agent's state (`agent/`: containerd, CNI, pod logs, `images/*.tar`).
@@ -146,32 +202,8 @@ struct AgentArgs {
     /// Kubeconfig to reach the API server with, instead of joining with a token.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
-    /// Node name (default: the host name).
-    #[arg(long)]
-    node_name: Option<String>,
-    /// An existing CRI socket (`unix:///...`); without it the agent runs its own containerd.
-    #[arg(long)]
-    container_runtime_endpoint: Option<String>,
-    /// podCIDR to register a new Node with (default: the node IPAM controller assigns one).
-    #[arg(long)]
-    pod_cidr: Option<String>,
-    /// The node's address (default: the source address of the route to the API server).
-    #[arg(long)]
-    node_ip: Option<IpAddr>,
-    /// Parent cgroup of every pod.
-    #[arg(long, default_value = "/kubepods")]
-    cgroup_root: String,
-    /// How pods reach pods on other nodes: `host-gw` (routes via node addresses, nodes on one
-    /// L2 segment) or `vxlan` (an overlay over the node addresses).
-    #[arg(long, default_value = "host-gw")]
-    pod_network: String,
-    /// Pid limit of each pod's cgroup (-1: unlimited), as the kubelet's `--pod-max-pids`.
-    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
-    pod_max_pids: i64,
-    /// Port of the node's streaming server (logs, exec, attach, port-forward), as the kubelet's
-    /// `--port`.
-    #[arg(long, default_value_t = skiff_agent::DEFAULT_PORT)]
-    kubelet_port: u16,
+    #[command(flatten)]
+    node: NodeFlags,
     /// The cluster's pod network (every node's podCIDR is inside it); the server's
     /// `--cluster-cidr`.
     #[arg(long, default_value = "10.244.0.0/16")]
@@ -296,33 +328,8 @@ struct ServerArgs {
     /// Do not run a node agent on this host (control plane only).
     #[arg(long)]
     disable_agent: bool,
-    /// Name of this host's node (default: the host name).
-    #[arg(long)]
-    node_name: Option<String>,
-    /// This host's node address (default: the bind address if it is a specific non-loopback
-    /// one, else the host's first non-loopback address).
-    #[arg(long)]
-    node_ip: Option<IpAddr>,
-    /// An existing CRI socket (`unix:///...`) for this host's agent; without it the agent runs
-    /// its own containerd under `<data-dir>/agent`.
-    #[arg(long)]
-    container_runtime_endpoint: Option<String>,
-    /// Parent cgroup of this host's pods.
-    #[arg(long, default_value = "/kubepods")]
-    cgroup_root: String,
-    /// podCIDR this host's node registers with (default: the node IPAM controller assigns one).
-    #[arg(long)]
-    pod_cidr: Option<String>,
-    /// How pods reach pods on other nodes: `host-gw` or `vxlan` (as `skiff agent`).
-    #[arg(long, default_value = "host-gw")]
-    pod_network: skiff_agent::podnet::Mode,
-    /// Pid limit of each pod's cgroup on this host (-1: unlimited), as the kubelet's
-    /// `--pod-max-pids`.
-    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
-    pod_max_pids: i64,
-    /// Port of this host's node streaming server (logs, exec, attach, port-forward).
-    #[arg(long, default_value_t = skiff_agent::DEFAULT_PORT)]
-    kubelet_port: u16,
+    #[command(flatten)]
+    node: NodeFlags,
     /// Do not run the scheduler in this server (as k3s's `--disable-scheduler`).
     #[arg(long)]
     disable_scheduler: bool,
@@ -523,10 +530,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    let name = args
-        .node_name
-        .clone()
-        .unwrap_or_else(skiff_agent::default_node_name);
+    let name = args.node.name();
     let token = match (&args.token, &args.token_file) {
         (Some(t), _) => Some(t.clone()),
         (None, Some(f)) => Some(
@@ -549,17 +553,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         .await
         .map_err(anyhow::Error::msg)?;
     let mut config = skiff_agent::Config::new(args.data_dir, name, kube);
-    config.runtime_endpoint = args.container_runtime_endpoint;
-    config.pod_cidr = args.pod_cidr;
-    config.node_ip = args.node_ip;
-    config.cgroup_root = args.cgroup_root;
-    config.pod_network = args
-        .pod_network
-        .parse()
-        .map_err(anyhow::Error::msg)
-        .context("--pod-network")?;
-    config.pod_max_pids = args.pod_max_pids;
-    config.port = args.kubelet_port;
+    args.node.apply(&mut config);
     config.cluster_cidr = args.cluster_cidr;
     let shutdown = CancellationToken::new();
     let mut run = tokio::spawn(skiff_agent::run(config, shutdown.clone()));
@@ -808,16 +802,9 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     } else {
         let options = server_agent::Options {
             data_dir: args.data_dir.clone(),
-            node_name: args.node_name.clone(),
-            node_ip: args.node_ip,
-            runtime_endpoint: args.container_runtime_endpoint.clone(),
-            cgroup_root: args.cgroup_root.clone(),
+            node: args.node.clone(),
             cluster_cidr: args.cluster_cidr.clone(),
             bind_address: args.bind_address,
-            pod_cidr: args.pod_cidr.clone(),
-            pod_network: args.pod_network,
-            pod_max_pids: args.pod_max_pids,
-            port: args.kubelet_port,
         };
         Some(server_agent::start(&server, options, agent_shutdown.clone()).await?)
     };

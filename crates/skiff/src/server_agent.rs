@@ -13,34 +13,19 @@ use tokio_util::sync::CancellationToken;
 pub struct Options {
     /// The server's data dir; the agent's state goes to `<data-dir>/agent`.
     pub data_dir: PathBuf,
-    /// Node name (default: the host name).
-    pub node_name: Option<String>,
-    /// Node IP (default: the bind address when it is a specific non-loopback one, else the
-    /// host's first non-loopback address).
-    pub node_ip: Option<IpAddr>,
-    /// An existing CRI socket instead of the agent's own containerd.
-    pub runtime_endpoint: Option<String>,
-    /// Parent cgroup of every pod.
-    pub cgroup_root: String,
+    /// The node agent flags the server was given.
+    pub node: crate::NodeFlags,
     /// The cluster's pod network.
     pub cluster_cidr: String,
     /// The address the API server listens on.
     pub bind_address: IpAddr,
-    /// The podCIDR the node registers with (default: the node IPAM controller assigns one).
-    pub pod_cidr: Option<String>,
-    /// How pods reach pods on other nodes.
-    pub pod_network: skiff_agent::podnet::Mode,
-    /// Pids limit of each pod's cgroup; ≤ 0 for none.
-    pub pod_max_pids: i64,
-    /// The streaming port (logs, exec, attach, port-forward).
-    pub port: u16,
 }
 
 /// The node IP the server's agent registers: `--node-ip`, a specific bind address, or the
 /// host's first non-loopback address (the agent's own default, the source address towards the
 /// API server, would be loopback here).
 fn node_ip(options: &Options) -> IpAddr {
-    if let Some(ip) = options.node_ip {
+    if let Some(ip) = options.node.node_ip {
         return ip;
     }
     let bind = options.bind_address;
@@ -107,20 +92,12 @@ pub async fn start(
     options: Options,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
-    let name = options
-        .node_name
-        .clone()
-        .unwrap_or_else(skiff_agent::default_node_name);
+    let name = options.node.name();
     let kube = node_client_config(server, &options, &name).await?;
     let mut config = skiff_agent::Config::new(options.data_dir.clone(), name.clone(), kube);
-    config.runtime_endpoint = options.runtime_endpoint.clone();
+    options.node.apply(&mut config);
     config.node_ip = Some(node_ip(&options));
-    config.cgroup_root = options.cgroup_root.clone();
     config.cluster_cidr = options.cluster_cidr.clone();
-    config.pod_cidr = options.pod_cidr.clone();
-    config.pod_network = options.pod_network;
-    config.pod_max_pids = options.pod_max_pids;
-    config.port = options.port;
     tracing::info!(node = %name, ip = ?config.node_ip, "starting the node agent for this host");
     Ok(tokio::spawn(async move {
         skiff_agent::run(config, shutdown)
