@@ -10,11 +10,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use support::eventually;
-use support::netns_host::{NetnsHost as Host, run, skip_reason, text, v2};
+use support::netns_host::{NetnsHost as Host, skip_reason, text, v2};
 
 const NODE_IP: &str = "10.213.9.2";
 const NODE: &str = "skiff-cg-node";
@@ -173,25 +172,9 @@ fn pod_qos_and_node_cgroups_carry_the_kubelets_values() {
         return;
     }
     let mut host = Host::new("skiff-cg", NODE_IP, NODE);
-    let images = host.data_dir().join("agent/images");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
-    let out = run(Command::new(script).arg(&images));
-    assert!(out.status.success(), "busybox-image.sh: {out:?}");
+    host.import_busybox();
     start(&mut host);
-    eventually(
-        Duration::from_secs(120),
-        "the server's node is Ready",
-        || {
-            let out = host.kubectl(&[
-                "get",
-                "node",
-                NODE,
-                "-o",
-                r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
-            ]);
-            (text(&out) == "True").then_some(())
-        },
-    );
+    host.wait_until_usable();
 
     // The flags `skiff server` passed to its agent.
     let node: serde_json::Value =

@@ -8,27 +8,14 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use support::eventually;
-use support::netns_host::{NetnsHost as Host, run, skip_reason, text};
+use support::netns_host::{NetnsHost as Host, skip_reason, text};
 
 /// The node's address on the test namespace's veth.
 const NODE_IP: &str = "10.213.7.2";
 const NODE: &str = "skiff-sa-node";
-
-/// The server's node reports Ready.
-fn node_ready(host: &Host) -> bool {
-    let out = host.kubectl(&[
-        "get",
-        "node",
-        NODE,
-        "-o",
-        r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
-    ]);
-    text(&out) == "True"
-}
 
 #[test]
 fn the_servers_own_node_runs_a_pod_and_keeps_it_across_a_server_restart() {
@@ -37,17 +24,10 @@ fn the_servers_own_node_runs_a_pod_and_keeps_it_across_a_server_restart() {
         return;
     }
     let mut host = Host::new("skiff-sa", NODE_IP, NODE);
-    let images = host.data_dir().join("agent/images");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
-    let out = run(Command::new(script).arg(&images));
-    assert!(out.status.success(), "busybox-image.sh: {out:?}");
+    host.import_busybox();
     host.start_server(&[]);
 
-    eventually(
-        Duration::from_secs(120),
-        "the server's node is Ready",
-        || node_ready(&host).then_some(()),
-    );
+    host.wait_until_usable();
     let node: serde_json::Value =
         serde_json::from_str(&host.ok(&["get", "node", NODE, "-o", "json"])).expect("node json");
     let addresses = node["status"]["addresses"]
@@ -144,7 +124,7 @@ fn the_servers_own_node_runs_a_pod_and_keeps_it_across_a_server_restart() {
     host.start_server(&[]);
     // The Node still says Ready from before; the agent's own line says it is back.
     eventually(Duration::from_secs(120), "the agent is ready again", || {
-        (host.log().matches("node agent ready").count() == 2 && node_ready(&host)).then_some(())
+        (host.log().matches("node agent ready").count() == 2 && host.node_ready()).then_some(())
     });
     let after = eventually(Duration::from_secs(60), "the pod still runs", || {
         running(&host)

@@ -98,6 +98,14 @@ impl NetnsHost {
         host
     }
 
+    /// The busybox image archive in the agent's import dir, so pods start without a registry.
+    pub fn import_busybox(&self) {
+        let images = self.data_dir().join("agent/images");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
+        let out = run(Command::new(script).arg(&images));
+        assert!(out.status.success(), "busybox-image.sh: {out:?}");
+    }
+
     /// A command inside the namespace (`nsenter --net`, not `ip netns exec`, which hides the
     /// cgroup mounts from runc).
     pub fn inside(&self, program: &str) -> Command {
@@ -137,6 +145,35 @@ impl NetnsHost {
             self.log()
         );
         text(&out)
+    }
+
+    /// The server's node reports Ready.
+    pub fn node_ready(&self) -> bool {
+        let out = self.kubectl(&[
+            "get",
+            "node",
+            &self.node,
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+        ]);
+        text(&out) == "True"
+    }
+
+    /// Waits until the node is Ready and pods can be created: its Lease exists and the
+    /// `default` ServiceAccount the admission of every pod looks up has been made.
+    pub fn wait_until_usable(&self) {
+        let wait = Duration::from_secs(120);
+        super::eventually(wait, "the server's node is Ready", || {
+            self.node_ready().then_some(())
+        });
+        super::eventually(wait, "the node's Lease", || {
+            let lease = ["get", "lease", "-n", "kube-node-lease", &self.node];
+            self.kubectl(&lease).status.success().then_some(())
+        });
+        super::eventually(wait, "the default ServiceAccount", || {
+            let sa = ["get", "serviceaccount", "default", "-n", "default"];
+            self.kubectl(&sa).status.success().then_some(())
+        });
     }
 
     /// `skiff server` with its agent (no `--disable-agent`; without `--node-ip` the address
